@@ -1,0 +1,65 @@
+"""AsymFusion (Wang et al., "Deep Multimodal Feature Representation with Asymmetric Multi-layer Fusion", MM 2020)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .asym import REFERENCE_SHIFT_OFFSETS, REFERENCE_SHUFFLE_GROUPS, channel_shuffle, kept_channels, pixel_shift
+from .modal import mean_of_others, split_modalities
+from .resnet import BackboneSpec, BlockPosition, Bottleneck
+from .segmenter import FusionSegmenter
+
+
+class AsymBottleneck(Bottleneck):
+    """``conv1 -> bn1 -> relu -> shuffle -> conv2 -> bn2 -> relu -> (+ others' shift) -> shuffle -> conv3``."""
+
+    is_fusion_point = True
+
+    def __init__(self, *args, groups: int, offsets: tuple[tuple[int, int], ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.groups = groups
+        self.offsets = tuple(tuple(o) for o in offsets)
+
+    def middle(self, out: torch.Tensor) -> torch.Tensor:
+        keep = kept_channels(out.shape[1], self.groups)
+        shifted = pixel_shift(out, keep, self.offsets)
+        out = channel_shuffle(out, self.num_modalities, keep)
+        out = F.relu(self.bn2(self.conv2(out)))
+        received = mean_of_others(split_modalities(shifted, self.num_modalities)).flatten(0, 1)
+        return channel_shuffle(out + received, self.num_modalities, keep)
+
+
+class AsymFusionNet(FusionSegmenter):
+    """Bidirectional fusion in the last bottleneck of each stage (4 fusion points, strides 4-32)."""
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        num_classes: int,
+        modalities: Sequence[str],
+        *,
+        shuffle_groups: int = REFERENCE_SHUFFLE_GROUPS,
+        shift_offsets: Sequence[Sequence[int]] = REFERENCE_SHIFT_OFFSETS,
+        in_channels: int = 3,
+    ):
+        if len(modalities) < 2:
+            raise ValueError(f"asymfusion needs at least 2 modalities, got {list(modalities)}")
+        if shuffle_groups < 2:
+            raise ValueError(f"asymfusion shuffle_groups must be >= 2, got {shuffle_groups}")
+        offsets = tuple(tuple(int(v) for v in o) for o in shift_offsets)
+        if not offsets or any(len(o) != 2 for o in offsets):
+            raise ValueError(f"asymfusion shift_offsets must be a non-empty list of (dy, dx), got {shift_offsets}")
+        short = [stage for stage, count in enumerate(spec.layers, 1) if count < 2]
+        if short:
+            raise ValueError(f"asymfusion needs >= 2 blocks per stage (the fused block must have stride 1); "
+                             f"stages {short} of layers {spec.layers} have fewer")
+
+        def fusion_in_last_block(position: BlockPosition, **kwargs) -> Bottleneck:
+            if position.index == position.count - 1:
+                return AsymBottleneck(**kwargs, groups=shuffle_groups, offsets=offsets)
+            return Bottleneck(**kwargs)
+
+        super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=fusion_in_last_block)

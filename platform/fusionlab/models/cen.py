@@ -1,0 +1,50 @@
+"""CEN: the channel-exchanging network (Wang et al., "Deep Multimodal Fusion by Channel Exchanging", NeurIPS 2020)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .exchange import ExchangeBottleneck
+from .resnet import BackboneSpec, BlockPosition, Bottleneck
+from .segmenter import FusionSegmenter
+from .sparsity import l1_penalty
+
+
+class ChannelExchangingNet(FusionSegmenter):
+    """Exchange after ``bn2`` in every bottleneck of layer1-4; sparsity ``l1_lambda * sum |gamma|`` on a portion."""
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        num_classes: int,
+        modalities: Sequence[str],
+        *,
+        threshold: float = 2e-2,
+        portion: float | None = None,
+        l1_lambda: float = 2e-4,
+        in_channels: int = 3,
+    ):
+        num_modalities = len(modalities)
+        if num_modalities < 2:
+            raise ValueError(f"cen needs at least 2 modalities, got {list(modalities)}")
+        portion = 1.0 / num_modalities if portion is None else portion
+        if not 0.0 <= portion <= 1.0 / num_modalities + 1e-9:
+            raise ValueError(
+                f"cen portion must be in [0, 1/M] = [0, {1 / num_modalities:.4g}] so the modalities' penalised "
+                f"blocks stay disjoint, got {portion}"
+            )
+        if threshold < 0 or l1_lambda < 0:
+            raise ValueError(f"cen threshold and l1_lambda must be >= 0, got {threshold} and {l1_lambda}")
+
+        def exchange_block(position: BlockPosition, **kwargs) -> Bottleneck:
+            return ExchangeBottleneck(**kwargs, threshold=threshold, portion=portion)
+
+        super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=exchange_block)
+        self.threshold = threshold
+        self.portion = portion
+        self.l1_lambda = l1_lambda
+
+    def regularization_loss(self) -> torch.Tensor:
+        return self.l1_lambda * l1_penalty(self)

@@ -1,0 +1,91 @@
+"""Load ImageNet ResNet weights saved in torchvision's naming into any fusion model's encoder(s).
+
+Every modality's BN copy receives the same gamma/beta/statistics; ``fc.*`` is dropped; an early-concat stem
+(``M * 3`` input channels) gets the RGB filters tiled M times and divided by M, so a constant input gives the
+same response. Nothing is downloaded: the weights come from a local file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Mapping
+
+import torch
+
+from .segmenter import FusionModel
+
+_MODALITY_COPY = re.compile(r"\.bns\.\d+\.")
+_OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from the older torchvision checkpoints the references use
+
+
+class PretrainedWeightsError(ValueError):
+    pass
+
+
+def _preview(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PretrainedWeightsError(f"pretrained weights file not found: {path}") from None
+    except Exception as error:
+        raise PretrainedWeightsError(f"cannot read pretrained weights {path}: {error}") from error
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PretrainedWeightsError(f"{path}: expected a state dict of tensors (torchvision ResNet format)")
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def encoder_state_from_torchvision(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], origin: str = "state dict"
+) -> dict[str, torch.Tensor]:
+    """Map a torchvision ResNet state dict onto an encoder's ``target`` state dict (keys and shapes)."""
+    wanted: dict[str, list[str]] = {}
+    for key in target:
+        wanted.setdefault(_MODALITY_COPY.sub(".", key), []).append(key)
+    missing = sorted(k for k in wanted if k not in source and not k.endswith(_OPTIONAL_SUFFIX))
+    unexpected = sorted(k for k in source if k not in wanted and not k.startswith("fc."))
+    if missing or unexpected:
+        problems = []
+        if missing:
+            problems.append(f"missing encoder keys [{_preview(missing)}]")
+        if unexpected:
+            problems.append(f"unexpected keys [{_preview(unexpected)}]")
+        raise PretrainedWeightsError(f"{origin} does not match the encoder: " + "; ".join(problems))
+
+    state = {}
+    for source_key, keys in wanted.items():
+        if source_key not in source:
+            continue
+        value = source[source_key]
+        for key in keys:
+            expected = target[key].shape
+            if key == "conv1.weight" and value.dim() == 4 and value.shape[1] and expected[1] % value.shape[1] == 0:
+                repeats = expected[1] // value.shape[1]
+                value = value.repeat(1, repeats, 1, 1) / repeats
+            if value.shape != expected:
+                raise PretrainedWeightsError(
+                    f"{origin}: {source_key} has shape {list(value.shape)}, the encoder's {key} needs {list(expected)}"
+                )
+            state[key] = value
+    return state
+
+
+def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> None:
+    """Copy torchvision-format ResNet weights into every encoder of ``model`` (strictly, in place)."""
+    origin = "state dict" if isinstance(source, Mapping) else str(source)
+    weights = dict(source) if isinstance(source, Mapping) else read_state_dict(source)
+    encoders = model.encoders()
+    if not encoders:
+        raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet encoder to load weights into")
+    for _, encoder in encoders:
+        target = encoder.state_dict()
+        state = encoder_state_from_torchvision(weights, target, origin)
+        keep_own = {k: v for k, v in target.items() if k not in state}  # only optional counters
+        encoder.load_state_dict({**keep_own, **state}, strict=True)

@@ -1,0 +1,35 @@
+"""Parameter counts and fusion points of the registered models, computed without allocating weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .registry import build, list_models
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    parameters: int
+    branches: str
+    fusion_points: list[str]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def summarize(name: str, *, backbone: str, num_classes: int, modalities: Sequence[str], **params) -> ModelSummary:
+    with torch.device("meta"):
+        model = build(name, backbone=backbone, num_classes=num_classes, modalities=modalities, **params)
+    branches = getattr(model, "branch_modalities", model.modalities)
+    return ModelSummary(name, count_parameters(model), ",".join(branches), model.fusion_points())
+
+
+def summarize_all(*, backbone: str, num_classes: int, modalities: Sequence[str]) -> list[ModelSummary]:
+    return [summarize(name, backbone=backbone, num_classes=num_classes, modalities=modalities)
+            for name in list_models()]
