@@ -42,7 +42,7 @@ class SharedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.loop_modalities and self.num_modalities > 1:
-            return torch.cat([super().forward(part) for part in x.chunk(self.num_modalities)])
+            return torch.cat([self._conv_forward(part, self.weight, self.bias) for part in x.chunk(self.num_modalities)])
         return super().forward(x)
 
 

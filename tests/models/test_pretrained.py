@@ -1,0 +1,121 @@
+"""ImageNet weights in torchvision's ResNet naming load into every modality's BN copy; mismatches are errors."""
+
+import pytest
+import torch
+
+from fusionlab.models import PretrainedWeightsError, build, load_imagenet_resnet
+
+
+def torchvision_resnet_state(layers, width=64, counters=True) -> dict[str, torch.Tensor]:
+    """A state dict laid out exactly as torchvision.models.resnet{50,101,152}().state_dict(), random values."""
+    state = {}
+
+    def batchnorm(prefix, channels):
+        state[f"{prefix}.weight"] = torch.rand(channels) + 0.5
+        state[f"{prefix}.bias"] = torch.randn(channels)
+        state[f"{prefix}.running_mean"] = torch.randn(channels)
+        state[f"{prefix}.running_var"] = torch.rand(channels) + 0.5
+        if counters:
+            state[f"{prefix}.num_batches_tracked"] = torch.tensor(1234)
+
+    state["conv1.weight"] = torch.randn(width, 3, 7, 7)
+    batchnorm("bn1", width)
+    inplanes = width
+    for stage, count in enumerate(layers, start=1):
+        planes = width * 2 ** (stage - 1)
+        for index in range(count):
+            prefix = f"layer{stage}.{index}"
+            state[f"{prefix}.conv1.weight"] = torch.randn(planes, inplanes, 1, 1)
+            batchnorm(f"{prefix}.bn1", planes)
+            state[f"{prefix}.conv2.weight"] = torch.randn(planes, planes, 3, 3)
+            batchnorm(f"{prefix}.bn2", planes)
+            state[f"{prefix}.conv3.weight"] = torch.randn(planes * 4, planes, 1, 1)
+            batchnorm(f"{prefix}.bn3", planes * 4)
+            if index == 0:
+                state[f"{prefix}.downsample.0.weight"] = torch.randn(planes * 4, inplanes, 1, 1)
+                batchnorm(f"{prefix}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    state["fc.weight"] = torch.randn(1000, inplanes)
+    state["fc.bias"] = torch.randn(1000)
+    return state
+
+
+RESNET50 = (3, 4, 6, 3)
+
+
+@pytest.fixture(scope="module")
+def resnet50_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "resnet50-imagenet.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision_resnet_state(RESNET50), path)
+    return path
+
+
+def test_round_trip_into_every_modality_copy(resnet50_file):
+    source = torch.load(resnet50_file, weights_only=True)
+    model = build("cen", backbone="resnet50", num_classes=40, modalities=["rgb", "depth", "hha"])
+    load_imagenet_resnet(model, resnet50_file)
+    encoder = model.encoder.state_dict()
+    checked = 0
+    for key, value in source.items():
+        if key.startswith("fc."):
+            continue
+        head, _, leaf = key.rpartition(".")
+        if ".bn" in f".{head}" or head.endswith("downsample.1"):
+            for m in range(3):
+                assert torch.equal(encoder[f"{head}.bns.{m}.{leaf}"], value), f"{key} -> modality {m}"
+                checked += 1
+        else:
+            assert torch.equal(encoder[key], value), key
+            checked += 1
+    assert checked == len(encoder), "every encoder tensor came from the file"
+
+
+def test_late_fusion_loads_each_network_and_early_concat_tiles_the_stem(resnet50_file):
+    source = torch.load(resnet50_file, weights_only=True)
+    late = build("late_fusion", backbone="resnet50", num_classes=40, modalities=["rgb", "depth"])
+    load_imagenet_resnet(late, resnet50_file)
+    for net in late.nets:
+        assert torch.equal(net.encoder.layer4[2].conv3.weight, source["layer4.2.conv3.weight"])
+    early = build("early_concat", backbone="resnet50", num_classes=40, modalities=["rgb", "depth"])
+    load_imagenet_resnet(early, resnet50_file)
+    stem = early.net.encoder.conv1.weight
+    assert stem.shape == (64, 6, 7, 7)
+    torch.testing.assert_close(stem[:, :3] + stem[:, 3:], source["conv1.weight"])
+
+
+def test_checkpoint_without_batch_counters_loads():
+    torch.manual_seed(1)
+    state = torchvision_resnet_state(RESNET50, counters=False)
+    model = build("unimodal", backbone="resnet50", num_classes=40, modalities=["rgb"])
+    load_imagenet_resnet(model, state)
+    assert torch.equal(model.encoder.bn1.bns[0].running_var, state["bn1.running_var"])
+
+
+def test_missing_and_unexpected_keys_are_named():
+    state = torchvision_resnet_state(RESNET50)
+    del state["layer3.5.bn2.weight"]
+    state["layer5.0.conv1.weight"] = torch.zeros(1)
+    model = build("cen", backbone="resnet50", num_classes=40, modalities=["rgb", "depth"])
+    with pytest.raises(PretrainedWeightsError, match=r"missing encoder keys \[layer3\.5\.bn2\.weight\]") as error:
+        load_imagenet_resnet(model, state)
+    assert "unexpected keys [layer5.0.conv1.weight]" in str(error.value)
+
+
+def test_wrong_backbone_depth_and_shape_are_errors(resnet50_file):
+    model = build("cen", backbone="resnet101", num_classes=40, modalities=["rgb", "depth"])
+    with pytest.raises(PretrainedWeightsError, match=r"resnet50-imagenet\.pth.*missing encoder keys \[layer3\.10"):
+        load_imagenet_resnet(model, resnet50_file)
+    mini = build("cen", backbone="resnet_mini", num_classes=5, modalities=["rgb", "depth"])
+    with pytest.raises(PretrainedWeightsError, match=r"conv1.weight has shape \[64, 3, 7, 7\].*needs \[16, 3, 7, 7\]"):
+        load_imagenet_resnet(mini, torchvision_resnet_state((2, 2, 2, 2)))
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "not-weights.pth"
+    bad.write_bytes(b"this is not a checkpoint")
+    model = build("unimodal", backbone="resnet_mini", num_classes=5, modalities=["rgb"])
+    with pytest.raises(PretrainedWeightsError, match="cannot read pretrained weights .*not-weights.pth"):
+        load_imagenet_resnet(model, bad)
+    with pytest.raises(PretrainedWeightsError, match="not found"):
+        load_imagenet_resnet(model, tmp_path / "absent.pth")

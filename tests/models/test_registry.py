@@ -1,0 +1,93 @@
+"""Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3."""
+
+import pytest
+import torch
+
+from fusionlab.models import FusionModel, FusionOutput, build, list_models, register_model
+
+MODALITY_SETS = {2: ["rgb", "depth"], 3: ["rgb", "depth", "hha"]}
+EXPECTED_MODELS = ["asymfusion", "cen", "early_concat", "late_fusion", "shared_bn", "unimodal"]
+
+
+def test_registry_lists_the_papers_models_and_baselines():
+    assert list_models() == EXPECTED_MODELS
+    assert list_models("*fusion") == ["asymfusion", "late_fusion"]
+
+
+@pytest.mark.parametrize("num_modalities", sorted(MODALITY_SETS))
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_every_model(name, num_modalities):
+    modalities = MODALITY_SETS[num_modalities]
+    model = build(name, backbone="resnet_mini", num_classes=7, modalities=modalities)
+    assert isinstance(model, FusionModel)
+    batch, height, width = 2, 64, 48
+    x = torch.randn(num_modalities, batch, 3, height, width)
+    out = model(x)
+    assert isinstance(out, FusionOutput)
+    expected_branches = 1 if name in ("unimodal", "early_concat") else num_modalities
+    assert out.branches.shape == (expected_branches, batch, 7, height // 4, width // 4)
+    assert out.ensemble.shape == (batch, 7, height // 4, width // 4)
+    loss = out.branches.square().mean() + out.ensemble.square().mean() + model.regularization_loss()
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters that got no gradient: {no_grad[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+    model.eval()
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    assert torch.equal(first.ensemble, second.ensemble), "eval mode must be deterministic (no dropout)"
+
+
+@pytest.mark.parametrize("name", ["cen", "asymfusion", "shared_bn"])
+def test_alpha_ensemble_is_softmax_weighted_detached_branches(name):
+    model = build(name, backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"]).eval()
+    with torch.no_grad():
+        model.alpha.copy_(torch.tensor([0.3, -1.2]))
+    out = model(torch.randn(2, 2, 3, 32, 32))
+    weights = torch.softmax(torch.tensor([0.3, -1.2]), 0)
+    torch.testing.assert_close(out.ensemble, weights[0] * out.branches[0] + weights[1] * out.branches[1])
+    out.ensemble.sum().backward()
+    trained = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert trained == ["alpha"], "the ensemble loss trains alpha only"
+
+
+def test_unimodal_reads_its_chosen_modality():
+    model = build("unimodal", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"], modality="depth")
+    model.eval()
+    x = torch.randn(2, 1, 3, 32, 32)
+    with torch.no_grad():
+        from_depth = model(x).branches
+        x_changed_rgb = x.clone()
+        x_changed_rgb[0] = torch.randn_like(x[0])
+        assert torch.equal(model(x_changed_rgb).branches, from_depth)
+
+
+def test_shared_bn_has_one_bn_for_all_modalities():
+    shared = build("shared_bn", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"])
+    private = build("cen", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"])
+    assert len(shared.encoder.layer1[0].bn2.bns) == 1 and len(private.encoder.layer1[0].bn2.bns) == 2
+
+
+def test_unknown_model_and_bad_arguments_give_clear_errors():
+    with pytest.raises(ValueError, match="unknown model 'cne'.*'cen'"):
+        build("cne", num_classes=3, modalities=["rgb", "depth"])
+    with pytest.raises(ValueError, match="unknown backbone 'resnet18'"):
+        build("cen", backbone="resnet18", num_classes=3, modalities=["rgb", "depth"])
+    with pytest.raises(TypeError, match="theshold"):
+        build("cen", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"], theshold=0.1)
+    with pytest.raises(ValueError, match="cen needs at least 2 modalities"):
+        build("cen", backbone="resnet_mini", num_classes=3, modalities=["rgb"])
+    with pytest.raises(ValueError, match="'ir'.*not among the inputs"):
+        build("unimodal", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"], modality="ir")
+
+
+def test_wrong_input_shape_names_what_was_expected():
+    model = build("cen", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"])
+    with pytest.raises(ValueError, match=r"expects input \[M, B, C, H, W\] = \[2, 'B', 3, 'H', 'W'\].*\[3, 2, 3, 32, 32\]"):
+        model(torch.randn(3, 2, 3, 32, 32))
+
+
+def test_register_model_rejects_duplicates():
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model(type("cen", (), {"__name__": "cen"}))
