@@ -40,6 +40,13 @@ def test_unknown_backbone_is_an_error(capsys):
     assert "unknown backbone 'resnet18'" in capsys.readouterr().out
 
 
+def test_single_modality_lists_what_cannot_be_built(capsys):
+    assert main(["models", "--backbone", "resnet_mini", "--modalities", "rgb"]) == 0
+    out = capsys.readouterr().out
+    assert "cen needs at least 2 modalities" in out
+    assert "unimodal" in model_rows(out)
+
+
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "fusionlab.cli", "models", "--backbone", "resnet_mini"],
                             capture_output=True, text=True, check=True)

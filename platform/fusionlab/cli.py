@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -24,21 +24,25 @@ def _describe_points(points: list[str], limit: int = 4) -> str:
 
 
 def cmd_models(args: argparse.Namespace, console: Console) -> int:
-    from fusionlab.models import BACKBONES, summarize_all
+    from fusionlab.models import BACKBONES, list_models, summarize
 
     if args.backbone not in BACKBONES:
         console.print(f"[red]error:[/] unknown backbone {args.backbone!r}; expected one of {sorted(BACKBONES)}")
         return 2
-    summaries = summarize_all(backbone=args.backbone, num_classes=args.num_classes, modalities=args.modalities)
     table = Table(title=f"fusionlab models - {args.backbone}, {args.num_classes} classes, "
                         f"modalities {','.join(args.modalities)}")
     table.add_column("model")
     table.add_column("branches")
     table.add_column("parameters", justify="right")
     table.add_column("fusion points")
-    for summary in summaries:
-        table.add_row(summary.name, summary.branches, f"{summary.parameters:,}",
-                      _describe_points(summary.fusion_points))
+    for name in list_models():
+        try:
+            summary = summarize(name, backbone=args.backbone, num_classes=args.num_classes,
+                                modalities=args.modalities)
+        except ValueError as error:  # e.g. a fusion model given a single modality
+            table.add_row(name, "-", "-", f"[yellow]{error}[/]")
+            continue
+        table.add_row(name, summary.branches, f"{summary.parameters:,}", _describe_points(summary.fusion_points))
     console.print(table)
     return 0
 

@@ -7,8 +7,8 @@ from torch.testing import assert_close
 
 from fusionlab.models import build
 from fusionlab.models.exchange import channel_exchange, exchanged_fraction
-from fusionlab.models.segmenter import FusionSegmenter
 from fusionlab.models.resnet import get_backbone
+from fusionlab.models.segmenter import FusionSegmenter
 
 
 def naive_exchange(xs: list[torch.Tensor], gammas: torch.Tensor, threshold: float) -> list[torch.Tensor]:
@@ -42,7 +42,7 @@ def test_equals_naive_rule_on_random_tensors(num_modalities):
     threshold = 0.03
     assert 0 < (gammas.abs() < threshold).float().mean() < 1, "the draw must exchange some channels, not all"
     y = channel_exchange(torch.cat(xs), gammas, threshold).chunk(num_modalities)
-    for got, want in zip(y, naive_exchange(xs, gammas, threshold)):
+    for got, want in zip(y, naive_exchange(xs, gammas, threshold), strict=True):
         assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 

@@ -84,7 +84,8 @@ def test_unknown_model_and_bad_arguments_give_clear_errors():
 
 def test_wrong_input_shape_names_what_was_expected():
     model = build("cen", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"])
-    with pytest.raises(ValueError, match=r"expects input \[M, B, C, H, W\] = \[2, 'B', 3, 'H', 'W'\].*\[3, 2, 3, 32, 32\]"):
+    expected = r"expects input \[M, B, C, H, W\] = \[2, 'B', 3, 'H', 'W'\].*got \[3, 2, 3, 32, 32\]"
+    with pytest.raises(ValueError, match=expected):
         model(torch.randn(3, 2, 3, 32, 32))
 
 

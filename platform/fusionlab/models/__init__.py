@@ -7,11 +7,10 @@ from .registry import build, list_models, register_model
 from .resnet import BACKBONES, get_backbone
 from .segmenter import FusionModel, FusionOutput
 from .sparsity import exchange_statistics, l1_penalty, overall_exchanged_fraction
-from .summary import count_parameters, summarize, summarize_all
+from .summary import count_parameters, summarize
 
 __all__ = [
     "BACKBONES", "FusionModel", "FusionOutput", "ModalBatchNorm2d", "PretrainedWeightsError", "SharedConv2d",
     "build", "count_parameters", "exchange_statistics", "get_backbone", "l1_penalty", "list_models",
     "load_imagenet_resnet", "overall_exchanged_fraction", "register_model", "set_modality_loop", "summarize",
-    "summarize_all",
 ]

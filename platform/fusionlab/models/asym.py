@@ -7,6 +7,8 @@ group per offset, by one offset each (reference: down, right, left, up), with ze
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 
@@ -32,7 +34,7 @@ def channel_shuffle(x: torch.Tensor, num_modalities: int, keep: int) -> torch.Te
     sources = num_modalities - 1
     rest = v.shape[2] - keep
     edges = [keep + rest * j // sources for j in range(sources + 1)]
-    taken = [v[:, :, lo:hi].roll(-(j + 1), dims=0) for j, (lo, hi) in enumerate(zip(edges, edges[1:]))]
+    taken = [v[:, :, lo:hi].roll(-(j + 1), dims=0) for j, (lo, hi) in enumerate(pairwise(edges))]
     return torch.cat([v[:, :, :keep], *taken], dim=2).flatten(0, 1)
 
 
@@ -49,6 +51,6 @@ def pixel_shift(
 ) -> torch.Tensor:
     """Shift the first ``keep`` channels group-wise (one group per offset); the remaining channels are zero."""
     groups = x[:, :keep].tensor_split(len(offsets), dim=1)
-    shifted = [shift2d(group, dy, dx) for group, (dy, dx) in zip(groups, offsets)]
+    shifted = [shift2d(group, dy, dx) for group, (dy, dx) in zip(groups, offsets, strict=True)]
     rest = x.new_zeros(x.shape[0], x.shape[1] - keep, *x.shape[2:])
     return torch.cat([*shifted, rest], dim=1)

@@ -42,7 +42,8 @@ class SharedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.loop_modalities and self.num_modalities > 1:
-            return torch.cat([self._conv_forward(part, self.weight, self.bias) for part in x.chunk(self.num_modalities)])
+            parts = x.chunk(self.num_modalities)
+            return torch.cat([self._conv_forward(part, self.weight, self.bias) for part in parts])
         return super().forward(x)
 
 

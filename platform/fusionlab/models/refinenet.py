@@ -102,7 +102,7 @@ class RefineNetDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         l1, l2, l3, l4 = features
         x = self.stages[0](self.dropout(l4))
-        for stage, skip in zip(self.stages[1:], (self.dropout(l3), l2, l1)):
+        for stage, skip in zip(self.stages[1:], (self.dropout(l3), l2, l1), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
             x = stage(skip, x)
         return self.classifier(self.dropout(x))

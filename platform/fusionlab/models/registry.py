@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .segmenter import FusionModel
 

@@ -6,9 +6,10 @@ ImageNet weights map by inserting the modality index (``bn1.weight`` -> ``bn1.bn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
 
-from .registry import build, list_models
+from .registry import build
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,3 @@ def summarize(name: str, *, backbone: str, num_classes: int, modalities: Sequenc
     branches = getattr(model, "branch_modalities", model.modalities)
     return ModelSummary(name, count_parameters(model), ",".join(branches), model.fusion_points())
 
-
-def summarize_all(*, backbone: str, num_classes: int, modalities: Sequence[str]) -> list[ModelSummary]:
-    return [summarize(name, backbone=backbone, num_classes=num_classes, modalities=modalities)
-            for name in list_models()]
