@@ -1,0 +1,11 @@
+"""Sharded Arrow/Parquet datasets: format, writer, reader, transforms, synthetic data and converters."""
+
+from .manifest import DatasetError, LabelSpec, Manifest, ModalitySpec, depth_mm_spec, gray_spec, rgb_spec
+from .reader import DatasetReader, decode_row
+from .sample import Sample
+from .writer import DatasetWriter
+
+__all__ = [
+    "DatasetError", "DatasetReader", "DatasetWriter", "LabelSpec", "Manifest", "ModalitySpec", "Sample",
+    "decode_row", "depth_mm_spec", "gray_spec", "rgb_spec",
+]
