@@ -47,6 +47,72 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 120x160, got {text!r}") from None
+    if height < 8 or width < 8:
+        raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
+    return height, width
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def cmd_data_synth(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.data.synthetic import write_synthetic
+
+    write_synthetic(args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
+                    overwrite=args.overwrite)
+    return cmd_data_inspect(argparse.Namespace(dir=args.out, verify=False), console)
+
+
+def cmd_data_convert(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.data.converters import convert
+
+    convert(args.kind, args.src, args.out, overwrite=args.overwrite)
+    return cmd_data_inspect(argparse.Namespace(dir=args.out, verify=False), console)
+
+
+def cmd_data_inspect(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.data import DatasetReader
+
+    reader = DatasetReader(args.dir)
+    manifest = reader.manifest
+    size = "x".join(map(str, manifest.image_size)) if manifest.image_size else "varies"
+    console.print(f"[bold]{manifest.name}[/] ({manifest.task}) at {args.dir}  schema v{manifest.schema_version}, "
+                  f"image size {size}")
+    modalities = Table(title="modalities")
+    for column in ("name", "dtype", "channels", "encoding", "scale", "unit"):
+        modalities.add_column(column)
+    for name, spec in manifest.modalities.items():
+        role = " (target)" if name == manifest.target else ""
+        modalities.add_row(name + role, spec.dtype, str(spec.channels), spec.encoding, f"{spec.scale:.6g}",
+                           spec.unit or "-")
+    console.print(modalities)
+    if manifest.label is not None:
+        console.print(f"{manifest.label.num_classes} classes (ignore index {manifest.label.ignore_index}): "
+                      + ", ".join(manifest.label.classes))
+    splits = Table(title="splits")
+    for column in ("split", "rows", "shards", "bytes"):
+        splits.add_column(column, justify="right")
+    for split, shards in manifest.splits.items():
+        splits.add_row(split, str(manifest.rows(split)), str(len(shards)),
+                       _human_bytes(sum(shard.bytes for shard in shards)))
+    console.print(splits)
+    if args.verify:
+        reader.verify()
+        count = sum(len(shards) for shards in manifest.splits.values())
+        console.print(f"[green]verified[/] {count} shards: sizes, sha256 checksums and row counts match the manifest")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,13 +122,41 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--num-classes", type=int, default=40)
     models.add_argument("--modalities", type=_csv, default=["rgb", "depth"])
     models.set_defaults(handler=cmd_models)
+
+    data = commands.add_parser("data", help="create, convert and inspect sharded datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    synth = data_commands.add_parser("synth", help="write the procedural synthetic RGB-D benchmark")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--train", type=int, default=64)
+    synth.add_argument("--val", type=int, default=16)
+    synth.add_argument("--test", type=int, default=16)
+    synth.add_argument("--size", type=_size, default=(120, 160), help="HxW")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true")
+    synth.set_defaults(handler=cmd_data_synth)
+    convert = data_commands.add_parser("convert", help="convert a public dataset from its own format")
+    convert.add_argument("kind", choices=["nyudv2", "sunrgbd", "cityscapes", "taskonomy"])
+    convert.add_argument("src")
+    convert.add_argument("--out", required=True)
+    convert.add_argument("--overwrite", action="store_true")
+    convert.set_defaults(handler=cmd_data_convert)
+    inspect = data_commands.add_parser("inspect", help="summarise a dataset; --verify checks every checksum")
+    inspect.add_argument("dir")
+    inspect.add_argument("--verify", action="store_true")
+    inspect.set_defaults(handler=cmd_data_inspect)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fusionlab.data import DatasetError
+
     args = build_parser().parse_args(argv)
     console = Console(width=max(Console().width, 120))
-    return args.handler(args, console)
+    try:
+        return args.handler(args, console)
+    except DatasetError as error:
+        console.print(f"[red]error:[/] {error}", highlight=False)
+        return 1
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["image_size"] = list(self.image_size) if self.image_size else None
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json.dumps(data, indent=2) + "\n"  # field order, modalities in their given order
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = MANIFEST_NAME) -> Manifest:

@@ -1,0 +1,43 @@
+"""A plain torch Dataset over a split's shards, for use without Ray (same decoding and transforms)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .reader import DatasetReader, decode_row
+from .transforms import Augment, prepare, select_modalities
+
+
+class ShardDataset(torch.utils.data.Dataset):
+    """Rows stay encoded in memory-mapped Arrow; each item is decoded and transformed on access.
+
+    Augmentation draws from a generator keyed on ``(seed, epoch, index)``: reproducible, different every epoch
+    (call ``set_epoch``).
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str, modalities: Sequence[str] | None = None,
+                 augment: Augment | None = None, seed: int = 0):
+        reader = DatasetReader(root)
+        self.manifest = reader.manifest
+        self.split = split
+        self.modalities = select_modalities(self.manifest, modalities)
+        self.table = reader.read_table(split)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = self.table.slice(index, 1).to_pylist()[0]
+        sample = decode_row(row, self.manifest, where=f"split {self.split!r}")
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment else None
+        return prepare(sample, self.manifest, self.modalities, self.augment, rng)
