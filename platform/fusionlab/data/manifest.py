@@ -31,7 +31,7 @@ class DatasetError(ValueError):
 class ModalitySpec:
     dtype: str  # uint8 | uint16 | float32
     channels: int
-    encoding: str = "png"  # png (lossless; 16-bit for uint16) | raw (bytes of a [H, W, C] array)
+    encoding: str = "raw"  # raw (bytes of a [H, W, C] array, zstd in Parquet) | png (lossless, 16-bit for uint16)
     # model input = (value * scale - mean) / std, per channel; 1-channel modalities are replicated to 3 channels
     scale: float = 1.0
     mean: tuple[float, ...] = (0.0,)
@@ -48,17 +48,17 @@ class ModalitySpec:
                                f"{self.channels}; use encoding 'raw'")
 
 
-def rgb_spec(encoding: str = "png") -> ModalitySpec:
+def rgb_spec(encoding: str = "raw") -> ModalitySpec:
     """8-bit colour, ImageNet-normalised (the references' RGB input)."""
     return ModalitySpec("uint8", 3, encoding, scale=1 / 255, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
-def depth_mm_spec(encoding: str = "png") -> ModalitySpec:
+def depth_mm_spec(encoding: str = "raw") -> ModalitySpec:
     """Depth in uint16 millimetres, as NYUDv2; the model sees depth * 1/5000 (the references' depth scale)."""
     return ModalitySpec("uint16", 1, encoding, scale=1 / 5000, unit="mm")
 
 
-def gray_spec(encoding: str = "png", channels: int = 1) -> ModalitySpec:
+def gray_spec(encoding: str = "raw", channels: int = 1) -> ModalitySpec:
     """Any 8-bit image modality scaled to [0, 1] (Taskonomy's normals, shading, edges, ...)."""
     return ModalitySpec("uint8", channels, encoding, scale=1 / 255, mean=(0.0,) * channels, std=(1.0,) * channels)
 
@@ -68,7 +68,7 @@ class LabelSpec:
     classes: tuple[str, ...]
     ignore_index: int = 255
     dtype: str = "uint8"
-    encoding: str = "png"
+    encoding: str = "raw"
 
     @property
     def num_classes(self) -> int:
