@@ -113,8 +113,45 @@ def cmd_data_inspect(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.config import load_config
+    from fusionlab.train.driver import run_local, run_ray
+
+    overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
+    config = load_config(args.config, overrides)
+    console.print(f"training [bold]{config.run_name()}[/] ({config.resources.num_workers} worker(s)); "
+                  f"tracking experiment [bold]{config.tracking.experiment}[/] in {args.workdir}")
+    if args.local:
+        reports = run_local(config, args.workdir)
+        final = reports[-1] if reports else {}
+    else:
+        result = run_ray(config, args.workdir, address=args.address)
+        final = result.metrics or {}
+    if "val/miou" in final:
+        console.print(f"done: val/miou {final['val/miou']:.4f}, val/pixel_acc {final['val/pixel_acc']:.4f}, "
+                      f"val/mean_acc {final['val/mean_acc']:.4f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.tracking import default_tracking_uri, load_model
+    from fusionlab.train.evaluate import evaluate
+
+    predictor = load_model(args.model, args.tracking_uri or default_tracking_uri(args.workdir))
+    metrics = evaluate(predictor, args.data, args.split)
+    table = Table(title=f"{args.model} on {args.data} [{args.split}] (ensemble)")
+    for column in ("pixel acc", "mean acc", "mIoU"):
+        table.add_column(column, justify="right")
+    table.add_row(*(f"{100 * metrics[key]:.2f}" for key in ("pixel_acc", "mean_acc", "miou")))
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description=__doc__)
+    parser.add_argument("--workdir", default="fusionlab-runs",
+                        help="holds the embedded MLflow store (mlflow.db), Ray results and checkpoints")
+    parser.add_argument("--tracking-uri", default=None, help="an MLflow server instead of the embedded store")
     commands = parser.add_subparsers(dest="command", required=True)
 
     models = commands.add_parser("models", help="list the registered models with parameter counts and fusion points")
@@ -144,17 +181,31 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("dir")
     inspect.add_argument("--verify", action="store_true")
     inspect.set_defaults(handler=cmd_data_inspect)
+
+    train = commands.add_parser("train", help="train a model from a config (Ray Train; MLflow tracking)")
+    train.add_argument("config")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    train.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    train.add_argument("--local", action="store_true", help="run the loop in this process without Ray")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a logged or registered model on a split")
+    evaluate.add_argument("--model", required=True, help="runs:/<run id>/model or models:/<name>@<alias>")
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--split", default="test")
+    evaluate.set_defaults(handler=cmd_evaluate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fusionlab.config import ConfigError
     from fusionlab.data import DatasetError
 
     args = build_parser().parse_args(argv)
     console = Console(width=max(Console().width, 120))
     try:
         return args.handler(args, console)
-    except DatasetError as error:
+    except (DatasetError, ConfigError) as error:
         console.print(f"[red]error:[/] {error}", highlight=False)
         return 1
 

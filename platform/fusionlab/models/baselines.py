@@ -26,6 +26,9 @@ class EarlyConcat(FusionModel):
     def fusion_points(self) -> list[str]:
         return ["input (channel concatenation)"]
 
+    def branch_names(self) -> list[str]:
+        return self.net.branch_names()
+
 
 class LateFusion(FusionModel):
     """One complete network per modality (no shared weights); the fused prediction is their mean."""

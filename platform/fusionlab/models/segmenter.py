@@ -47,6 +47,10 @@ class FusionModel(nn.Module):
         """Where modalities meet, as module names (or a short description)."""
         return []
 
+    def branch_names(self) -> list[str]:
+        """One name per entry of ``FusionOutput.branches``."""
+        return list(self.modalities)
+
     def encoders(self) -> list[tuple[str, ResNetEncoder]]:
         """The ResNet encoders with their module prefix, for loading ImageNet weights."""
         return [(name, module) for name, module in self.named_modules() if isinstance(module, ResNetEncoder)]
@@ -94,6 +98,9 @@ class FusionSegmenter(FusionModel):
             return FusionOutput(branches, branches.mean(0))
         weights = F.softmax(self.alpha, dim=0).view(num_branches, 1, 1, 1, 1)
         return FusionOutput(branches, (weights * branches.detach()).sum(0))
+
+    def branch_names(self) -> list[str]:
+        return list(self.branch_modalities)
 
     def fusion_points(self) -> list[str]:
         points = [f"{name}{getattr(module, 'fusion_suffix', '')}" for name, module in self.named_modules()

@@ -1,0 +1,254 @@
+"""The one experiment config: typed, validated at load, shared by the CLI, YAML files and Tune.
+
+Sections: ``data``, ``model``, ``train``, ``resources``, ``tracking`` (and ``search``, used by ``fusionlab tune``).
+Unknown keys and bad values are errors that name the dotted key and what was expected. ``--set a.b=value`` overrides
+any key; values are parsed as YAML (``1e-3``, ``true``, ``[1, 2]``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the file, the dotted key and what was expected."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DataConfig(Section):
+    path: str  # a dataset directory written by `fusionlab data` (manifest.json + shards)
+    modalities: list[str] | None = None  # input modalities in order; default: all but a translation target
+    crop: tuple[int, int] | None = None  # training crop (H, W); default: the dataset's image size
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    hflip: bool = True
+    train_split: str = "train"
+    val_split: str = "val"
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError(f"expected 0 < low <= high, got {list(value)}")
+        return value
+
+
+class CenConfig(Section):
+    lambda_: float = Field(2e-4, alias="lambda", ge=0)  # L1 weight on the penalised BN scaling factors
+    threshold: float = Field(2e-2, ge=0)  # exchange channels whose |gamma| < threshold
+    portion: float | None = Field(None, gt=0, le=1)  # fraction of each bn2 a modality penalises; default 1/M
+
+
+class AsymFusionConfig(Section):
+    shuffle_groups: int = Field(5, ge=2)
+    shift_offsets: list[tuple[int, int]] = [(1, 0), (0, 1), (0, -1), (-1, 0)]
+
+
+class ModelConfig(Section):
+    name: str = "cen"
+    backbone: str = "resnet_mini"
+    modality: str | None = None  # unimodal: which modality
+    pretrained: str | None = None  # local torchvision-format ResNet weights
+    cen: CenConfig = CenConfig()
+    asymfusion: AsymFusionConfig = AsymFusionConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from fusionlab.models import list_models
+
+        if value not in list_models():
+            raise ValueError(f"unknown model {value!r}; expected one of {list_models()}")
+        return value
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from fusionlab.models import BACKBONES
+
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; expected one of {sorted(BACKBONES)}")
+        return value
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """The registered constructor's own parameters."""
+        if self.name == "cen":
+            return {"threshold": self.cen.threshold, "portion": self.cen.portion, "l1_lambda": self.cen.lambda_}
+        if self.name == "asymfusion":
+            return {"shuffle_groups": self.asymfusion.shuffle_groups, "shift_offsets": self.asymfusion.shift_offsets}
+        if self.name == "unimodal" and self.modality:
+            return {"modality": self.modality}
+        return {}
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1)  # per worker
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    # A list is a schedule of equal-length stages; the defaults are the references' (SGD, ImageNet-initialised).
+    lr_encoder: float | list[float] = [5e-4, 2.5e-4, 1e-4]
+    lr_decoder: float | list[float] = [3e-3, 1.5e-3, 7e-4]
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-5, ge=0)
+    freeze_bn: bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on GPU, off on CPU
+    seed: int = 0
+    val_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(1, ge=1)
+
+    @field_validator("lr_encoder", "lr_decoder")
+    @classmethod
+    def _positive(cls, value: float | list[float]) -> float | list[float]:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(v < 0 for v in values):
+            raise ValueError(f"expected a learning rate >= 0 or a non-empty list of them, got {value}")
+        return value
+
+
+class ResourcesConfig(Section):
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool | Literal["auto"] = "auto"
+    cpus_per_worker: float = Field(1, gt=0)
+
+
+class TrackingConfig(Section):
+    uri: str | None = None  # default: sqlite:///<workdir>/mlflow.db
+    experiment: str = "fusionlab"
+    run_name: str | None = None  # default: derived from the model, data and seed
+
+
+class Config(Section):
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    search: dict[str, Any] | None = None  # read by `fusionlab tune`
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        modalities = self.data.modalities
+        if modalities is not None:
+            if len(set(modalities)) != len(modalities) or not modalities:
+                raise ValueError(f"data.modalities must be distinct names, got {modalities}")
+            count = len(modalities)
+            if self.model.name in ("cen", "asymfusion") and count < 2:
+                raise ValueError(f"model {self.model.name} needs at least 2 modalities, data.modalities is {modalities}")
+            portion = self.model.cen.portion
+            if self.model.name == "cen" and portion is not None and portion > 1 / count + 1e-9:
+                raise ValueError(f"model.cen.portion must be <= 1/M = {1 / count:.4g} for {count} modalities, "
+                                 f"got {portion}")
+            if self.model.modality is not None and self.model.modality not in modalities:
+                raise ValueError(f"model.modality {self.model.modality!r} is not in data.modalities {modalities}")
+        return self
+
+    def run_name(self) -> str:
+        if self.tracking.run_name:
+            return self.tracking.run_name
+        data = Path(self.data.path).name
+        modalities = "+".join(self.data.modalities) if self.data.modalities else "all"
+        which = f"-{self.model.modality}" if self.model.modality else ""
+        return f"{self.model.name}{which}-{self.model.backbone}-{data}-{modalities}-seed{self.train.seed}"
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted parameters for tracking (``model.cen.lambda``, ``train.epochs``, ...)."""
+        return flatten(self.model_dump(mode="json", by_alias=True))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["train.epochs=2", "model.cen.lambda=1e-3"]`` applied to a nested dict (values parsed as YAML)."""
+    tree = dict(tree)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        parts = key.strip().split(".")
+        node = tree
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return tree
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a check across sections: its message names the keys
+            lines.append(f"  {message}")
+            continue
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        shown = f" (got {item['input']!r})" if item["type"] not in ("missing", "extra_forbidden") else ""
+        lines.append(f"  {'.'.join(str(part) for part in item['loc'])}: {message}{shown}")
+    return f"{origin}: invalid config\n" + "\n".join(lines)
+
+
+def parse_config(tree: dict[str, Any], origin: str = "config") -> Config:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{origin}: expected a mapping with sections data, model, train, resources, tracking")
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, origin)) from None
+    if "://" in config.data.path:
+        return config  # remote storage: checked by the workers that read it
+    return resolve_modalities(config, tree, origin)
+
+
+def resolve_modalities(config: Config, tree: dict[str, Any], origin: str) -> Config:
+    """Check ``data.modalities`` against the local dataset and make the default explicit (it is then recorded)."""
+    from fusionlab.data import DatasetError, Manifest
+
+    try:
+        manifest = Manifest.load(config.data.path)
+    except DatasetError as error:
+        raise ConfigError(f"{origin}: data.path: {error} (create a dataset with `fusionlab data synth` or "
+                          f"`fusionlab data convert`)") from None
+    available = [m for m in manifest.modalities if m != manifest.target]
+    chosen = config.data.modalities or available
+    unknown = [m for m in chosen if m not in available]
+    if unknown:
+        raise ConfigError(f"{origin}: data.modalities: {unknown} not in dataset {manifest.name!r}, which has "
+                          f"{available}")
+    if config.data.modalities == chosen:
+        return config
+    return parse_config({**tree, "data": {**tree.get("data", {}), "modalities": chosen}}, origin)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML ({error})") from None
+    if isinstance(tree, dict) and isinstance(tree.get("data"), dict) and "path" in tree["data"]:
+        data_path = Path(str(tree["data"]["path"]))
+        if "://" not in str(data_path) and not data_path.is_absolute() and not data_path.exists():
+            candidate = path.parent / data_path  # relative to the config file when not relative to the cwd
+            if candidate.exists():
+                tree = {**tree, "data": {**tree["data"], "path": str(candidate)}}
+    return parse_config(apply_overrides(tree, overrides or []), origin=str(path))

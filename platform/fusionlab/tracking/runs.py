@@ -1,0 +1,122 @@
+"""MLflow runs for training: create or resume a run by its stable key, log params/metrics/artifacts/model.
+
+The only module (with its package) that imports mlflow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from fusionlab.config import Config
+from fusionlab.data import Manifest
+from fusionlab.models import FusionModel
+from fusionlab.models.predictor import SegmentationPredictor
+
+from . import plots
+
+RUN_KEY_TAG = "fusionlab.run_key"
+MODEL_NAME = "model"
+
+
+def default_tracking_uri(workdir: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: str | os.PathLike | None = None) -> str:
+    """The experiment's id, creating it (with artifacts under ``artifact_root``) if needed."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+class RunTracker:
+    """One MLflow run per training run; a resumed training continues the same run and never logs a step twice."""
+
+    def __init__(self, client: MlflowClient, run_id: str, logged_epochs: set[int]):
+        self.client = client
+        self.run_id = run_id
+        self.logged_epochs = logged_epochs
+
+    @classmethod
+    def open(cls, uri: str, config: Config, parent_run_id: str | None = None) -> RunTracker:
+        client = MlflowClient(uri)
+        experiment_id = ensure_experiment(uri, config.tracking.experiment)
+        key = config.run_name()
+        found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+                                   order_by=["attributes.start_time DESC"], max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            logged = {m.step for m in client.get_metric_history(run_id, "train/loss")}
+            return cls(client, run_id, logged)
+        tags = {RUN_KEY_TAG: key, "mlflow.runName": key, "fusionlab.model": config.model.name}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, run_name=key, tags=tags)
+        params = [Param(k, str(v)[:6000]) for k, v in config.flat().items()]
+        for start in range(0, len(params), 100):
+            client.log_batch(run.info.run_id, params=params[start:start + 100])
+        return cls(client, run.info.run_id, set())
+
+    def log_epoch(self, metrics: dict[str, Any]) -> None:
+        epoch = int(metrics["epoch"])
+        if epoch in self.logged_epochs:
+            return
+        now = int(time.time() * 1000)
+        values = [Metric(key, float(value), now, epoch) for key, value in metrics.items()
+                  if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(float(value))]
+        for start in range(0, len(values), 500):
+            self.client.log_batch(self.run_id, metrics=values[start:start + 500])
+        self.logged_epochs.add(epoch)
+
+    def catch_up(self, history: list[dict[str, Any]]) -> None:
+        for metrics in history:
+            self.log_epoch(metrics)
+
+    def log_final(self, model: FusionModel, manifest: Manifest, confusion: torch.Tensor | None,
+                  examples: list[dict[str, torch.Tensor]]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_path = Path(tmp)
+            figures = [
+                plots.gamma_histograms(model, tmp_path / "gamma_histograms.png"),
+                plots.exchange_by_layer(model, tmp_path / "exchange_by_layer.png"),
+                plots.prediction_overlays(examples, manifest, list(model.modalities), tmp_path / "predictions.png"),
+            ]
+            if confusion is not None:
+                figures.append(plots.confusion_matrix(confusion, manifest.label.classes,
+                                                      tmp_path / "confusion_matrix.png"))
+            for figure in figures:
+                if figure is not None:
+                    self.client.log_artifact(self.run_id, str(figure), artifact_path="plots")
+        self.log_model(model, manifest)
+
+    def log_model(self, model: FusionModel, manifest: Manifest) -> None:
+        predictor = SegmentationPredictor(model.cpu().eval())
+        height, width = manifest.image_size or (64, 64)
+        example = torch.zeros(2, len(model.modalities), model.in_channels, height, width)  # batch >= 2: see DESIGN
+        mlflow.set_tracking_uri(self.client.tracking_uri)  # the fluent API below uses the global URI
+        with mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
+            mlflow.pytorch.log_model(predictor, name=MODEL_NAME, input_example=example.numpy(),
+                                     serialization_format="pickle")
+
+    def close(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationPredictor:
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pytorch.load_model(model_uri, map_location="cpu")

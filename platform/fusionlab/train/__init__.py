@@ -1,0 +1,1 @@
+"""Training: the per-worker loop, losses, metrics, checkpoints, and the Ray Train launcher."""

@@ -1,0 +1,142 @@
+"""What the training loop needs from where it runs: data, distributed sums, checkpoints, reporting.
+
+``RayWorkerContext`` is a Ray Train worker (Train V2); ``LocalContext`` runs the same loop in this process without
+Ray (one worker), for debugging and fast tests.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from fusionlab.config import Config
+from fusionlab.data.torch_dataset import ShardDataset
+from fusionlab.data.transforms import Augment
+
+Batch = dict[str, torch.Tensor]
+
+
+class WorkerContext(Protocol):
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def prepare_model(self, model: nn.Module) -> nn.Module: ...
+    def train_batches(self, epoch: int) -> Iterable[Batch]: ...
+    def val_batches(self) -> Iterable[Batch]: ...
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+    def latest_checkpoint(self) -> Path | None: ...
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
+
+
+def training_augment(config: Config, image_size: tuple[int, int] | None) -> Augment:
+    crop = config.data.crop or image_size
+    if crop is None:
+        raise ValueError("data.crop is required for datasets whose images vary in size")
+    return Augment(crop=tuple(crop), scale_range=config.data.scale_range, hflip=config.data.hflip)
+
+
+def val_batch_size(config: Config, image_size: tuple[int, int] | None) -> int:
+    return config.train.batch_size if image_size else 1  # images of different sizes cannot be batched
+
+
+class LocalContext:
+    rank, world_size = 0, 1
+
+    def __init__(self, config: Config, checkpoint_root: Path):
+        self.config = config
+        self.device = torch.device("cuda" if torch.cuda.is_available() and config.resources.use_gpu else "cpu")
+        modalities = config.data.modalities
+        self.train_set = ShardDataset(config.data.path, config.data.train_split, modalities, seed=config.train.seed)
+        self.train_set.augment = training_augment(config, self.train_set.manifest.image_size)
+        self.val_set = ShardDataset(config.data.path, config.data.val_split, modalities)
+        self.checkpoint_root = Path(checkpoint_root)
+        self.reports: list[dict[str, Any]] = []
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device)
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        self.train_set.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(self.config.train.seed * 1000 + epoch)
+        loader = torch.utils.data.DataLoader(self.train_set, batch_size=self.config.train.batch_size, shuffle=True,
+                                             drop_last=True, generator=generator)
+        yield from loader
+
+    def val_batches(self) -> Iterator[Batch]:
+        size = val_batch_size(self.config, self.val_set.manifest.image_size)
+        yield from torch.utils.data.DataLoader(self.val_set, batch_size=size)
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def latest_checkpoint(self) -> Path | None:
+        epochs = sorted(self.checkpoint_root.glob("epoch_*"), key=lambda p: int(p.name.split("_")[1]))
+        return epochs[-1] if epochs else None
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        self.reports.append(metrics)
+        if checkpoint_dir is not None:
+            target = self.checkpoint_root / f"epoch_{metrics['epoch']:04d}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint_dir.rename(target)
+
+    def new_checkpoint_dir(self) -> Path:
+        self.checkpoint_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=self.checkpoint_root, prefix=".partial-"))
+
+
+class RayWorkerContext:
+    """Inside ``train_fn_per_worker``: Ray Data shards, DDP, ``ray.train.report`` / ``get_checkpoint``."""
+
+    def __init__(self, config: Config):
+        import ray.train
+        import ray.train.torch
+
+        self.config = config
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self._train = ray.train.get_dataset_shard("train")
+        self._val = ray.train.get_dataset_shard("val")
+        self._checkpoint = ray.train.get_checkpoint()
+        self._restored_dir: Path | None = None
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def train_batches(self, epoch: int) -> Iterable[Batch]:
+        return self._train.iter_torch_batches(batch_size=self.config.train.batch_size, drop_last=True,
+                                              local_shuffle_buffer_size=4 * self.config.train.batch_size,
+                                              device=self.device)
+
+    def val_batches(self) -> Iterable[Batch]:
+        return self._val.iter_torch_batches(batch_size=self.config.train.batch_size, device=self.device)
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
+    def latest_checkpoint(self) -> Path | None:
+        if self._checkpoint is None:
+            return None
+        if self._restored_dir is None:
+            self._restored_dir = Path(self._checkpoint.to_directory())
+        return self._restored_dir
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    def new_checkpoint_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="fusionlab-ckpt-"))

@@ -1,0 +1,100 @@
+"""Launch training: a Ray Train ``TorchTrainer`` (Train V2) on a local or remote Ray, or in-process without Ray."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from fusionlab.config import Config
+from fusionlab.data import Manifest
+
+from .context import LocalContext, RayWorkerContext, training_augment
+from .loop import train_loop
+
+
+def tracking_uri(config: Config, workdir: Path) -> str:
+    from fusionlab.tracking import default_tracking_uri
+
+    return config.tracking.uri or default_tracking_uri(workdir)
+
+
+def prepare_tracking(config: Config, workdir: Path) -> str:
+    """Create the experiment on the driver, with artifacts under the workdir (not the workers' cwd)."""
+    from fusionlab.tracking import ensure_experiment
+
+    uri = tracking_uri(config, workdir)
+    ensure_experiment(uri, config.tracking.experiment, artifact_root=workdir / "mlartifacts")
+    return uri
+
+
+def payload_for(config: Config, workdir: Path, uri: str, parent_run_id: str | None = None) -> dict[str, Any]:
+    return {"config": config.model_dump(mode="json", by_alias=True), "workdir": str(workdir),
+            "tracking_uri": uri, "parent_run_id": parent_run_id}
+
+
+def train_fn_per_worker(payload: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry point."""
+    config = Config.model_validate(payload["config"])
+    train_loop(payload, RayWorkerContext(config))
+
+
+def run_local(config: Config, workdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The same loop in this process, one worker, no Ray; checkpoints under ``workdir/checkpoints/<run>``."""
+    workdir = Path(workdir).resolve()
+    uri = prepare_tracking(config, workdir)
+    context = LocalContext(config, workdir / "checkpoints" / config.run_name())
+    train_loop(payload_for(config, workdir, uri), context)
+    return context.reports
+
+
+def ensure_ray(config: Config, address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return
+    # Logical CPUs for the workers plus one for Ray Data's read/decode tasks, which otherwise wait for a free CPU
+    # while the workers hold them all (DESIGN.md section 5).
+    needed = math.ceil(config.resources.num_workers * config.resources.cpus_per_worker) + 1
+    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False)
+
+
+def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = None,
+            parent_run_id: str | None = None, callbacks: list | None = None):
+    """Train with Ray Train; an interrupted run started again with the same name resumes from its checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from fusionlab.data.ray_dataset import ray_split_dataset
+
+    from .progress import ProgressCallback
+
+    workdir = Path(workdir).resolve()
+    uri = prepare_tracking(config, workdir)
+    ensure_ray(config, address)
+    manifest = Manifest.load(config.data.path)
+    augment = training_augment(config, manifest.image_size)
+    datasets = {
+        "train": ray_split_dataset(config.data.path, config.data.train_split, config.data.modalities, augment),
+        "val": ray_split_dataset(config.data.path, config.data.val_split, config.data.modalities).materialize(),
+    }
+    use_gpu = config.resources.use_gpu
+    if use_gpu == "auto":
+        use_gpu = bool(ray.cluster_resources().get("GPU", 0))
+    trainer = TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config=payload_for(config, workdir, uri, parent_run_id),
+        scaling_config=ray.train.ScalingConfig(num_workers=config.resources.num_workers, use_gpu=use_gpu,
+                                               resources_per_worker={"CPU": config.resources.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=config.run_name(), storage_path=str(workdir / "ray_results"),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[ProgressCallback(config.train.epochs), *(callbacks or [])]),
+        datasets=datasets,
+    )
+    return trainer.fit()

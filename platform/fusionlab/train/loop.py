@@ -1,0 +1,170 @@
+"""The per-worker training loop. It knows nothing of Tune; it reaches Ray only through its WorkerContext."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from typing import Any
+
+import torch
+from torch import nn
+
+from fusionlab.config import Config
+from fusionlab.data import Manifest
+from fusionlab.models import FusionModel, build, exchange_statistics, load_imagenet_resnet
+from fusionlab.models.sparsity import overall_exchanged_fraction
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .context import WorkerContext
+from .losses import segmentation_loss, upsample
+from .metrics import ConfusionMatrix, scores
+from .optim import build_optimizer, set_epoch_lr
+
+
+def build_model(config: Config, manifest: Manifest) -> FusionModel:
+    model = build(config.model.name, backbone=config.model.backbone, num_classes=manifest.label.num_classes,
+                  modalities=config.data.modalities, **config.model.build_kwargs())
+    if config.model.pretrained:
+        load_imagenet_resnet(model, config.model.pretrained)
+    return model
+
+
+def unwrap(model: nn.Module) -> FusionModel:
+    return model.module if hasattr(model, "module") else model
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """BN layers in eval mode (running statistics fixed) while gamma/beta still train: the references' setting."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def autocast(config: Config, device: torch.device):
+    if config.train.amp == "off" or (config.train.amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: WorkerContext, ignore_index: int,
+                epoch: int) -> float:
+    model.train()
+    if config.train.freeze_bn:
+        freeze_batchnorm(model)
+    total = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss sum, batches
+    for batch in batches:
+        image = batch["image"].to(ctx.device).transpose(0, 1)  # [B, M, ...] -> [M, B, ...]
+        label = batch["label"].to(ctx.device)
+        with autocast(config, ctx.device):
+            output = model(image)
+        loss, _ = segmentation_loss(output, label, unwrap(model), ignore_index)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {float(loss)} at epoch {epoch}: the run diverged; lower "
+                                     f"train.lr_encoder / train.lr_decoder (or use train.optimizer=adam)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64, device=ctx.device)
+    total = ctx.all_reduce_sum(total)
+    return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+
+
+@torch.no_grad()
+def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, manifest: Manifest,
+             keep_examples: int = 0) -> tuple[dict[str, float], torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Metrics for every branch and the ensemble from confusion matrices summed over all workers."""
+    core = unwrap(model)
+    model.eval()
+    names = core.branch_names()
+    num_classes, ignore = manifest.label.num_classes, manifest.label.ignore_index
+    matrices = [ConfusionMatrix(num_classes, ignore, ctx.device) for _ in range(len(names) + 1)]
+    examples: list[dict[str, torch.Tensor]] = []
+    for batch in batches:
+        image = batch["image"].to(ctx.device).transpose(0, 1)
+        label = batch["label"].to(ctx.device)
+        with autocast(config, ctx.device):
+            output = model(image)
+        size = tuple(label.shape[-2:])
+        predictions = [upsample(b.float(), size).argmax(1) for b in output.branches]
+        predictions.append(upsample(output.ensemble.float(), size).argmax(1))
+        for matrix, prediction in zip(matrices, predictions, strict=True):
+            matrix.update(prediction, label)
+        if len(examples) < keep_examples:
+            for i in range(min(keep_examples - len(examples), label.shape[0])):
+                examples.append({"image": image[:, i].cpu(), "label": label[i].cpu(),
+                                 "prediction": predictions[-1][i].cpu()})
+    metrics = {}
+    stacked = ctx.all_reduce_sum(torch.stack([m.matrix for m in matrices]))
+    for name, matrix in zip([*names, None], stacked, strict=True):
+        prefix = "val" if name is None else f"val/{name}"
+        metrics.update({f"{prefix}/{key}": value for key, value in scores(matrix).items()})
+    return metrics, stacked[-1].cpu(), examples
+
+
+def model_statistics(core: FusionModel) -> dict[str, float]:
+    stats: dict[str, float] = {}
+    per_layer = exchange_statistics(core)
+    if per_layer:
+        stats["exchange/fraction"] = overall_exchanged_fraction(core)
+        for layer, fractions in per_layer.items():
+            stats[f"exchange/fraction/{layer}"] = float(fractions.mean())
+    alpha = getattr(core, "alpha", None)
+    if alpha is not None:
+        for name, weight in zip(core.branch_names(), torch.softmax(alpha.detach().float(), 0).tolist(), strict=True):
+            stats[f"alpha/{name}"] = weight
+    return stats
+
+
+def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
+    """Train ``payload["config"]``; rank 0 tracks to MLflow at ``payload["tracking_uri"]``."""
+    config = Config.model_validate(payload["config"])
+    manifest = Manifest.load(config.data.path)
+    torch.manual_seed(config.train.seed)  # identical initial weights on every worker (DDP also broadcasts them)
+    model = build_model(config, manifest)
+    optimizer = build_optimizer(model, config.train)
+    start_epoch, history = 0, []
+    restored = ctx.latest_checkpoint()
+    if restored is not None:
+        state = load_checkpoint(restored)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+    model = ctx.prepare_model(model)
+    core = unwrap(model)
+
+    tracker = None
+    if ctx.rank == 0:
+        from fusionlab.tracking import RunTracker
+
+        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"))
+        tracker.catch_up(history)  # epochs checkpointed before an interruption but not yet logged
+
+    last_matrix, examples = None, []
+    for epoch in range(start_epoch, config.train.epochs):
+        set_epoch_lr(optimizer, config.train, epoch)
+        loss = train_epoch(model, ctx.train_batches(epoch), optimizer, config, ctx, manifest.label.ignore_index,
+                           epoch)
+        metrics: dict[str, Any] = {"epoch": epoch, "train/loss": loss}
+        last = epoch == config.train.epochs - 1
+        if (epoch + 1) % config.train.val_every == 0 or last:
+            val_metrics, last_matrix, examples = validate(model, ctx.val_batches(), config, ctx, manifest,
+                                                          keep_examples=4 if last else 0)
+            metrics.update(val_metrics)
+        metrics.update(model_statistics(core))
+        history.append(metrics)
+        checkpoint_dir = None
+        if ctx.rank == 0 and ((epoch + 1) % config.train.checkpoint_every == 0 or last):
+            checkpoint_dir = ctx.new_checkpoint_dir()
+            save_checkpoint(checkpoint_dir, {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                                             "epoch": epoch, "history": history,
+                                             "config": config.model_dump(mode="json", by_alias=True)})
+        ctx.report(metrics, checkpoint_dir)  # persisted before it is logged: a crash never logs an epoch twice
+        if checkpoint_dir is not None and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if tracker is not None:
+            tracker.log_epoch(metrics)
+
+    if tracker is not None:
+        if start_epoch < config.train.epochs:  # the final model and plots, once
+            tracker.log_final(core, manifest, last_matrix, examples)
+        tracker.close()
