@@ -140,7 +140,8 @@ class Config(Section):
                 raise ValueError(f"data.modalities must be distinct names, got {modalities}")
             count = len(modalities)
             if self.model.name in ("cen", "asymfusion") and count < 2:
-                raise ValueError(f"model {self.model.name} needs at least 2 modalities, data.modalities is {modalities}")
+                raise ValueError(f"model {self.model.name} needs at least 2 modalities, data.modalities is "
+                                 f"{modalities}")
             portion = self.model.cen.portion
             if self.model.name == "cen" and portion is not None and portion > 1 / count + 1e-9:
                 raise ValueError(f"model.cen.portion must be <= 1/M = {1 / count:.4g} for {count} modalities, "

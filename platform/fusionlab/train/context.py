@@ -18,6 +18,8 @@ from fusionlab.config import Config
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import Augment
 
+from .checkpoint import load_checkpoint
+
 Batch = dict[str, torch.Tensor]
 
 
@@ -30,7 +32,7 @@ class WorkerContext(Protocol):
     def train_batches(self, epoch: int) -> Iterable[Batch]: ...
     def val_batches(self) -> Iterable[Batch]: ...
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
-    def latest_checkpoint(self) -> Path | None: ...
+    def restore(self) -> dict[str, Any] | None: ...
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
 
 
@@ -75,9 +77,9 @@ class LocalContext:
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
 
-    def latest_checkpoint(self) -> Path | None:
+    def restore(self) -> dict[str, Any] | None:
         epochs = sorted(self.checkpoint_root.glob("epoch_*"), key=lambda p: int(p.name.split("_")[1]))
-        return epochs[-1] if epochs else None
+        return load_checkpoint(epochs[-1]) if epochs else None
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         self.reports.append(metrics)
@@ -105,7 +107,6 @@ class RayWorkerContext:
         self._train = ray.train.get_dataset_shard("train")
         self._val = ray.train.get_dataset_shard("val")
         self._checkpoint = ray.train.get_checkpoint()
-        self._restored_dir: Path | None = None
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         import ray.train.torch
@@ -125,12 +126,11 @@ class RayWorkerContext:
             torch.distributed.all_reduce(tensor)
         return tensor
 
-    def latest_checkpoint(self) -> Path | None:
+    def restore(self) -> dict[str, Any] | None:
         if self._checkpoint is None:
             return None
-        if self._restored_dir is None:
-            self._restored_dir = Path(self._checkpoint.to_directory())
-        return self._restored_dir
+        with self._checkpoint.as_directory() as directory:  # every worker reads its own view, no shared copy
+            return load_checkpoint(directory)
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         import ray.train

@@ -61,12 +61,13 @@ def ensure_ray(config: Config, address: str | None) -> None:
     # Logical CPUs for the workers plus one for Ray Data's read/decode tasks, which otherwise wait for a free CPU
     # while the workers hold them all (DESIGN.md section 5).
     needed = math.ceil(config.resources.num_workers * config.resources.cpus_per_worker) + 1
-    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False)
+    ray.init(num_cpus=max(os.cpu_count() or 1, needed))
 
 
 def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = None,
             parent_run_id: str | None = None, callbacks: list | None = None):
     """Train with Ray Train; an interrupted run started again with the same name resumes from its checkpoint."""
+    import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -77,6 +78,7 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
     ensure_ray(config, address)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the epoch lines are the progress
     manifest = Manifest.load(config.data.path)
     augment = training_augment(config, manifest.image_size)
     datasets = {

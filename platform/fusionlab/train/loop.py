@@ -14,7 +14,7 @@ from fusionlab.data import Manifest
 from fusionlab.models import FusionModel, build, exchange_statistics, load_imagenet_resnet
 from fusionlab.models.sparsity import overall_exchanged_fraction
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .context import WorkerContext
 from .losses import segmentation_loss, upsample
 from .metrics import ConfusionMatrix, scores
@@ -123,9 +123,8 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     model = build_model(config, manifest)
     optimizer = build_optimizer(model, config.train)
     start_epoch, history = 0, []
-    restored = ctx.latest_checkpoint()
-    if restored is not None:
-        state = load_checkpoint(restored)
+    state = ctx.restore()
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"] + 1, state["history"]
