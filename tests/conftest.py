@@ -31,7 +31,8 @@ def ray_local():
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+    # 4 logical CPUs: 2 training workers plus room for Ray Data tasks (they would wait for a free CPU forever).
+    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
              configure_logging=False)
     yield ray
     ray.shutdown()

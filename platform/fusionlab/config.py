@@ -23,8 +23,19 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class SynthesizeConfig(Section):
+    """Generate the synthetic benchmark at ``data.path`` when no dataset is there yet (deterministic)."""
+
+    train: int = Field(64, ge=1)
+    val: int = Field(16, ge=1)
+    test: int = Field(16, ge=1)
+    size: tuple[int, int] = (120, 160)
+    seed: int = 0
+
+
 class DataConfig(Section):
     path: str  # a dataset directory written by `fusionlab data` (manifest.json + shards)
+    synthesize: SynthesizeConfig | None = None
     modalities: list[str] | None = None  # input modalities in order; default: all but a translation target
     crop: tuple[int, int] | None = None  # training crop (H, W); default: the dataset's image size
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -246,10 +257,39 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML ({error})") from None
-    if isinstance(tree, dict) and isinstance(tree.get("data"), dict) and "path" in tree["data"]:
-        data_path = Path(str(tree["data"]["path"]))
-        if "://" not in str(data_path) and not data_path.is_absolute() and not data_path.exists():
-            candidate = path.parent / data_path  # relative to the config file when not relative to the cwd
-            if candidate.exists():
-                tree = {**tree, "data": {**tree["data"], "path": str(candidate)}}
-    return parse_config(apply_overrides(tree, overrides or []), origin=str(path))
+    tree = apply_overrides(tree, overrides or [])
+    tree = absolute_data_path(tree, path.parent)
+    create_synthetic_data(tree)
+    return parse_config(tree, origin=str(path))
+
+
+def absolute_data_path(tree: dict[str, Any], config_dir: Path) -> dict[str, Any]:
+    """Workers run elsewhere: a relative ``data.path`` becomes absolute (the current directory first, then the
+    config file's directory if the dataset is there)."""
+    data = tree.get("data") if isinstance(tree, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "://" in data["path"]:
+        return tree
+    relative = Path(data["path"]).expanduser()
+    if relative.is_absolute():
+        return tree
+    resolved = Path.cwd() / relative
+    if not resolved.exists() and (config_dir / relative).exists():
+        resolved = config_dir / relative
+    return {**tree, "data": {**data, "path": str(resolved.resolve())}}
+
+
+def create_synthetic_data(tree: dict[str, Any]) -> None:
+    """``data.synthesize``: write the synthetic dataset at ``data.path`` if none is there (so a fresh clone runs)."""
+    data = tree.get("data") if isinstance(tree, dict) else None
+    if not isinstance(data, dict) or not data.get("synthesize") or "path" not in data:
+        return
+    target = Path(str(data["path"]))
+    if "://" in str(target) or (target / "manifest.json").is_file():
+        return
+    try:
+        spec = SynthesizeConfig.model_validate(data["synthesize"])
+    except ValidationError as error:
+        raise ConfigError(_describe(error, "data.synthesize")) from None
+    from fusionlab.data.synthetic import write_synthetic
+
+    write_synthetic(target, train=spec.train, val=spec.val, test=spec.test, size=spec.size, seed=spec.seed)

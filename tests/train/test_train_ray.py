@@ -1,0 +1,93 @@
+"""End to end on Ray Train with 2 CPU workers: learning, MLflow contents, evaluation, interruption and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import config_tree
+from mlflow.tracking import MlflowClient
+
+from fusionlab.config import parse_config
+from fusionlab.tracking import default_tracking_uri, load_model
+from fusionlab.train.driver import run_ray
+from fusionlab.train.evaluate import evaluate
+
+pytestmark = pytest.mark.slow
+
+
+def only_run(uri: str, experiment: str):
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1, f"expected one MLflow run, found {len(runs)}"
+    return client, runs[0]
+
+
+def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray_local):
+    config = parse_config(config_tree(small_synthetic, train={"epochs": 5, "lr_encoder": 2e-3, "lr_decoder": 2e-3},
+                                      resources={"num_workers": 2}, tracking={"experiment": "e2e"}))
+    run_ray(config, tmp_path)
+    client, run = only_run(default_tracking_uri(tmp_path), "e2e")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.name"] == "cen" and run.data.params["model.cen.lambda"] == "0.0002"
+    assert run.data.params["resources.num_workers"] == "2"
+    history = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val/miou"), key=lambda m: m.step)]
+    assert len(history) == 5
+    assert history[-1] > history[0] + 0.02, f"ensemble val mIoU should rise: {history}"
+    for key in ("train/loss", "val/pixel_acc", "val/mean_acc", "val/rgb/miou", "val/depth/miou",
+                "exchange/fraction/encoder.layer1.0.bn2", "alpha/rgb"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 5, key
+    plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"gamma_histograms.png", "exchange_by_layer.png", "confusion_matrix.png", "predictions.png"}
+    for name in plots:
+        local = client.download_artifacts(run.info.run_id, f"plots/{name}", str(tmp_path / "dl"))
+        assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    predictor = load_model(f"runs:/{run.info.run_id}/model", default_tracking_uri(tmp_path))
+    metrics = evaluate(predictor, small_synthetic, "val")
+    assert metrics["miou"] == pytest.approx(run.data.metrics["val/miou"], abs=1e-6)
+    assert metrics["pixel_acc"] == pytest.approx(run.data.metrics["val/pixel_acc"], abs=1e-6)
+
+
+def kill_tree(process: subprocess.Popen, marker: str) -> None:
+    """Kill the driver's process group, then any Ray process it left behind (found by its temp dir)."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    subprocess.run(["pkill", "-9", "-f", marker], check=False)
+    time.sleep(1)
+
+
+def test_killed_driver_resumes_with_the_same_mlflow_run(small_synthetic, tmp_path):
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config_tree(small_synthetic, train={"epochs": 4},
+                                                      resources={"num_workers": 2},
+                                                      tracking={"experiment": "resume"})))
+    workdir = tmp_path / "runs"
+    ray_tmp = Path(f"/tmp/flr-{os.getpid()}")
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "train", str(config_path)]
+
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.time() + 300
+        while "[fusionlab] epoch 2/4" not in log.read_text() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert "[fusionlab] epoch 2/4" in log.read_text(), log.read_text()[-3000:]
+        kill_tree(first, str(ray_tmp))
+
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
+    subprocess.run(["pkill", "-9", "-f", str(ray_tmp)], check=False)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-3000:]
+    assert "[fusionlab] epoch 3/4" in output and "[fusionlab] epoch 4/4" in output
+    assert "[fusionlab] epoch 1/4" not in output and "[fusionlab] epoch 2/4" not in output, "resumed, not restarted"
+
+    client, run = only_run(default_tracking_uri(workdir), "resume")
+    assert run.info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+    assert steps == [0, 1, 2, 3], "each epoch logged exactly once, no gap"
