@@ -1,6 +1,7 @@
 """End to end on Ray Train with 2 CPU workers: learning, MLflow contents, evaluation, interruption and resume."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,7 @@ def test_killed_driver_resumes_with_the_same_mlflow_run(small_synthetic, tmp_pat
 
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
     subprocess.run(["pkill", "-9", "-f", str(ray_tmp)], check=False)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]
     assert "[fusionlab] epoch 3/4" in output and "[fusionlab] epoch 4/4" in output
