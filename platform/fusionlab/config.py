@@ -217,14 +217,16 @@ def _describe(error: ValidationError, origin: str) -> str:
     return f"{origin}: invalid config\n" + "\n".join(lines)
 
 
-def parse_config(tree: dict[str, Any], origin: str = "config") -> Config:
+def parse_config(tree: dict[str, Any], origin: str = "config", require_data: bool = True) -> Config:
+    """Validate a config tree; with ``require_data`` (default) the local dataset must exist and is checked
+    against ``data.modalities`` (``False`` for dry runs of grids whose data lives elsewhere)."""
     if not isinstance(tree, dict):
         raise ConfigError(f"{origin}: expected a mapping with sections data, model, train, resources, tracking")
     try:
         config = Config.model_validate(tree)
     except ValidationError as error:
         raise ConfigError(_describe(error, origin)) from None
-    if "://" in config.data.path:
+    if "://" in config.data.path or not require_data:
         return config  # remote storage: checked by the workers that read it
     return resolve_modalities(config, tree, origin)
 
