@@ -147,6 +147,31 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.tune.sweep import resume_sweep, start_sweep
+
+    if args.resume:
+        console.print(f"resuming sweep {args.resume}")
+        _, best = resume_sweep(args.resume, address=args.address)
+    else:
+        if not args.config:
+            raise SystemExit("fusionlab tune: give CONFIG, or --resume SWEEP_DIR")
+        from fusionlab.config import load_config
+
+        overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
+        config = load_config(args.config, overrides)
+        console.print(f"sweeping {list(config.search.space) if config.search else []} over "
+                      f"{config.search.num_samples if config.search else 0} trials; workdir {args.workdir}")
+        _, best = start_sweep(config, args.workdir, address=args.address)
+    table = Table(title="best trial")
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    for key, value in best.items():
+        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description=__doc__)
     parser.add_argument("--workdir", default="fusionlab-runs",
@@ -194,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--split", default="test")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    tune = commands.add_parser("tune", help="Optuna + ASHA search over the config's search section (Ray Tune)")
+    tune.add_argument("config", nargs="?")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    tune.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
+    tune.add_argument("--address", default=None)
+    tune.set_defaults(handler=cmd_tune)
     return parser
 
 

@@ -135,13 +135,53 @@ class TrackingConfig(Section):
     run_name: str | None = None  # default: derived from the model, data and seed
 
 
+class ParameterSpace(Section):
+    """One searched parameter: ``loguniform``/``uniform`` over [low, high], ``int`` range, or ``choice`` of values."""
+
+    type: Literal["loguniform", "uniform", "int", "choice"]
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParameterSpace:
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("a choice needs a non-empty 'values' list")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"{self.type} needs low < high, got low={self.low}, high={self.high}")
+        elif self.type == "loguniform" and self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.low}")
+        return self
+
+
+class SchedulerConfig(Section):
+    type: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1)  # epochs every trial runs before it can be stopped
+    reduction_factor: float = Field(2, gt=1)
+
+
+class SearchConfig(Section):
+    """``fusionlab tune``: Optuna TPE over dotted config keys, early stopping with ASHA on ``metric``."""
+
+    space: dict[str, ParameterSpace]
+    metric: str = "val/miou"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(8, ge=1)
+    max_concurrent_trials: int = Field(1, ge=1)
+    scheduler: SchedulerConfig = SchedulerConfig()
+    seed: int = 0
+    time_budget_s: float | None = Field(None, gt=0)
+    name: str | None = None  # the sweep's name (its directory and MLflow parent run); default from the model
+
+
 class Config(Section):
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
-    search: dict[str, Any] | None = None  # read by `fusionlab tune`
+    search: SearchConfig | None = None  # read by `fusionlab tune`
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -159,6 +199,16 @@ class Config(Section):
                                  f"got {portion}")
             if self.model.modality is not None and self.model.modality not in modalities:
                 raise ValueError(f"model.modality {self.model.modality!r} is not in data.modalities {modalities}")
+            portion_space = self.search.space.get("model.cen.portion") if self.search else None
+            if portion_space is not None and (portion_space.high or max(portion_space.values or [0])) > 1 / count:
+                raise ValueError(f"search.space.model.cen.portion must stay within (0, 1/M] = (0, {1 / count:.4g}] "
+                                 f"for {count} modalities")
+        if self.search is not None:
+            known = flatten(self.model_dump(mode="json", by_alias=True))
+            unknown = [key for key in self.search.space if key not in known]
+            if unknown:
+                raise ValueError(f"search.space keys {unknown} are not config keys (e.g. model.cen.lambda, "
+                                 f"model.cen.threshold, model.cen.portion, train.lr_encoder)")
         return self
 
     def run_name(self) -> str:
@@ -186,18 +236,24 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``["train.epochs=2", "model.cen.lambda=1e-3"]`` applied to a nested dict (values parsed as YAML)."""
-    tree = dict(tree)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        parts = key.strip().split(".")
-        node = tree
-        for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        tree = set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return tree
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``tree`` with ``value`` at the dotted ``key`` (intermediate mappings created as needed)."""
+    tree = dict(tree)
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, dict) else {}
+        node = node[part]
+    node[parts[-1]] = value
     return tree
 
 

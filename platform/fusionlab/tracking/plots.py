@@ -122,3 +122,25 @@ def prediction_overlays(examples: list[dict[str, torch.Tensor]], manifest: Manif
         for axis in row:
             axis.axis("off")
     return _save(figure, path)
+
+
+def parameter_scatter(values: list[float], scores: list[float], parameter: str, metric: str, log_x: bool,
+                      path: Path) -> Path:
+    """One point per trial: a searched parameter against the trial's final metric."""
+    figure, axis = plt.subplots(figsize=(4.8, 3.6))
+    axis.scatter(values, scores)
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_xlabel(parameter)
+    axis.set_ylabel(metric)
+    axis.set_title(f"{metric} against {parameter}", fontsize=9)
+    return _save(figure, path)
+
+
+def importance_bar(importances: dict[str, float], path: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(5.2, 0.5 * len(importances) + 1.5))
+    names = list(importances)
+    axis.barh(names, [importances[name] for name in names])
+    axis.set_xlabel("importance (fANOVA)")
+    axis.invert_yaxis()
+    return _save(figure, path)

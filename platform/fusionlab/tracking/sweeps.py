@@ -1,0 +1,69 @@
+"""MLflow for sweeps: one parent run per sweep (found again on resume), a summary at the end."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from . import plots
+from .runs import ensure_experiment
+
+SWEEP_KEY_TAG = "fusionlab.sweep_key"
+
+
+def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any]) -> str:
+    client = MlflowClient(uri)
+    experiment_id = ensure_experiment(uri, experiment)
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_KEY_TAG}` = '{sweep}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=sweep, tags={SWEEP_KEY_TAG: sweep, "fusionlab.kind": "sweep"})
+    values = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for start in range(0, len(values), 100):
+        client.log_batch(run.info.run_id, params=values[start:start + 100])
+    return run.info.run_id
+
+
+def child_runs(uri: str, parent_run_id: str) -> list:
+    client = MlflowClient(uri)
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    return client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+
+def log_sweep_summary(uri: str, parent_run_id: str, trials: pd.DataFrame, space: dict[str, str], metric: str,
+                      importances: dict[str, float] | None, best: dict[str, Any]) -> None:
+    """``trials``: one row per trial with the searched keys and ``metric``; ``space``: key -> distribution type."""
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        trials.to_csv(tmp_path / "trials.csv", index=False)
+        client.log_artifact(parent_run_id, str(tmp_path / "trials.csv"))
+        finished = trials.dropna(subset=[metric])
+        for key, kind in space.items():
+            if kind == "choice" or key not in finished:
+                continue
+            figure = plots.parameter_scatter(finished[key].astype(float).tolist(), finished[metric].tolist(), key,
+                                             metric, kind == "loguniform", tmp_path / f"{key}_vs_metric.png")
+            client.log_artifact(parent_run_id, str(figure), artifact_path="plots")
+        if importances:
+            (tmp_path / "param_importances.json").write_text(json.dumps(importances, indent=2))
+            client.log_artifact(parent_run_id, str(tmp_path / "param_importances.json"))
+            figure = plots.importance_bar(importances, tmp_path / "param_importances.png")
+            client.log_artifact(parent_run_id, str(figure), artifact_path="plots")
+        (tmp_path / "best_config.json").write_text(json.dumps(best, indent=2, default=str))
+        client.log_artifact(parent_run_id, str(tmp_path / "best_config.json"))
+    for run in child_runs(uri, parent_run_id):
+        if run.info.status == "RUNNING":  # its trial was stopped early by the scheduler
+            client.set_tag(run.info.run_id, "fusionlab.stopped_early", "true")
+            client.set_terminated(run.info.run_id, status="KILLED")
+    if len(finished):
+        best_value = finished[metric].max() if best.get("mode", "max") == "max" else finished[metric].min()
+        client.log_batch(parent_run_id, metrics=[Metric(f"best/{metric}", float(best_value), 0, 0),
+                                                 Metric("trials", float(len(trials)), 0, 0)])
+    client.set_terminated(parent_run_id)

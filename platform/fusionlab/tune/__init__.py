@@ -1,0 +1,1 @@
+"""Hyperparameter search (Ray Tune + Optuna) and declarative benchmark grids."""

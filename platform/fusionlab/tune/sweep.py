@@ -1,0 +1,161 @@
+"""``fusionlab tune``: Ray Tune + Optuna (TPE, seeded, study in SQLite) + ASHA, each trial a Ray Train run.
+
+A trial is a light driver function (Train V2 pattern) that builds the TorchTrainer for its sampled config with
+``TuneReportCallback``; its Train run and MLflow child run are named after the trial id, so a resumed sweep
+continues them instead of starting new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from fusionlab.config import Config, ConfigError, parse_config, set_dotted
+
+from .search_space import apply_sample, optuna_space
+
+SWEEP_FILE = "sweep.json"
+STUDY_FILE = "optuna.db"
+DRIVER_RESOURCE = "tune_driver"
+
+
+def sweep_name(config: Config) -> str:
+    return config.search.name or f"{config.model.name}-search-{Path(config.data.path).name}-seed{config.search.seed}"
+
+
+def trial_fn(sample: dict[str, Any], *, base_tree: dict[str, Any], workdir: str, parent_run_id: str,
+             sweep: str) -> None:
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from fusionlab.train.driver import run_ray
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    tree = set_dotted(apply_sample(base_tree, sample), "tracking.run_name", f"{sweep}-{trial_id}")
+    config = parse_config(set_dotted(tree, "search", None), origin=f"trial {trial_id}")
+    run_ray(config, workdir, parent_run_id=parent_run_id, callbacks=[TuneReportCallback()])
+
+
+def ensure_tune_ray(config: Config, address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    concurrent = config.search.max_concurrent_trials
+    if address:
+        ray.init(address=address)
+        return
+    # Per trial: its Train workers plus one CPU for Ray Data; the trial drivers use a custom resource, because
+    # a CPU each would starve the workers on small machines (DESIGN.md section 5).
+    needed = concurrent * (math.ceil(config.resources.num_workers * config.resources.cpus_per_worker) + 1)
+    ray.init(num_cpus=max(os.cpu_count() or 1, needed), resources={DRIVER_RESOURCE: concurrent})
+
+
+def start_sweep(config: Config, workdir: str | os.PathLike, address: str | None = None):
+    """Start a new sweep under ``workdir/sweeps/<name>``; returns ``(results, best)``."""
+    from fusionlab.tracking.sweeps import open_parent_run
+    from fusionlab.train.driver import prepare_tracking
+
+    if config.search is None:
+        raise ConfigError("the config has no search section: add search.space (e.g. model.cen.lambda)")
+    workdir = Path(workdir).resolve()
+    uri = prepare_tracking(config, workdir)
+    name = sweep_name(config)
+    sweep_dir = workdir / "sweeps" / name
+    if (sweep_dir / SWEEP_FILE).exists():
+        raise ConfigError(f"sweep {sweep_dir} already exists; continue it with `fusionlab tune --resume {sweep_dir}` "
+                          f"or set search.name")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    state = {"config": config.model_dump(mode="json", by_alias=True), "workdir": str(workdir),
+             "tracking_uri": uri, "name": name,
+             "parent_run_id": open_parent_run(uri, config.tracking.experiment, name, config.flat())}
+    partial = sweep_dir / f".{SWEEP_FILE}.partial"
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(sweep_dir / SWEEP_FILE)
+    return _fit(state, sweep_dir, restore=False, address=address)
+
+
+def resume_sweep(sweep_dir: str | os.PathLike, address: str | None = None):
+    """Continue an interrupted sweep: finished trials are kept, the searcher's state and study are reloaded."""
+    sweep_dir = Path(sweep_dir).resolve()
+    if not (sweep_dir / SWEEP_FILE).is_file():
+        raise ConfigError(f"{sweep_dir} is not a sweep directory (no {SWEEP_FILE})")
+    state = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    return _fit(state, sweep_dir, restore=True, address=address)
+
+
+def _fit(state: dict[str, Any], sweep_dir: Path, restore: bool, address: str | None):
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    config = Config.model_validate(state["config"])
+    search = config.search
+    ensure_tune_ray(config, address)
+    base_tree = state["config"]
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_fn, base_tree=base_tree, workdir=state["workdir"],
+                             parent_run_id=state["parent_run_id"], sweep=state["name"]),
+        {DRIVER_RESOURCE: 1})
+    storage = f"sqlite:///{sweep_dir / STUDY_FILE}"
+    if restore:
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable)
+    else:
+        searcher = OptunaSearch(space=optuna_space(search), metric=search.metric, mode=search.mode,
+                                seed=search.seed, study_name=state["name"],
+                                storage=optuna.storages.RDBStorage(storage))
+        scheduler = None
+        if search.scheduler.type == "asha":
+            # max_t one past the last epoch: a trial that reaches it must end by itself, after logging its model.
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=config.train.epochs + 1,
+                                      grace_period=search.scheduler.grace_period,
+                                      reduction_factor=search.scheduler.reduction_factor)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(metric=search.metric, mode=search.mode, search_alg=searcher,
+                                        scheduler=scheduler, num_samples=search.num_samples,
+                                        max_concurrent_trials=search.max_concurrent_trials,
+                                        time_budget_s=search.time_budget_s),
+            run_config=tune.RunConfig(name=state["name"], storage_path=str(sweep_dir.parent)),
+        )
+    results = tuner.fit()
+    best = summarise(state, config, results, storage)
+    return results, best
+
+
+def summarise(state: dict[str, Any], config: Config, results, storage: str) -> dict[str, Any]:
+    """Log the trials table, parameter plots and importances to the parent run; return the best trial."""
+    import optuna
+
+    from fusionlab.tracking.sweeps import log_sweep_summary
+
+    search = config.search
+    rows = []
+    for result in results:
+        row = {"trial_id": result.metrics.get("trial_id") if result.metrics else None}
+        row.update({key: (result.config or {}).get(key) for key in search.space})
+        row[search.metric] = (result.metrics or {}).get(search.metric)
+        row["epochs"] = (result.metrics or {}).get("training_iteration")
+        row["status"] = "error" if result.error else "done"
+        rows.append(row)
+    import pandas as pd
+
+    trials = pd.DataFrame(rows)
+    study = optuna.load_study(study_name=state["name"], storage=storage)
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):  # fewer than two finished trials, or no variation
+        importances = None
+    finished = trials.dropna(subset=[search.metric])
+    best: dict[str, Any] = {"mode": search.mode, "metric": search.metric}
+    if len(finished):
+        index = finished[search.metric].idxmax() if search.mode == "max" else finished[search.metric].idxmin()
+        best.update({key: finished.loc[index, key] for key in [*search.space, search.metric, "trial_id"]})
+    log_sweep_summary(state["tracking_uri"], state["parent_run_id"], trials,
+                      {key: space.type for key, space in search.space.items()}, search.metric, importances, best)
+    return best
