@@ -172,6 +172,28 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_grid(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.tune.grid import load_grid, prepare_run, print_dry_run
+
+    overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
+    grid = load_grid(args.grid, overrides)
+    print_dry_run(grid, console)
+    if args.dry_run:
+        return 0
+    from fusionlab.train.driver import run_local, run_ray
+
+    runs = grid.cells_expanded()
+    for index, run in enumerate(runs, start=1):
+        config = prepare_run(run)
+        console.rule(f"[{index}/{len(runs)}] {run.label} (seed {run.seed})")
+        if args.local:
+            run_local(config, args.workdir)
+        else:
+            run_ray(config, args.workdir, address=args.address)
+    console.print(f"grid {grid.name}: {len(runs)} runs tracked in experiment [bold]{grid.name}[/]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description=__doc__)
     parser.add_argument("--workdir", default="fusionlab-runs",
@@ -226,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     tune.add_argument("--address", default=None)
     tune.set_defaults(handler=cmd_tune)
+
+    grid = commands.add_parser("grid", help="expand and run a declarative benchmark grid (experiments/*.yaml)")
+    grid.add_argument("grid")
+    grid.add_argument("--dry-run", action="store_true", help="list the cells, paper figures and cost; run nothing")
+    grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
+    grid.add_argument("--address", default=None)
+    grid.add_argument("--local", action="store_true", help="run each cell in this process without Ray")
+    grid.set_defaults(handler=cmd_grid)
     return parser
 
 
@@ -234,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fusionlab.data import DatasetError
 
     args = build_parser().parse_args(argv)
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 160))
     try:
         return args.handler(args, console)
     except (DatasetError, ConfigError) as error:

@@ -89,10 +89,10 @@ def resume_sweep(sweep_dir: str | os.PathLike, address: str | None = None):
 
 
 def _fit(state: dict[str, Any], sweep_dir: Path, restore: bool, address: str | None):
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from .study_searcher import StudySearcher
 
     config = Config.model_validate(state["config"])
     search = config.search
@@ -106,9 +106,8 @@ def _fit(state: dict[str, Any], sweep_dir: Path, restore: bool, address: str | N
     if restore:
         tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable)
     else:
-        searcher = OptunaSearch(space=optuna_space(search), metric=search.metric, mode=search.mode,
-                                seed=search.seed, study_name=state["name"],
-                                storage=optuna.storages.RDBStorage(storage))
+        searcher = StudySearcher(state["name"], storage, optuna_space(search), search.metric, search.mode,
+                                 seed=search.seed, sweep_dir=str(sweep_dir))
         scheduler = None
         if search.scheduler.type == "asha":
             # max_t one past the last epoch: a trial that reaches it must end by itself, after logging its model.

@@ -1,0 +1,327 @@
+"""Declarative benchmark grids: every experiment YAML validates, cells expand to runs, errors name file/cell/key,
+estimates are counted and behave, and the dry-run table shows the cells and the papers' figures."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from fusionlab.config import parse_config
+from fusionlab.tune.grid import GridError, estimate, is_grid_file, load_grid, prepare_run, print_dry_run, slugify
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"
+NYUDV2 = EXPERIMENTS / "nyudv2_refinenet.yaml"
+SYNTHETIC = EXPERIMENTS / "synthetic_grid.yaml"
+ALL_MODELS = {"unimodal", "early_concat", "late_fusion", "shared_bn", "cen", "asymfusion"}
+
+
+def experiment_files():
+    return sorted(EXPERIMENTS.glob("*.yaml"))
+
+
+def write_grid(tmp_path, tree, name="grid.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def small_grid(**changes):
+    tree = {
+        "grid": {"name": "tiny", "seeds": [0, 1], "train_samples": 10, "num_classes": 5},
+        "base": {"data": {"path": "nowhere/tiny", "modalities": ["rgb", "depth"], "crop": [64, 64]},
+                 "model": {"backbone": "resnet_mini"}, "train": {"epochs": 4}},
+        "cells": [
+            {"label": "CEN (mini)", "set": {"model.name": "cen"}, "paper": {"miou": 50.0, "source": "made up"}},
+            {"label": "RGB only", "set": {"model.name": "unimodal", "model.modality": "rgb",
+                                          "data.modalities": ["rgb"]}},
+        ],
+    }
+    tree.update(changes)
+    return tree
+
+
+def dry_run_text(grid) -> str:
+    console = Console(record=True, width=220)
+    print_dry_run(grid, console)
+    return " ".join(console.export_text().split())  # the caption wraps: compare with single spaces
+
+
+# --- the experiment files -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", experiment_files(), ids=lambda p: p.name)
+def test_every_experiment_file_validates(path):
+    tree = yaml.safe_load(path.read_text())
+    if not is_grid_file(tree):
+        config = parse_config(tree, origin=str(path), require_data=False)
+        assert config.data.path
+        return
+    grid = load_grid(path)
+    assert grid.name == tree["grid"]["name"]
+    if grid.planned:
+        with pytest.raises(GridError, match="planned"):
+            grid.cells_expanded()
+        return
+    runs = grid.cells_expanded()
+    assert len(runs) == len(tree["cells"]) * len(tree["grid"].get("seeds", [0]))
+    assert len({run.config.run_name() for run in runs}) == len(runs)
+    assert all(run.config.tracking.experiment == grid.name for run in runs)
+
+
+def test_the_issue_files_exist():
+    names = {path.name for path in experiment_files()}
+    assert {"synthetic_grid.yaml", "nyudv2_refinenet.yaml", "sunrgbd_cen.yaml", "cityscapes_asymfusion.yaml",
+            "taskonomy_translation.yaml", "nyudv2_cen_search.yaml", "synthetic_cen.yaml"} <= names
+
+
+def test_nyudv2_refinenet_is_the_papers_table():
+    runs = load_grid(NYUDV2).cells_expanded()
+    assert len(runs) == 14
+    cells = {(run.config.model.name, run.config.model.modality, run.config.model.backbone): run for run in runs}
+    assert len(cells) == 14
+    assert {name for name, _, _ in cells} == ALL_MODELS
+    published = {("cen", "resnet101"): (76.2, 62.8, 51.1), ("cen", "resnet152"): (77.0, 64.4, 51.6),
+                 ("asymfusion", "resnet101"): (76.6, 63.5, 50.8), ("asymfusion", "resnet152"): (77.0, 64.0, 51.2)}
+    for (name, backbone), figures in published.items():
+        paper = cells[(name, None, backbone)].paper
+        assert (paper["pixel_acc"], paper["mean_acc"], paper["miou"]) == figures
+        assert paper["source"]
+    for run in runs:
+        config = run.config
+        depth = config.model.backbone.removeprefix("resnet")
+        assert config.train.epochs == {"101": 300, "152": 450}[depth]
+        assert config.model.pretrained == f"weights/resnet{depth}-imagenet.pth"
+        assert config.train.freeze_bn and config.train.optimizer == "sgd" and config.train.batch_size == 6
+        assert config.train.lr_encoder == [5e-4, 2.5e-4, 1e-4] and config.train.lr_decoder == [3e-3, 1.5e-3, 7e-4]
+        assert config.data.crop == (500, 500)
+        if config.model.name == "unimodal":
+            assert config.data.modalities == [config.model.modality]
+        else:
+            assert config.data.modalities == ["rgb", "depth"]
+        assert run.paper is None or set(run.paper) >= {"miou", "source"}
+        assert config.tracking.run_name == f"{slugify(run.label)}-seed0"
+
+
+def test_synthetic_grid_covers_every_model_on_the_cpu_backbone():
+    runs = load_grid(SYNTHETIC).cells_expanded()
+    assert {run.config.model.name for run in runs} == ALL_MODELS
+    assert {run.config.model.modality for run in runs if run.config.model.name == "unimodal"} == {"rgb", "depth"}
+    for run in runs:
+        assert run.config.model.backbone == "resnet_mini" and run.config.train.optimizer == "adam"
+        assert run.config.resources.num_workers == 1 and run.config.data.synthesize is not None
+        assert run.paper is None
+
+
+def test_planned_translation_grid_parses_but_does_not_expand():
+    grid = load_grid(EXPERIMENTS / "taskonomy_translation.yaml")
+    assert grid.planned and grid.runs == ()
+    fids = {cell.label: cell.paper.fid for cell in grid.spec.cells}
+    assert sorted(fids.values()) == [62.6, 75.1, 77.8, 79.4, 82.5]
+    text = dry_run_text(grid)
+    assert "planned" in text and "82.5" in text and "1.65" in text
+
+
+def test_search_config_validates_with_its_search_section():
+    tree = yaml.safe_load((EXPERIMENTS / "nyudv2_cen_search.yaml").read_text())
+    config = parse_config(tree, origin="nyudv2_cen_search.yaml", require_data=False)
+    assert config.model.name == "cen" and config.search is not None
+    assert {"model.cen.lambda", "model.cen.threshold", "model.cen.portion"} <= set(config.search.space)
+
+
+# --- expansion ------------------------------------------------------------------------------------------------------
+
+
+def test_cells_times_seeds_with_grid_owned_names(tmp_path):
+    grid = load_grid(write_grid(tmp_path, small_grid()))
+    runs = grid.cells_expanded()
+    assert [(run.label, run.seed) for run in runs] == [("CEN (mini)", 0), ("CEN (mini)", 1), ("RGB only", 0),
+                                                      ("RGB only", 1)]
+    assert [run.config.tracking.run_name for run in runs] == ["cen-mini-seed0", "cen-mini-seed1", "rgb-only-seed0",
+                                                              "rgb-only-seed1"]
+    assert all(run.config.tracking.experiment == "tiny" for run in runs)
+    assert [run.config.train.seed for run in runs] == [0, 1, 0, 1]
+    assert runs[0].paper == {"miou": 50.0, "source": "made up"} and runs[2].paper is None
+    assert Path(runs[0].config.data.path).is_absolute()
+
+
+def test_overrides_apply_to_every_cell(tmp_path):
+    grid = load_grid(write_grid(tmp_path, small_grid()), ["train.epochs=1", "model.cen.threshold=0.1"])
+    assert {run.config.train.epochs for run in grid.cells_expanded()} == {1}
+    assert grid.cells_expanded()[0].config.model.cen.threshold == 0.1
+
+
+def test_set_merges_mappings_and_yaml_merge_keys_work(tmp_path):
+    text = """
+anchors:
+  big: &big {model.backbone: resnet50, train.epochs: 9}
+grid: {name: merge, train_samples: 4, num_classes: 3}
+base:
+  data: {path: nowhere, modalities: [rgb, depth], crop: [32, 32]}
+  model: {cen: {lambda: 1.0e-3, threshold: 0.05}}
+cells:
+  - label: a
+    set: {<<: *big, model.cen: {threshold: 0.01}}
+"""
+    path = tmp_path / "merge.yaml"
+    path.write_text(text)
+    config = load_grid(path).cells_expanded()[0].config
+    assert config.model.backbone == "resnet50" and config.train.epochs == 9
+    assert config.model.cen.threshold == 0.01 and config.model.cen.lambda_ == 1e-3
+
+
+def test_prepare_run_generates_synthetic_data_and_validates_against_it(tmp_path):
+    overrides = [f"data.path={tmp_path / 'syn'}", "data.synthesize={train: 3, val: 1, test: 1, size: [32, 48]}",
+                 "data.crop=[32, 48]"]
+    run = load_grid(SYNTHETIC, overrides).cells_expanded()[0]
+    config = prepare_run(run)
+    assert (tmp_path / "syn" / "manifest.json").is_file() and config.data.modalities == ["rgb"]
+
+
+# --- errors name the file, the cell and the key -------------------------------------------------------------------
+
+
+def assert_error(path, *fragments):
+    with pytest.raises(GridError) as caught:
+        load_grid(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_unknown_top_level_and_grid_keys(tmp_path):
+    assert_error(write_grid(tmp_path, small_grid(extra={"x": 1})), "extra", "unknown key")
+    tree = small_grid()
+    tree["grid"]["experiment"] = "x"
+    assert_error(write_grid(tmp_path, tree), "grid.experiment", "unknown key")
+    tree = small_grid()
+    tree["grid"]["estimate"] = {"peak_tflops": 100, "mfu": 0.3, "flops": 1}
+    assert_error(write_grid(tmp_path, tree), "grid.estimate.flops", "unknown key")
+
+
+def test_unknown_key_in_a_cells_paper(tmp_path):
+    tree = small_grid()
+    tree["cells"][0]["paper"]["mIoU"] = 51.0
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "paper.mIoU", "unknown key")
+    tree = small_grid()
+    tree["cells"][0]["paper"] = {"miou": 151.0, "source": "x"}
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "paper.miou")
+    tree = small_grid()
+    tree["cells"][0]["paper"] = {"miou": 51.0}
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "paper.source", "required")
+
+
+def test_a_cell_overriding_an_unknown_config_key(tmp_path):
+    tree = small_grid()
+    tree["cells"][1]["set"]["model.cen.lamda"] = 1e-3
+    assert_error(write_grid(tmp_path, tree), "cell 'RGB only'", "model.cen.lamda", "unknown key")
+
+
+def test_a_cell_with_a_bad_value(tmp_path):
+    tree = small_grid()
+    tree["cells"][0]["set"]["model.cen.threshold"] = -1
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "model.cen.threshold")
+    tree = small_grid()
+    tree["cells"][0]["set"]["model.backbone"] = "resnet17"
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "model.backbone", "resnet17")
+    tree = small_grid()
+    tree["cells"][0]["set"]["data.modalities"] = ["rgb"]  # CEN needs two modalities
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "data.modalities")
+
+
+def test_a_bad_base_is_named_once_as_base(tmp_path):
+    tree = small_grid()
+    tree["base"]["train"]["epoch"] = 3
+    with pytest.raises(GridError) as caught:
+        load_grid(write_grid(tmp_path, tree))
+    message = str(caught.value)
+    assert "base: train.epoch: unknown key" in message and "cell 'CEN (mini)'" not in message
+
+
+def test_a_bad_override_is_named_as_such(tmp_path):
+    with pytest.raises(GridError, match=r"--set: train.epochs: .*greater than or equal to 1"):
+        load_grid(write_grid(tmp_path, small_grid()), ["train.epochs=0"])
+
+
+def test_duplicate_labels_and_grid_owned_keys(tmp_path):
+    tree = small_grid()
+    tree["cells"][1]["label"] = "CEN (mini)"
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "unique")
+    tree = small_grid()
+    tree["cells"][1]["label"] = "cen mini"  # the same run names
+    assert_error(write_grid(tmp_path, tree), "cell 'cen mini'", "cen-mini")
+    tree = small_grid()
+    tree["cells"][0]["set"]["train.seed"] = 3
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "train.seed", "grid.seeds")
+    tree = small_grid()
+    tree["base"]["tracking"] = {"experiment": "other"}
+    assert_error(write_grid(tmp_path, tree), "base", "tracking.experiment")
+
+
+def test_not_a_grid_and_planned_structure_still_checked(tmp_path):
+    assert_error(write_grid(tmp_path, {"data": {"path": "x"}}), "not a grid file")
+    tree = small_grid(status="planned")
+    tree["cells"][0]["sett"] = {}
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "sett", "unknown key")
+    tree = small_grid(status="planned")
+    tree["cells"][0]["set"]["model.whatever"] = 1  # cells of a planned grid are not validated as configs
+    assert load_grid(write_grid(tmp_path, tree)).planned
+
+
+# --- the estimate ---------------------------------------------------------------------------------------------------
+
+
+def test_estimates_are_counted_positive_and_grow_with_depth_and_epochs():
+    runs = {run.label: run for run in load_grid(NYUDV2, ["train.epochs=10"]).cells_expanded()}
+    r101, r152 = estimate(runs["CEN, ResNet-101"]), estimate(runs["CEN, ResNet-152"])
+    assert 0 < r101.flops_per_sample < r152.flops_per_sample
+    assert 0 < r101.gpu_hours < r152.gpu_hours and r101.trial_epochs == r152.trial_epochs == 10
+    assert r101.train_samples == 795 and r101.samples_from == "grid.train_samples"
+    assert r101.train_flops == pytest.approx(10 * 795 * r101.flops_per_sample)
+    # two modalities through one shared network cost about twice one modality
+    unimodal = estimate(runs["RGB only, ResNet-101"])
+    assert 1.8 < r101.flops_per_sample / unimodal.flops_per_sample < 2.2
+    longer = estimate(load_grid(NYUDV2, ["train.epochs=20"]).cells_expanded()[5])
+    assert longer.gpu_hours == pytest.approx(2 * r101.gpu_hours)
+    default = {run.label: estimate(run) for run in load_grid(NYUDV2).cells_expanded()}
+    assert default["CEN, ResNet-152"].gpu_hours > default["CEN, ResNet-101"].gpu_hours
+
+
+def test_estimate_reads_the_dataset_when_it_is_there(tmp_path):
+    from fusionlab.data.synthetic import write_synthetic
+
+    write_synthetic(tmp_path / "syn", train=3, val=1, test=1, size=(32, 48), seed=0)
+    tree = small_grid()
+    tree["base"]["data"]["path"] = str(tmp_path / "syn")
+    result = estimate(load_grid(write_grid(tmp_path, tree)).cells_expanded()[0])
+    assert result.samples_from == "manifest" and result.train_samples == 3 and result.gpu_hours > 0
+
+
+def test_estimate_without_data_needs_the_grids_numbers(tmp_path):
+    tree = small_grid()
+    del tree["grid"]["train_samples"]
+    run = load_grid(write_grid(tmp_path, tree)).cells_expanded()[0]
+    with pytest.raises(GridError, match="grid.train_samples"):
+        estimate(run)
+
+
+# --- the dry run ----------------------------------------------------------------------------------------------------
+
+
+def test_dry_run_lists_every_cell_with_the_papers_figures_and_totals():
+    grid = load_grid(NYUDV2)
+    text = dry_run_text(grid)
+    for run in grid.cells_expanded():
+        assert run.label in text
+    for figure in ("51.1", "51.6", "50.8", "51.2", "76.2", "64.4"):
+        assert figure in text
+    assert "total: 14 runs" in text and "5250" in text  # 7 x 300 + 7 x 450 trial-epochs
+    assert "ESTIMATE" in text and "795 training samples" in text and "MFU 0.3" in text
+    assert "github.com/yikaiw/CEN" in text
+
+
+def test_dry_run_of_the_synthetic_grid_has_no_paper_figures():
+    text = dry_run_text(load_grid(SYNTHETIC))
+    assert "total: 7 runs" in text and "CPU-h" in text and "AsymFusion" in text

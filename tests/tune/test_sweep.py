@@ -1,0 +1,134 @@
+"""`fusionlab tune`: a 4-trial Optuna sweep on CPU, and a sweep killed after 2 trials then resumed."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from fusionlab.data.synthetic import write_synthetic
+from fusionlab.tracking import default_tracking_uri
+
+pytestmark = pytest.mark.slow
+
+BOUNDS = {"model.cen.lambda": (1e-4, 1e-1), "model.cen.threshold": (0.005, 0.05), "model.cen.portion": (0.1, 0.5)}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    write_synthetic(out, train=16, val=8, test=4, size=(48, 64), seed=0)
+    return out
+
+
+def sweep_config(tmp_path, data, experiment, scheduler):
+    tree = {
+        "data": {"path": str(data), "modalities": ["rgb", "depth"], "crop": [48, 64], "scale_range": [0.9, 1.1]},
+        "model": {"name": "cen", "backbone": "resnet_mini"},
+        "train": {"epochs": 2, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
+        "resources": {"num_workers": 1},
+        "tracking": {"experiment": experiment},
+        "search": {"space": {key: {"type": "loguniform" if key.endswith("lambda") else "uniform",
+                                   "low": low, "high": high} for key, (low, high) in BOUNDS.items()},
+                   "num_samples": 4, "seed": 3, "name": experiment, "scheduler": {"type": scheduler}},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def environment(tmp_marker: Path) -> dict:
+    return {**os.environ, "RAY_TMPDIR": str(tmp_marker), "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0",
+            "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def cleanup(marker: Path) -> None:
+    subprocess.run(["pkill", "-9", "-f", str(marker)], check=False)
+    shutil.rmtree(marker, ignore_errors=True)
+
+
+def children_of_sweep(workdir: Path, experiment: str):
+    client = MlflowClient(default_tracking_uri(workdir))
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in runs if r.data.tags.get("fusionlab.kind") == "sweep"]
+    assert len(parents) == 1, f"one parent run per sweep, found {len(parents)}"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return client, parents[0], children
+
+
+def completed_trials(study_db: Path, name: str) -> list:
+    if not study_db.exists():
+        return []
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{study_db}")
+    except KeyError:
+        return []
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def test_four_trial_optuna_sweep(data, tmp_path):
+    config = sweep_config(tmp_path, data, "sweep4", "asha")
+    workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-a")
+    try:
+        result = subprocess.run([sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune",
+                                 str(config)], capture_output=True, text=True, env=environment(marker), timeout=900)
+    finally:
+        cleanup(marker)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "best trial" in result.stdout and "val/miou" in result.stdout
+
+    client, parent, children = children_of_sweep(workdir, "sweep4")
+    assert len(children) == 4
+    for child in children:
+        for key, (low, high) in BOUNDS.items():
+            assert low <= float(child.data.params[key]) <= high, (key, child.data.params[key])
+    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "best_config.json", "plots"} <= artifacts
+    study = workdir / "sweeps" / "sweep4" / "optuna.db"
+    assert len(completed_trials(study, "sweep4")) == 4
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_trials(data, tmp_path):
+    config = sweep_config(tmp_path, data, "sweep-resume", "none")
+    workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-b")
+    sweep_dir = workdir / "sweeps" / "sweep-resume"
+    command = [sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune"]
+    try:
+        with open(tmp_path / "first.log", "w") as log:
+            first = subprocess.Popen([*command, str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                     env=environment(marker), start_new_session=True)
+            deadline = time.time() + 600
+            while len(completed_trials(sweep_dir / "optuna.db", "sweep-resume")) < 2 and time.time() < deadline:
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                time.sleep(1)
+            finished_before = {t.number for t in completed_trials(sweep_dir / "optuna.db", "sweep-resume")}
+            assert len(finished_before) >= 2
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+        cleanup(marker)
+        _, _, children = children_of_sweep(workdir, "sweep-resume")
+        history_before = {c.info.run_id: len(MlflowClient(default_tracking_uri(workdir)).get_metric_history(
+            c.info.run_id, "train/loss")) for c in children if c.info.status == "FINISHED"}
+        assert len(history_before) >= 2
+
+        second = subprocess.run([*command, "--resume", str(sweep_dir)], capture_output=True, text=True,
+                                env=environment(marker), timeout=900)
+    finally:
+        cleanup(marker)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+    client, _, children = children_of_sweep(workdir, "sweep-resume")
+    assert len(children) == 4, "one child run per trial, none duplicated"
+    study_trials = optuna.load_study(study_name="sweep-resume", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
+    assert len(study_trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study_trials)
+    for run_id, length in history_before.items():
+        steps = [m.step for m in client.get_metric_history(run_id, "train/loss")]
+        assert len(steps) == length == 2 and sorted(steps) == [0, 1], "finished trials were not run again"
