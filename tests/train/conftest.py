@@ -14,17 +14,3 @@ def small_synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "synthetic"
     write_synthetic(out, train=32, val=8, test=8, size=(48, 64), seed=0)
     return out
-
-
-def config_tree(data_path, **sections):
-    tree = {
-        "data": {"path": str(data_path), "modalities": ["rgb", "depth"], "crop": [48, 64],
-                 "scale_range": [0.9, 1.1]},
-        "model": {"name": "cen", "backbone": "resnet_mini"},
-        "train": {"epochs": 3, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
-        "resources": {"num_workers": 1},
-        "tracking": {"experiment": "tests"},
-    }
-    for section, values in sections.items():
-        tree[section] = {**tree.get(section, {}), **values}
-    return tree

@@ -3,8 +3,8 @@
 import re
 
 import yaml
-from conftest import config_tree
 from mlflow.tracking import MlflowClient
+from train_configs import config_tree
 
 from fusionlab.cli import main
 from fusionlab.tracking import default_tracking_uri

@@ -2,7 +2,7 @@
 
 import pytest
 import yaml
-from conftest import config_tree
+from train_configs import config_tree
 
 from fusionlab.config import ConfigError, load_config, parse_config
 

@@ -1,7 +1,7 @@
 """The training loop in-process (no Ray): sparsity at work, and its absence with lambda = theta = 0."""
 
 import torch
-from conftest import config_tree
+from train_configs import config_tree
 
 from fusionlab.config import parse_config
 from fusionlab.data import Manifest

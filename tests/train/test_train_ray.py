@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import config_tree
 from mlflow.tracking import MlflowClient
+from train_configs import config_tree
 
 from fusionlab.config import parse_config
 from fusionlab.tracking import default_tracking_uri, load_model
