@@ -76,7 +76,8 @@ def cmd_data_synth(args: argparse.Namespace, console: Console) -> int:
 def cmd_data_convert(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.data.converters import convert
 
-    convert(args.kind, args.src, args.out, overwrite=args.overwrite)
+    options = {"val_fraction": args.val_fraction} if args.val_fraction is not None else {}
+    convert(args.kind, args.src, args.out, overwrite=args.overwrite, **options)
     return cmd_data_inspect(argparse.Namespace(dir=args.out, verify=False), console)
 
 
@@ -223,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src")
     convert.add_argument("--out", required=True)
     convert.add_argument("--overwrite", action="store_true")
+    convert.add_argument("--val-fraction", type=float, default=None,
+                         help="nyudv2/sunrgbd: fraction of train carved out as the val split (default 0.1)")
     convert.set_defaults(handler=cmd_data_convert)
     inspect = data_commands.add_parser("inspect", help="summarise a dataset; --verify checks every checksum")
     inspect.add_argument("dir")

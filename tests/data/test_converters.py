@@ -11,7 +11,7 @@ from PIL import Image
 from fusionlab.data import DatasetError, DatasetReader
 from fusionlab.data.converters import CONVERTERS, convert
 from fusionlab.data.converters.nyudv2 import NYU40_CLASSES
-from fusionlab.data.converters.taskonomy import split_of
+from fusionlab.data.converters.common import split_of
 
 H, W = 12, 16
 rng = np.random.default_rng(0)
@@ -63,7 +63,7 @@ def write_nyu_mat(src: Path, count: int = 4) -> dict[str, np.ndarray]:
 
 def test_nyudv2_labeled_mat_round_trip(tmp_path):
     expected = write_nyu_mat(tmp_path / "src")
-    manifest = convert("nyudv2", tmp_path / "src", tmp_path / "out")
+    manifest = convert("nyudv2", tmp_path / "src", tmp_path / "out", val_fraction=0.0)
     assert manifest.label.classes == tuple(f"class{i}" for i in range(40))
     assert manifest.modalities["depth"].unit == "mm" and manifest.image_size == (H, W)
     samples = read_back(tmp_path / "out")
@@ -105,7 +105,7 @@ def write_nyu_prepared(src: Path, depth_dtype=np.uint16) -> dict[str, dict[str, 
 @pytest.mark.parametrize("depth_dtype", [np.uint16, np.uint8])
 def test_nyudv2_prepared_round_trip(tmp_path, depth_dtype):
     expected = write_nyu_prepared(tmp_path / "src", depth_dtype)
-    manifest = convert("nyudv2", tmp_path / "src", tmp_path / "out")
+    manifest = convert("nyudv2", tmp_path / "src", tmp_path / "out", val_fraction=0.0)
     assert manifest.label.classes == NYU40_CLASSES and manifest.source["layout"] == "prepared-png"
     assert manifest.source["depth_png_bits"] == [8 * np.dtype(depth_dtype).itemsize]
     assert DatasetReader(tmp_path / "out").manifest.source == manifest.source
@@ -201,7 +201,7 @@ def write_sunrgbd(src: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def test_sunrgbd_round_trip_undoes_the_bit_rotation(tmp_path):
     expected = write_sunrgbd(tmp_path / "src")
-    manifest = convert("sunrgbd", tmp_path / "src", tmp_path / "out")
+    manifest = convert("sunrgbd", tmp_path / "src", tmp_path / "out", val_fraction=0.0)
     assert manifest.label.num_classes == 37 and manifest.label.classes[23] == "fridge"
     assert manifest.image_size is None  # sizes vary between samples
     samples = read_back(tmp_path / "out")
@@ -355,3 +355,19 @@ def test_unknown_kind_and_option(tmp_path):
         convert("kitti", tmp_path, tmp_path / "out")
     with pytest.raises(DatasetError, match=r"unknown options \['depth_bitshift'\]"):
         convert("cityscapes", tmp_path, tmp_path / "out", depth_bitshift=True)
+
+
+def test_validation_split_is_carved_from_train_only(tmp_path):
+    src = tmp_path / "src"
+    write_nyu_prepared(src, np.uint16)
+    line = "rgb/{0}.png\tmasks/{0}.png\tdepth/{0}.png\n".format
+    for i in range(4, 24):  # more training images, copies of the first one's files
+        for folder in ("rgb", "masks", "depth"):
+            (src / folder / f"{i:04d}.png").write_bytes((src / folder / "0001.png").read_bytes())
+    (src / "train.txt").write_text("".join(line(f"{i:04d}") for i in [1, 2, *range(4, 24)]))
+    manifest = convert("nyudv2", src, tmp_path / "out", val_fraction=0.3)
+    splits = {sid: s.split for sid, s in read_back(tmp_path / "out").items()}
+    assert splits.pop("0003") == "test", "the test split is never carved"
+    assert splits == {sid: split_of(sid, 0.3) for sid in splits}
+    assert 0 < list(splits.values()).count("val") < len(splits)
+    assert manifest.source["val_from_train"] == 0.3

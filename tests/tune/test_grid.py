@@ -278,8 +278,9 @@ def test_estimates_are_counted_positive_and_grow_with_depth_and_epochs():
     r101, r152 = estimate(runs["CEN, ResNet-101"]), estimate(runs["CEN, ResNet-152"])
     assert 0 < r101.flops_per_sample < r152.flops_per_sample
     assert 0 < r101.gpu_hours < r152.gpu_hours and r101.trial_epochs == r152.trial_epochs == 10
-    assert r101.train_samples == 795 and r101.samples_from == "grid.train_samples"
-    assert r101.train_flops == pytest.approx(10 * 795 * r101.flops_per_sample)
+    declared = load_grid(NYUDV2).spec.grid.train_samples  # the YAML's figure: no dataset here
+    assert r101.train_samples == declared and r101.samples_from == "grid.train_samples"
+    assert r101.train_flops == pytest.approx(10 * declared * r101.flops_per_sample)
     # two modalities through one shared network cost about twice one modality
     unimodal = estimate(runs["RGB only, ResNet-101"])
     assert 1.8 < r101.flops_per_sample / unimodal.flops_per_sample < 2.2
@@ -318,7 +319,7 @@ def test_dry_run_lists_every_cell_with_the_papers_figures_and_totals():
     for figure in ("51.1", "51.6", "50.8", "51.2", "76.2", "64.4"):
         assert figure in text
     assert "total: 14 runs" in text and "5250" in text  # 7 x 300 + 7 x 450 trial-epochs
-    assert "ESTIMATE" in text and "795 training samples" in text and "MFU 0.3" in text
+    assert "ESTIMATE" in text and f"{grid.spec.grid.train_samples} training samples" in text and "MFU 0.3" in text
     assert "github.com/yikaiw/CEN" in text
 
 

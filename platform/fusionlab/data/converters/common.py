@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +92,31 @@ def describe(array: np.ndarray) -> str:
     return f"{array.dtype} with {channels} channel{'s' if channels != 1 else ''}"
 
 
+def split_of(sample_id: str, val_fraction: float) -> str:
+    """"val" for a stable pseudo-random ``val_fraction`` of sample ids (by sha256), else "train"."""
+    digest = hashlib.sha256(sample_id.encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def carve_validation(samples: Iterable[SourceSample], val_fraction: float) -> Iterator[SourceSample]:
+    """Move a stable ``val_fraction`` of the train samples to a "val" split (checkpoints are selected on it; the
+    test split is evaluated once). Adding samples later does not reshuffle the others."""
+    for origin, sample in samples:
+        if sample.split == "train" and split_of(sample.sample_id, val_fraction) == "val":
+            sample = replace(sample, split="val")
+        yield origin, sample
+
+
 def write_samples(out: Path, manifest: Manifest, samples: Iterable[SourceSample], *, total: int, overwrite: bool,
-                  max_shard_bytes: int, late_source: dict[str, Any] | None = None) -> Manifest:
+                  max_shard_bytes: int, late_source: dict[str, Any] | None = None,
+                  val_fraction: float = 0.0) -> Manifest:
     """Write samples atomically with a progress bar; ``late_source`` is filled while iterating (e.g. bit depths seen)
-    and merged into the manifest's ``source`` before it is written."""
+    and merged into the manifest's ``source`` before it is written; ``val_fraction`` carves "val" out of "train"."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction:
+        samples = carve_validation(samples, val_fraction)
+        manifest = replace(manifest, source={**manifest.source, "val_from_train": val_fraction})
     console = Console(stderr=True)
     progress = track(samples, total=total, description=f"converting {manifest.name}", console=console,
                      transient=True, disable=not console.is_terminal)  # no bar lines in logs or pipes

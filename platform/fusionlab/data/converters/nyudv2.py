@@ -45,9 +45,10 @@ PREPARED_LISTS = {"train": "train.txt", "test": "val.txt"}  # the reference's "v
 
 
 def convert_nyudv2(src: str | Path, out: str | Path, *, overwrite: bool = False,
-                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Manifest:
+                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, val_fraction: float = 0.1) -> Manifest:
+    """``val_fraction`` of the 795 training images become "val" (for checkpoint selection); "test" stays 654."""
     src = require_dir(Path(src), "NYUDv2 source")
-    write_options = {"overwrite": overwrite, "max_shard_bytes": max_shard_bytes}
+    write_options = {"overwrite": overwrite, "max_shard_bytes": max_shard_bytes, "val_fraction": val_fraction}
     if (src / LABELED_MAT).is_file():
         return _convert_labeled_mat(src, Path(out), write_options)
     if any((src / name).is_file() for name in PREPARED_LISTS.values()):

@@ -32,7 +32,9 @@ IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")
 
 
 def convert_sunrgbd(src: str | Path, out: str | Path, *, overwrite: bool = False,
-                    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, depth_bitshift: bool = True) -> Manifest:
+                    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, depth_bitshift: bool = True,
+                    val_fraction: float = 0.1) -> Manifest:
+    """``val_fraction`` of the 5285 training images become "val" (for checkpoint selection); "test" stays 5050."""
     src = require_dir(Path(src), "SUN RGB-D source")
     for folder in ("image", "depth", "label"):
         require_dir(src / folder, f"SUN RGB-D {folder}")
@@ -43,7 +45,7 @@ def convert_sunrgbd(src: str | Path, out: str | Path, *, overwrite: bool = False
                         source={"converter": "sunrgbd", "depth_bitshift": depth_bitshift})
     samples = (_sample(src, split, where, stem, depth_bitshift) for split, where, stem in entries)
     return write_samples(Path(out), manifest, samples, total=len(entries), overwrite=overwrite,
-                         max_shard_bytes=max_shard_bytes)
+                         max_shard_bytes=max_shard_bytes, val_fraction=val_fraction)
 
 
 def unrotate_depth(stored: np.ndarray) -> np.ndarray:

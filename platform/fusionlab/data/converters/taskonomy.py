@@ -9,7 +9,6 @@ samples never moves existing ones between splits.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from ..manifest import DatasetError, Manifest, ModalitySpec, gray_spec, rgb_spec
 from ..sample import Sample
 from ..writer import DEFAULT_MAX_SHARD_BYTES
-from .common import SourceSample, describe, read_image, require_dir, write_samples
+from .common import SourceSample, describe, read_image, require_dir, split_of, write_samples
 
 FILE_NAME = re.compile(r"^(point_(\d+)_view_(\d+))_domain_.+\.png$")
 
@@ -52,11 +51,6 @@ def discover_domains(src: Path) -> tuple[str, ...]:
     if not found:
         raise DatasetError(f"{src}: no domain folders of point_X_view_Y_domain_D.png files found")
     return found
-
-
-def split_of(sample_id: str, val_fraction: float) -> str:
-    digest = hashlib.sha256(sample_id.encode()).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
 def _domain_files(src: Path, domain: str) -> dict[str, Path]:
