@@ -10,8 +10,8 @@ from PIL import Image
 
 from fusionlab.data import DatasetError, DatasetReader
 from fusionlab.data.converters import CONVERTERS, convert
-from fusionlab.data.converters.nyudv2 import NYU40_CLASSES
 from fusionlab.data.converters.common import split_of
+from fusionlab.data.converters.nyudv2 import NYU40_CLASSES
 
 H, W = 12, 16
 rng = np.random.default_rng(0)
