@@ -74,7 +74,8 @@ def completed_trials(study_db: Path, name: str) -> list:
 
 
 def test_four_trial_optuna_sweep(data, tmp_path):
-    config = sweep_config(tmp_path, data, "sweep4", "asha")
+    # No ASHA here: a trial it stops can hold its CPU until Ray notices (see ensure_tune_ray); CI must not wait on it.
+    config = sweep_config(tmp_path, data, "sweep4", "none")
     workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-a")
     try:
         result = subprocess.run([sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune",
@@ -90,7 +91,7 @@ def test_four_trial_optuna_sweep(data, tmp_path):
     for child in children:
         for key, (low, high) in BOUNDS.items():
             assert low <= float(child.data.params[key]) <= high, (key, child.data.params[key])
-    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
+    assert {c.info.status for c in children} == {"FINISHED"}
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "best_config.json", "plots"} <= artifacts
     study = workdir / "sweeps" / "sweep4" / "optuna.db"

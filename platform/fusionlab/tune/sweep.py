@@ -50,8 +50,11 @@ def ensure_tune_ray(config: Config, address: str | None) -> None:
         ray.init(address=address)
         return
     # Per trial: its Train workers plus one CPU for Ray Data; the trial drivers use a custom resource, because
-    # a CPU each would starve the workers on small machines (DESIGN.md section 5).
-    needed = concurrent * (math.ceil(config.resources.num_workers * config.resources.cpus_per_worker) + 1)
+    # a CPU each would starve the workers on small machines (DESIGN.md section 5). Plus one trial's workers of
+    # headroom: the placement group of a trial that ASHA stops is released only after Ray notices its controller
+    # died, and until then the next trial's Ray Data tasks would find no free CPU.
+    workers = math.ceil(config.resources.num_workers * config.resources.cpus_per_worker)
+    needed = concurrent * (workers + 1) + workers
     ray.init(num_cpus=max(os.cpu_count() or 1, needed), resources={DRIVER_RESOURCE: concurrent})
 
 
