@@ -133,6 +133,7 @@ def _fit(state: dict[str, Any], sweep_dir: Path, restore: bool, address: str | N
 def summarise(state: dict[str, Any], config: Config, results, storage: str) -> dict[str, Any]:
     """Log the trials table, parameter plots and importances to the parent run; return the best trial."""
     import optuna
+    import pandas as pd
 
     from fusionlab.tracking.sweeps import log_sweep_summary
 
@@ -145,8 +146,6 @@ def summarise(state: dict[str, Any], config: Config, results, storage: str) -> d
         row["epochs"] = (result.metrics or {}).get("training_iteration")
         row["status"] = "error" if result.error else "done"
         rows.append(row)
-    import pandas as pd
-
     trials = pd.DataFrame(rows)
     study = optuna.load_study(study_name=state["name"], storage=storage)
     try:
