@@ -148,6 +148,41 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fusionlab.inference import open_inputs, predict
+    from fusionlab.inference.outputs import check_out
+    from fusionlab.tracking import default_tracking_uri, load_model
+
+    check_out(Path(args.out), args.overwrite)  # before loading anything
+    predictor = load_model(args.model, args.tracking_uri or default_tracking_uri(args.workdir))
+    inputs = open_inputs(args.input, predictor, args.split)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("predict", total=len(inputs))
+        summary = predict(predictor, inputs, args.out, overwrite=args.overwrite, batch_size=args.batch_size,
+                          device=device, advance=lambda n: progress.advance(task, n))
+    total = max(int(summary.pixel_counts.sum()), 1)
+    console.print(f"predicted {summary.samples} samples from {args.input} in {summary.seconds:.1f} s", highlight=False)
+    table = Table(title="share of predicted pixels")
+    table.add_column("class")
+    table.add_column("predicted pixels", justify="right")
+    order = summary.pixel_counts.argsort()[::-1]
+    for k in order[:10]:
+        table.add_row(summary.classes[k], f"{100 * summary.pixel_counts[k] / total:.1f}%")
+    if len(order) > 10:
+        table.add_row(f"({len(order) - 10} more)", f"{100 * summary.pixel_counts[order[10:]].sum() / total:.1f}%")
+    console.print(table)
+    console.print(f"labels (palette PNG, values = class index) in {summary.out / 'labels'}, overlays in "
+                  f"{summary.out / 'overlays'}, per-sample table {summary.out / 'predictions.csv'}", highlight=False)
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.tune.sweep import resume_sweep, start_sweep
 
@@ -244,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--split", default="test")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="label PNGs, overlays and a CSV from a model on a dataset or "
+                                                  "an image folder")
+    predict.add_argument("--model", required=True, help="runs:/<run id>/model or models:/<name>@<alias>")
+    predict.add_argument("--input", required=True,
+                         help="an Arrow dataset directory, or a folder DIR/<modality>/<stem>.<png|jpg>")
+    predict.add_argument("--out", required=True)
+    predict.add_argument("--split", default=None, help="Arrow input: one split (default: every split)")
+    predict.add_argument("--batch-size", type=int, default=8, help="Arrow input with a fixed image size")
+    predict.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    predict.add_argument("--overwrite", action="store_true", help="replace an earlier predict output at --out")
+    predict.set_defaults(handler=cmd_predict)
 
     tune = commands.add_parser("tune", help="Optuna + ASHA search over the config's search section (Ray Tune)")
     tune.add_argument("config", nargs="?")

@@ -1,0 +1,139 @@
+"""What predict writes: palette label PNGs, overlays, predictions.csv — into a temp dir renamed into place at the end.
+
+A label PNG is 8-bit palette (mode "P"): its pixel values are the class indices, and viewers show class colours.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image
+
+from fusionlab.data import DatasetError, ModalitySpec
+
+LABELS, OVERLAYS, TABLE = "labels", "overlays", "predictions.csv"
+OVERLAY_ALPHA = 0.5
+
+
+def palette(num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """``[256, 3]`` uint8 colours: up to 20 classes as the run's plots draw them (tab20), more from tab20/b/c (60),
+    beyond that evenly spaced hues; the ignore index black."""
+    if num_classes > 256:
+        raise DatasetError(f"the model predicts {num_classes} classes; an 8-bit palette label PNG holds at most 256")
+    count = max(num_classes, 2)
+    if count <= 20:
+        colours = colormaps["tab20"].resampled(count)(np.arange(count))[:, :3]
+    elif count <= 60:
+        colours = np.concatenate([colormaps[name].colors for name in ("tab20", "tab20b", "tab20c")])[:count, :3]
+    else:
+        colours = colormaps["nipy_spectral"].resampled(count)(np.arange(count))[:, :3]
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[:count] = np.round(np.asarray(colours) * 255).astype(np.uint8)
+    if 0 <= ignore_index < 256:
+        table[ignore_index] = 0
+    return table
+
+
+def displayable(image: torch.Tensor, spec: ModalitySpec) -> np.ndarray:
+    """Undo the normalisation of a model input ``[3, H, W]``: ``[H, W, 3]`` uint8 (as the run's plots show it)."""
+    mean = torch.tensor(spec.mean).view(-1, 1, 1)
+    std = torch.tensor(spec.std).view(-1, 1, 1)
+    value = (image.float().cpu() * std + mean) / spec.scale
+    value = value / (255.0 if spec.dtype == "uint8" else max(float(value.max()), 1.0))
+    return np.round(value.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    image.save(partial, format="PNG")
+    os.replace(partial, path)
+
+
+class PredictionWriter:
+    """``with PredictionWriter(out, classes) as writer: writer.write(...)``: everything lands in a hidden temp dir
+    beside ``out`` and is renamed to ``out`` on success; on failure the temp dir is removed and ``out`` untouched.
+
+    An existing non-empty ``out`` is refused unless ``overwrite``; even then only an earlier predict output (labels/,
+    overlays/, predictions.csv) is replaced, never a directory holding anything else.
+    """
+
+    def __init__(self, out: str | os.PathLike, classes: Sequence[str], ignore_index: int = 255,
+                 overwrite: bool = False):
+        self.out = Path(out)
+        self.classes = list(classes)
+        self.overwrite = overwrite
+        self.palette = palette(len(self.classes), ignore_index).flatten().tolist()
+        self.colours = np.asarray(self.palette, dtype=np.float32).reshape(256, 3)
+        check_out(self.out, overwrite)
+        self.tmp = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.rows: list[list] = []
+
+    def __enter__(self) -> PredictionWriter:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        (self.tmp / LABELS).mkdir(parents=True)
+        (self.tmp / OVERLAYS).mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._write_table()
+                self._move_into_place()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write(self, sample_id: str, source: str, prediction: np.ndarray, display: np.ndarray) -> np.ndarray:
+        """``prediction`` ``[H, W]`` class indices, ``display`` ``[H, W, 3]`` uint8; returns per-class pixel counts."""
+        label = Image.fromarray(prediction.astype(np.uint8))
+        label.putpalette(self.palette)  # "L" -> "P": the values stay the class indices
+        _save_png(label, self.tmp / LABELS / f"{sample_id}.png")
+        blend = (1 - OVERLAY_ALPHA) * display + OVERLAY_ALPHA * self.colours[prediction]
+        _save_png(Image.fromarray(np.round(blend).astype(np.uint8)),
+                  self.tmp / OVERLAYS / f"{sample_id}.png")
+        counts = np.bincount(prediction.ravel(), minlength=len(self.classes))[:len(self.classes)]
+        height, width = prediction.shape
+        fractions = counts / max(height * width, 1)
+        self.rows.append([sample_id, source, height, width, self.classes[int(counts.argmax())],
+                          *(f"{f:.6f}" for f in fractions)])
+        return counts
+
+    def _write_table(self) -> None:
+        with open(self.tmp / TABLE, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "source", "height", "width", "dominant_class",
+                             *(f"fraction_{name}" for name in self.classes)])
+            writer.writerows(self.rows)
+
+    def _move_into_place(self) -> None:
+        old = None
+        if self.out.exists():
+            check_out(self.out, self.overwrite)  # it may have appeared while predicting
+            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(self.out, old)
+        os.rename(self.tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old)
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DatasetError(f"{out} exists and is not a directory; choose another --out")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        raise DatasetError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    foreign = [name for name in entries if name not in (LABELS, OVERLAYS, TABLE)]
+    if foreign:
+        raise DatasetError(f"{out} holds files that are not a predict output ({', '.join(foreign[:5])}); "
+                           f"--overwrite replaces only an earlier predict output, choose another --out")
