@@ -1,0 +1,406 @@
+"""The model registry: promote the best training run under an alias (``champion``), guarded, with its history.
+
+MLflow aliases keep no history, so every promotion registers a new version and records on it, as tags under
+``fusionlab.promotion.``, what it replaced and why (DESIGN.md section 5). Stages are never used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import mlflow
+import mlflow.artifacts
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from .runs import KIND_TAG, MODEL_NAME
+
+try:  # 100,000 in MLflow 3.17 (a run tag's limit is 8,000)
+    from mlflow.utils.validation import MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH as TAG_VALUE_LIMIT
+except ImportError:  # pragma: no cover - an MLflow that moved it: the older, smaller limit is safe
+    TAG_VALUE_LIMIT = 5000
+
+DATASET_TAG = "fusionlab.dataset"
+TASK_TAG = "fusionlab.task"
+MANIFEST_TAG = "fusionlab.manifest_sha256"
+
+PREFIX = "fusionlab.promotion."
+PREVIOUS_VERSION = PREFIX + "previous_version"  # the alias holder this promotion replaced, or "none"
+PREVIOUS_RUN_ID = PREFIX + "previous_run_id"
+PREVIOUS_VALUE = PREFIX + "previous_value"  # the holder's metric when it was replaced ("none" if it had none)
+METRIC = PREFIX + "metric"
+VALUE = PREFIX + "value"
+MODE = PREFIX + "mode"
+RUN_ID = PREFIX + "run_id"
+RUN_NAME = PREFIX + "run_name"
+EXPERIMENT = PREFIX + "experiment"
+CONFIG = PREFIX + "config"  # the run's params as compact JSON
+MANIFEST = PREFIX + "manifest_sha256"
+MODEL_URI = PREFIX + "model_uri"
+ALIAS = PREFIX + "alias"
+PROMOTED_AT = PREFIX + "promoted_at"  # UTC, ISO 8601
+FORCED = PREFIX + "forced"  # "true" / "false"
+OVERRIDDEN = PREFIX + "overridden"  # forced only: the guard's reasons that --force overrode
+TRUNCATED = "...[truncated]"
+
+
+class RegistryError(ValueError):
+    """Bad input for the registry (no candidates, mixed datasets, an unknown model); the message says which."""
+
+
+class PromotionRefused(RegistryError):
+    """The guard kept the current alias holder; ``reasons`` say why. ``--force`` overrides it."""
+
+    def __init__(self, message: str, reasons: Sequence[str]):
+        super().__init__(message)
+        self.reasons = list(reasons)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run_id: str
+    run_name: str
+    experiment: str
+    value: float
+    dataset: str
+    task: str
+    manifest: str
+    params: dict[str, str] = field(repr=False)
+    start_time: int = 0
+
+    @property
+    def model_uri(self) -> str:
+        return f"runs:/{self.run_id}/{MODEL_NAME}"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The version an alias points at, scored by its source run's metric (now, not as recorded)."""
+
+    version: str
+    run_id: str
+    run_name: str | None  # None: the source run no longer exists
+    value: float | None
+    manifest: str | None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    alias: str
+    metric: str
+    mode: str
+    candidate: Candidate
+    candidates: int
+    previous: Holder | None
+    version: str | None  # None when nothing changed: the candidate's run already held the alias
+    forced: bool = False
+    overridden: tuple[str, ...] = ()
+
+    @property
+    def unchanged(self) -> bool:
+        return self.version is None
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    latest_version: str | None
+    aliases: dict[str, str]  # alias -> version
+    last_promoted_at: str | None
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    version: str
+    aliases: list[str]
+    run_id: str | None
+    run_name: str | None
+    metric: str | None
+    value: str | None
+    previous_version: str | None
+    previous_value: str | None
+    forced: str | None
+    promoted_at: str | None
+    tags: dict[str, str]
+
+
+def registry_client(uri: str) -> MlflowClient:
+    """A client whose registry is the tracking store itself (the embedded sqlite store or the same server)."""
+    return MlflowClient(tracking_uri=uri, registry_uri=None if uri.startswith("databricks") else uri)
+
+
+def model_name(dataset: str, task: str) -> str:
+    """The registered-model name per dataset and task: ``synthetic-rgbd-segmentation``."""
+    slug = re.sub(r"[^a-z0-9._]+", "-", f"{dataset}-{task}".lower())
+    return re.sub(r"-{2,}", "-", slug).strip("-._") or "model"
+
+
+def _is_missing(error: MlflowException) -> bool:
+    return error.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def find_candidates(client: MlflowClient, experiments: Sequence[str], metric: str) -> list[Candidate]:
+    """Finished training runs (never sweep or grid parents) of the experiments that have ``metric``."""
+    found: list[Candidate] = []
+    names = {}
+    for name in experiments:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            known = sorted(e.name for e in client.search_experiments())
+            raise RegistryError(f"no experiment {name!r} in the tracking store; it has {known}")
+        names[experiment.experiment_id] = name
+    query = f"tags.`{KIND_TAG}` = 'train' and attributes.status = 'FINISHED'"
+    token = None
+    while True:
+        page = client.search_runs(list(names), filter_string=query, max_results=1000, page_token=token)
+        for run in page:
+            value = run.data.metrics.get(metric)  # the metric's latest value (its highest step)
+            if value is None or not math.isfinite(value):
+                continue
+            tags = run.data.tags
+            found.append(Candidate(run.info.run_id, run.info.run_name or run.info.run_id,
+                                   names[run.info.experiment_id], float(value), tags.get(DATASET_TAG, "?"),
+                                   tags.get(TASK_TAG, "?"), tags.get(MANIFEST_TAG, ""), dict(run.data.params),
+                                   run.info.start_time or 0))
+        token = page.token
+        if not token:
+            return found
+
+
+def best_candidate(candidates: Sequence[Candidate], mode: str = "max") -> Candidate:
+    """The best by ``mode``; ties go to the run that started first."""
+    sign = -1.0 if mode == "max" else 1.0
+    return min(candidates, key=lambda c: (sign * c.value, c.start_time, c.run_id))
+
+
+def _check_comparable(candidates: Sequence[Candidate], metric: str) -> None:
+    """One registered model per dataset and task, and scores only from the same dataset version."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in candidates:
+        groups.setdefault((c.dataset, c.task), []).append(c.run_name)
+    if len(groups) > 1:
+        listed = "; ".join(f"dataset {dataset!r} task {task!r}: {sorted(runs)}"
+                           for (dataset, task), runs in sorted(groups.items()))
+        raise RegistryError(f"the candidates come from {len(groups)} datasets/tasks, one registered model each: "
+                            f"{listed}. Promote one at a time (one --experiment, or --name per dataset)")
+    versions: dict[str, list[str]] = {}
+    for c in candidates:
+        versions.setdefault(c.manifest, []).append(c.run_name)
+    if len(versions) > 1:
+        listed = "; ".join(f"{digest[:12] or 'none'}: {sorted(runs)}" for digest, runs in sorted(versions.items()))
+        raise RegistryError(f"the candidates were trained on {len(versions)} versions of dataset "
+                            f"{candidates[0].dataset!r} (manifest sha256 {listed}): their {metric} values are not "
+                            f"comparable")
+
+
+def current_holder(client: MlflowClient, name: str, alias: str, metric: str) -> Holder | None:
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if _is_missing(error):
+            return None
+        raise
+    if alias not in model.aliases:  # (a missing alias is an INVALID_PARAMETER_VALUE error, not a "missing")
+        return None
+    version = client.get_model_version_by_alias(name, alias)
+    try:
+        run = client.get_run(version.run_id) if version.run_id else None
+    except MlflowException as error:
+        if not _is_missing(error):
+            raise
+        run = None
+    if run is None:
+        return Holder(str(version.version), version.run_id or "", None, None, None)
+    value = run.data.metrics.get(metric)
+    return Holder(str(version.version), version.run_id, run.info.run_name or version.run_id,
+                  value if value is not None and math.isfinite(value) else None, run.data.tags.get(MANIFEST_TAG))
+
+
+def guard(holder: Holder | None, candidate: Candidate, metric: str, mode: str) -> list[str]:
+    """Why the candidate must not replace the holder (empty: it may)."""
+    if holder is None:
+        return []
+    who = f"the holder, version {holder.version} (run {holder.run_name or '?'}, {holder.run_id}),"
+    if holder.run_name is None:
+        return [f"{who} has lost its source run: its {metric} cannot be compared"]
+    reasons = []
+    if holder.manifest != candidate.manifest:
+        reasons.append(f"{who} was trained on another version of the dataset (manifest sha256 "
+                       f"{(holder.manifest or 'none')[:12]}, the candidate's {candidate.manifest[:12] or 'none'}): "
+                       f"the scores are not comparable")
+    if holder.value is None:
+        reasons.append(f"{who} has no {metric} in its run: it cannot be compared")
+    elif (holder.value > candidate.value) if mode == "max" else (holder.value < candidate.value):
+        reasons.append(f"{who} has {metric} {holder.value:.6g}, better ({mode}) than the candidate's "
+                       f"{candidate.value:.6g}")
+    return reasons
+
+
+def _fit(value: str) -> str:
+    if len(value) <= TAG_VALUE_LIMIT:
+        return value
+    return value[:TAG_VALUE_LIMIT - len(TRUNCATED)] + TRUNCATED
+
+
+def _model_source(client: MlflowClient, run_id: str) -> tuple[str, str | None]:
+    """(source, model id) of the run's model, as ``mlflow.register_model`` resolves ``runs:/<id>/model``.
+
+    MLflow 3 logs a model as a logged model (``models:/<model id>``); older runs keep it under their artifacts.
+    (``client.list_artifacts(run_id, ...)`` would resolve logged models through the global tracking URI.)"""
+    run = client.get_run(run_id)
+    models = [m for m in client.search_logged_models([run.info.experiment_id], filter_string=f"name = '{MODEL_NAME}'")
+              if m.source_run_id == run_id]
+    if models:
+        latest = max(models, key=lambda m: m.creation_timestamp)
+        return f"models:/{latest.model_id}", latest.model_id
+    location = f"{run.info.artifact_uri}/{MODEL_NAME}"
+    if any(a.path.endswith("MLmodel") for a in
+           mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=client.tracking_uri)):
+        return location, None
+    raise RegistryError(f"run {run.info.run_name} ({run_id}) has no logged model {MODEL_NAME!r} to register")
+
+
+def _ensure_registered_model(client: MlflowClient, name: str, candidate: Candidate) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if not _is_missing(error):
+            raise
+        client.create_registered_model(
+            name, tags={DATASET_TAG: candidate.dataset, TASK_TAG: candidate.task},
+            description=f"{candidate.task} models for the {candidate.dataset} dataset, promoted by fusionlab "
+                        f"(`fusionlab promote`); aliases point at the current holders, version tags "
+                        f"`{PREFIX}*` record each promotion.")
+
+
+def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode: str = "max",
+            alias: str = "champion", name: str | None = None, force: bool = False) -> Promotion:
+    """Register the best candidate of the experiments as a new version and move ``alias`` to it.
+
+    Raises ``PromotionRefused`` when the current holder is better, was trained on other data or cannot be scored
+    (unless ``force``), and ``RegistryError`` for bad input."""
+    if mode not in ("max", "min"):
+        raise RegistryError(f"mode must be 'max' or 'min', got {mode!r}")
+    if not re.fullmatch(r"[\w-]+", alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise RegistryError(f"alias {alias!r}: use letters, digits, '_' and '-'; 'latest' and v<number> are reserved")
+    if not experiments:
+        raise RegistryError("give at least one experiment")
+    client = registry_client(uri)
+    candidates = find_candidates(client, experiments, metric)
+    if not candidates:
+        raise RegistryError(f"no finished training run with {metric} in experiment(s) {list(experiments)}")
+    _check_comparable(candidates, metric)
+    best = best_candidate(candidates, mode)
+    name = name or model_name(best.dataset, best.task)
+    holder = current_holder(client, name, alias, metric)
+    if holder is not None and holder.run_id == best.run_id:
+        return Promotion(name, alias, metric, mode, best, len(candidates), holder, None)
+    reasons = guard(holder, best, metric, mode)
+    if reasons and not force:
+        raise PromotionRefused(f"{best.run_name} ({best.run_id}, {metric} {best.value:.6g}) was not promoted to "
+                               f"{name}@{alias}: " + "; ".join(reasons) + ". --force promotes it anyway.", reasons)
+    _ensure_registered_model(client, name, best)
+    source, model_id = _model_source(client, best.run_id)
+    previous_value = "none" if holder is None or holder.value is None else repr(holder.value)
+    tags = {
+        PREVIOUS_VERSION: holder.version if holder else "none",
+        PREVIOUS_RUN_ID: holder.run_id if holder else "none",
+        PREVIOUS_VALUE: previous_value,
+        METRIC: metric,
+        VALUE: repr(best.value),
+        MODE: mode,
+        RUN_ID: best.run_id,
+        RUN_NAME: best.run_name,
+        EXPERIMENT: best.experiment,
+        CONFIG: _fit(json.dumps(dict(sorted(best.params.items())), separators=(",", ":"))),
+        MANIFEST: best.manifest or "none",
+        MODEL_URI: best.model_uri,
+        ALIAS: alias,
+        PROMOTED_AT: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        FORCED: "true" if force else "false",
+    }
+    if force and reasons:
+        tags[OVERRIDDEN] = _fit("; ".join(reasons))
+    # MLflow's SQL registry store finds a logged model (models:/<model id>) through the global tracking URI (its
+    # own TODO), as RunTracker.log_model and load_model also set it. create_model_version waits (up to 300 s) for
+    # READY and raises if registration fails.
+    mlflow.set_tracking_uri(uri)
+    version = client.create_model_version(name, source, run_id=best.run_id, tags=tags, model_id=model_id,
+                                          description=f"{best.run_name}: {metric} {best.value:.6g}")
+    if version.status != "READY":
+        version = client.get_model_version(name, version.version)
+        if version.status != "READY":
+            raise RegistryError(f"{name} version {version.version} is {version.status}: {version.status_message}")
+    client.set_registered_model_alias(name, alias, version.version)
+    return Promotion(name, alias, metric, mode, best, len(candidates), holder, str(version.version), force,
+                     tuple(reasons))
+
+
+def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    versions, token = [], None
+    while True:
+        page = client.search_model_versions(f"name = '{name}'", page_token=token)
+        versions.extend(page)
+        token = page.token
+        if not token:
+            return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+
+def _registered_models(client: MlflowClient) -> list:
+    models, token = [], None
+    while True:
+        page = client.search_registered_models(page_token=token)
+        models.extend(page)
+        token = page.token
+        if not token:
+            return sorted(models, key=lambda m: m.name)
+
+
+def registered_models(uri: str) -> list[ModelSummary]:
+    client = registry_client(uri)
+    summaries = []
+    for model in _registered_models(client):
+        versions = _versions(client, model.name)
+        promoted = [v.tags[PROMOTED_AT] for v in versions if PROMOTED_AT in v.tags]
+        summaries.append(ModelSummary(model.name, str(versions[0].version) if versions else None,
+                                      {alias: str(v) for alias, v in model.aliases.items()},
+                                      max(promoted) if promoted else None, dict(model.tags)))
+    return summaries
+
+
+def promotion_history(uri: str, name: str) -> list[VersionRecord]:
+    """Every version of the registered model, newest first (one version per promotion: its history)."""
+    client = registry_client(uri)
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as error:
+        if not _is_missing(error):
+            raise
+        known = [m.name for m in _registered_models(client)]
+        raise RegistryError(f"no registered model {name!r}; the registry has "
+                            f"{', '.join(known) if known else 'none (promote one with fusionlab promote)'}") from None
+    by_version: dict[str, list[str]] = {}
+    for alias, version in model.aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    records = []
+    for version in _versions(client, name):
+        tags = dict(version.tags)
+        run_name = tags.get(RUN_NAME)
+        if run_name is None and version.run_id:  # a version registered by hand, not by promote
+            try:
+                run_name = client.get_run(version.run_id).info.run_name
+            except MlflowException:
+                run_name = None
+        records.append(VersionRecord(str(version.version), sorted(by_version.get(str(version.version), [])),
+                                     version.run_id, run_name, tags.get(METRIC), tags.get(VALUE),
+                                     tags.get(PREVIOUS_VERSION), tags.get(PREVIOUS_VALUE), tags.get(FORCED),
+                                     tags.get(PROMOTED_AT), tags))
+    return records
