@@ -42,6 +42,7 @@ class DataConfig(Section):
     hflip: bool = True
     train_split: str = "train"
     val_split: str = "val"
+    test_split: str | None = "test"  # evaluated once after training (ensemble, full resolution) when the dataset has it
 
     @field_validator("scale_range")
     @classmethod

@@ -1,14 +1,21 @@
-"""The training loop in-process (no Ray): sparsity at work, and its absence with lambda = theta = 0."""
+"""The training loop in-process (no Ray): sparsity at work, its absence with lambda = theta = 0, every model tracked."""
 
+import hashlib
+
+import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
 from fusionlab.config import parse_config
 from fusionlab.data import Manifest
+from fusionlab.models import list_models
 from fusionlab.models.exchange import ExchangeBottleneck
 from fusionlab.models.sparsity import penalised_block
 from fusionlab.train.checkpoint import load_checkpoint
+from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train.driver import run_local
+from fusionlab.train.evaluate import evaluate
 from fusionlab.train.loop import build_model
 
 
@@ -61,3 +68,29 @@ def test_local_run_resumes_from_its_last_checkpoint(small_synthetic, tmp_path):
     longer = parse_config(config_tree(small_synthetic, train={"epochs": 3}))
     reports = run_local(longer, tmp_path)  # same run name: continues after epoch 2
     assert [r["epoch"] for r in reports] == [2]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_and_is_tracked_with_test_scores_and_run_tags(name, small_synthetic, tmp_path):
+    # early_concat's branch is named "rgb+depth": its metric keys must still be valid MLflow names.
+    modalities = ["rgb"] if name == "unimodal" else ["rgb", "depth"]
+    config = parse_config(config_tree(small_synthetic, model={"name": name}, data={"modalities": modalities},
+                                      train={"epochs": 1}))
+    run_local(config, tmp_path, tags={"fusionlab.cell": "a cell"})
+    uri = default_tracking_uri(tmp_path)
+    (run,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("tests").experiment_id])
+    manifest = Manifest.load(small_synthetic)
+    model = build_model(config, manifest)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["fusionlab.kind"] == "train" and run.data.tags["fusionlab.cell"] == "a cell"
+    assert run.data.tags["fusionlab.manifest_sha256"] == hashlib.sha256(
+        (small_synthetic / "manifest.json").read_bytes()).hexdigest()
+    assert run.data.tags["fusionlab.parameters"] == str(sum(p.numel() for p in model.parameters()))
+    assert run.data.tags["fusionlab.dataset"] == manifest.name
+    # the test split is scored once, at full resolution, exactly as `fusionlab evaluate` scores the logged model
+    predictor = load_model(f"runs:/{run.info.run_id}/model", uri)
+    assert predictor.input_specs["rgb"]["dtype"] == "uint8" and predictor.classes == list(manifest.label.classes)
+    expected = evaluate(predictor, small_synthetic, "test")
+    for key, value in expected.items():
+        assert run.data.metrics[f"test/{key}"] == pytest.approx(value, abs=1e-6)
+    assert any(key.startswith("val/") and key.count("/") == 2 for key in run.data.metrics)  # per-branch scores

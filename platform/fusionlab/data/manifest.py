@@ -7,6 +7,7 @@ images of a sample share its height and width.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -113,6 +114,11 @@ class Manifest:
         if split not in self.splits:
             raise DatasetError(f"dataset {self.name!r} has no split {split!r}; it has {sorted(self.splits)}")
         return self.splits[split]
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the manifest as written (it lists every shard's checksum): names the exact dataset."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     def to_json(self) -> str:
         data = asdict(self)

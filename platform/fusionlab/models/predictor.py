@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,13 +13,21 @@ from .segmenter import FusionModel
 
 
 class SegmentationPredictor(nn.Module):
-    """``[B, M, C, H, W]`` -> ensemble logits ``[B, K, H, W]`` (bilinear from the model's 1/4 resolution)."""
+    """``[B, M, C, H, W]`` -> ensemble logits ``[B, K, H, W]`` (bilinear from the model's 1/4 resolution).
 
-    def __init__(self, model: FusionModel):
+    It also carries what inference on raw images needs: per input modality the dataset's encoding and normalisation
+    (``input_specs``: the manifest's modality specs as plain dicts) and the class names.
+    """
+
+    def __init__(self, model: FusionModel, input_specs: Mapping[str, Mapping[str, Any]] | None = None,
+                 classes: Sequence[str] | None = None, ignore_index: int = 255):
         super().__init__()
         self.model = model
         self.modalities = list(model.modalities)
         self.num_classes = model.num_classes
+        self.input_specs = {name: dict(spec) for name, spec in (input_specs or {}).items()}
+        self.classes = list(classes) if classes is not None else [str(k) for k in range(model.num_classes)]
+        self.ignore_index = ignore_index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ensemble = self.model(x.transpose(0, 1)).ensemble

@@ -5,6 +5,9 @@ The only module (with its package) that imports mlflow.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import math
 import os
 import tempfile
@@ -14,7 +17,7 @@ from typing import Any
 
 import mlflow
 import torch
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from fusionlab.config import Config
@@ -25,7 +28,20 @@ from fusionlab.models.predictor import SegmentationPredictor
 from . import plots
 
 RUN_KEY_TAG = "fusionlab.run_key"
+KIND_TAG = "fusionlab.kind"  # "train" for a training run; "sweep" / "grid" for a parent run
 MODEL_NAME = "model"
+
+
+def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
+    """What every training run records about its data and model (read by ``promote`` and ``report``)."""
+    return {
+        KIND_TAG: "train",
+        "fusionlab.dataset": manifest.name,
+        "fusionlab.task": manifest.task,
+        "fusionlab.manifest_sha256": manifest.digest,
+        "fusionlab.parameters": str(sum(p.numel() for p in model.parameters())),
+        "fusionlab.modalities": ",".join(model.modalities),
+    }
 
 
 def default_tracking_uri(workdir: str | os.PathLike) -> str:
@@ -51,7 +67,9 @@ class RunTracker:
         self.logged_epochs = logged_epochs
 
     @classmethod
-    def open(cls, uri: str, config: Config, parent_run_id: str | None = None) -> RunTracker:
+    def open(cls, uri: str, config: Config, parent_run_id: str | None = None,
+             tags: dict[str, str] | None = None) -> RunTracker:
+        """Find the run by its key (resume) or create it; ``tags`` are set either way."""
         client = MlflowClient(uri)
         experiment_id = ensure_experiment(uri, config.tracking.experiment)
         key = config.run_name()
@@ -61,11 +79,12 @@ class RunTracker:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
             logged = {m.step for m in client.get_metric_history(run_id, "train/loss")}
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in (tags or {}).items()])
             return cls(client, run_id, logged)
-        tags = {RUN_KEY_TAG: key, "mlflow.runName": key, "fusionlab.model": config.model.name}
+        all_tags = {**(tags or {}), RUN_KEY_TAG: key, "mlflow.runName": key, "fusionlab.model": config.model.name}
         if parent_run_id:
-            tags["mlflow.parentRunId"] = parent_run_id
-        run = client.create_run(experiment_id, run_name=key, tags=tags)
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, run_name=key, tags=all_tags)
         params = [Param(k, str(v)[:6000]) for k, v in config.flat().items()]
         for start in range(0, len(params), 100):
             client.log_batch(run.info.run_id, params=params[start:start + 100])
@@ -86,6 +105,10 @@ class RunTracker:
         for metrics in history:
             self.log_epoch(metrics)
 
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
     def log_final(self, model: FusionModel, manifest: Manifest, confusion: torch.Tensor | None,
                   examples: list[dict[str, torch.Tensor]]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -104,19 +127,53 @@ class RunTracker:
         self.log_model(model, manifest)
 
     def log_model(self, model: FusionModel, manifest: Manifest) -> None:
-        predictor = SegmentationPredictor(model.cpu().eval())
+        predictor = servable(model.cpu().eval(), manifest)
         height, width = manifest.image_size or (64, 64)
         example = torch.zeros(2, len(model.modalities), model.in_channels, height, width)  # batch >= 2: see DESIGN
         mlflow.set_tracking_uri(self.client.tracking_uri)  # the fluent API below uses the global URI
-        with mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
+        # Pickle is chosen knowingly (torch.export would freeze the batch size, DESIGN.md s.5), and torch's "+cpu"
+        # label is expected: quiet those two warnings, which every run would otherwise print.
+        with quiet_loggers("mlflow.pytorch", "mlflow.utils.requirements_utils"), \
+                mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
             mlflow.pytorch.log_model(predictor, name=MODEL_NAME, input_example=example.numpy(),
-                                     serialization_format="pickle")
+                                     serialization_format="pickle", pip_requirements=model_requirements())
 
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
 
 
+@contextlib.contextmanager
+def quiet_loggers(*names: str):
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def model_requirements() -> list[str]:
+    """Stated, not inferred: MLflow's inference runs a subprocess per model (seconds per run) to find these."""
+    from importlib.metadata import version
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+            f"fusionlab=={version('fusionlab')}"]
+
+
+def servable(model: FusionModel, manifest: Manifest) -> SegmentationPredictor:
+    """The model as it is logged: with the inputs' encodings and normalisation and the class names."""
+    specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities
+             if name in manifest.modalities}
+    label = manifest.label
+    return SegmentationPredictor(model, specs, label.classes if label else None,
+                                 label.ignore_index if label else 255)
+
+
 def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationPredictor:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download is noise here
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     return mlflow.pytorch.load_model(model_uri, map_location="cpu")

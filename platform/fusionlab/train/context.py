@@ -19,6 +19,7 @@ from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import Augment
 
 from .checkpoint import load_checkpoint
+from .progress import format_progress
 
 Batch = dict[str, torch.Tensor]
 
@@ -50,8 +51,9 @@ def val_batch_size(config: Config, image_size: tuple[int, int] | None) -> int:
 class LocalContext:
     rank, world_size = 0, 1
 
-    def __init__(self, config: Config, checkpoint_root: Path):
+    def __init__(self, config: Config, checkpoint_root: Path, echo: bool = True):
         self.config = config
+        self.echo = echo  # print an epoch line per report, as the Ray driver does
         self.device = torch.device("cuda" if torch.cuda.is_available() and config.resources.use_gpu else "cpu")
         modalities = config.data.modalities
         self.train_set = ShardDataset(config.data.path, config.data.train_split, modalities, seed=config.train.seed)
@@ -83,6 +85,8 @@ class LocalContext:
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         self.reports.append(metrics)
+        if self.echo:
+            print(format_progress(metrics, self.config.train.epochs), flush=True)
         if checkpoint_dir is not None:
             target = self.checkpoint_root / f"epoch_{metrics['epoch']:04d}"
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,10 @@ def prepare_tracking(config: Config, workdir: Path) -> str:
     return uri
 
 
-def payload_for(config: Config, workdir: Path, uri: str, parent_run_id: str | None = None) -> dict[str, Any]:
+def payload_for(config: Config, workdir: Path, uri: str, parent_run_id: str | None = None,
+                tags: dict[str, str] | None = None) -> dict[str, Any]:
     return {"config": config.model_dump(mode="json", by_alias=True), "workdir": str(workdir),
-            "tracking_uri": uri, "parent_run_id": parent_run_id}
+            "tracking_uri": uri, "parent_run_id": parent_run_id, "tags": dict(tags or {})}
 
 
 def train_fn_per_worker(payload: dict[str, Any]) -> None:
@@ -40,12 +41,15 @@ def train_fn_per_worker(payload: dict[str, Any]) -> None:
     train_loop(payload, RayWorkerContext(config))
 
 
-def run_local(config: Config, workdir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The same loop in this process, one worker, no Ray; checkpoints under ``workdir/checkpoints/<run>``."""
+def run_local(config: Config, workdir: str | os.PathLike, parent_run_id: str | None = None,
+              tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The same loop in this process, one worker, no Ray; checkpoints under ``workdir/checkpoints/<run>``.
+
+    ``parent_run_id`` nests the MLflow run under a sweep's or grid's parent; ``tags`` are added to it."""
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
     context = LocalContext(config, workdir / "checkpoints" / config.run_name())
-    train_loop(payload_for(config, workdir, uri), context)
+    train_loop(payload_for(config, workdir, uri, parent_run_id, tags), context)
     return context.reports
 
 
@@ -65,7 +69,7 @@ def ensure_ray(config: Config, address: str | None) -> None:
 
 
 def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = None,
-            parent_run_id: str | None = None, callbacks: list | None = None):
+            parent_run_id: str | None = None, callbacks: list | None = None, tags: dict[str, str] | None = None):
     """Train with Ray Train; an interrupted run started again with the same name resumes from its checkpoint."""
     import ray.data
     import ray.train
@@ -73,7 +77,7 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
 
     from fusionlab.data.ray_dataset import ray_split_dataset
 
-    from .progress import ProgressCallback
+    from .progress import progress_callback
 
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
@@ -90,13 +94,13 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
         use_gpu = bool(ray.cluster_resources().get("GPU", 0))
     trainer = TorchTrainer(
         train_fn_per_worker,
-        train_loop_config=payload_for(config, workdir, uri, parent_run_id),
+        train_loop_config=payload_for(config, workdir, uri, parent_run_id, tags),
         scaling_config=ray.train.ScalingConfig(num_workers=config.resources.num_workers, use_gpu=use_gpu,
                                                resources_per_worker={"CPU": config.resources.cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=config.run_name(), storage_path=str(workdir / "ray_results"),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=[ProgressCallback(config.train.epochs), *(callbacks or [])]),
+            callbacks=[progress_callback(config.train.epochs), *(callbacks or [])]),
         datasets=datasets,
     )
     return trainer.fit()

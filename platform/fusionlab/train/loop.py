@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 from typing import Any
 
@@ -96,9 +97,14 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
     metrics = {}
     stacked = ctx.all_reduce_sum(torch.stack([m.matrix for m in matrices]))
     for name, matrix in zip([*names, None], stacked, strict=True):
-        prefix = "val" if name is None else f"val/{name}"
+        prefix = "val" if name is None else f"val/{metric_safe(name)}"
         metrics.update({f"{prefix}/{key}": value for key, value in scores(matrix).items()})
     return metrics, stacked[-1].cpu(), examples
+
+
+def metric_safe(name: str) -> str:
+    """A branch name as MLflow accepts it in a metric key (early concat's branch is ``rgb+depth``)."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)
 
 
 def model_statistics(core: FusionModel) -> dict[str, float]:
@@ -111,8 +117,20 @@ def model_statistics(core: FusionModel) -> dict[str, float]:
     alpha = getattr(core, "alpha", None)
     if alpha is not None:
         for name, weight in zip(core.branch_names(), torch.softmax(alpha.detach().float(), 0).tolist(), strict=True):
-            stats[f"alpha/{name}"] = weight
+            stats[f"alpha/{metric_safe(name)}"] = weight
     return stats
+
+
+@torch.no_grad()
+def test_scores(core: FusionModel, config: Config, manifest: Manifest, device: torch.device) -> dict[str, float]:
+    """The ensemble on the test split at full resolution, as ``fusionlab evaluate`` scores it: ``test/<metric>``."""
+    from fusionlab.tracking.runs import servable
+
+    from .evaluate import evaluate
+
+    predictor = servable(core, manifest).to(device)
+    metrics = evaluate(predictor, config.data.path, config.data.test_split, device=device)
+    return {f"test/{key}": value for key, value in metrics.items()}
 
 
 def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
@@ -134,8 +152,10 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     tracker = None
     if ctx.rank == 0:
         from fusionlab.tracking import RunTracker
+        from fusionlab.tracking.runs import run_tags
 
-        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"))
+        tags = {**run_tags(manifest, core), **payload.get("tags", {})}
+        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags)
         tracker.catch_up(history)  # epochs checkpointed before an interruption but not yet logged
 
     last_matrix, examples = None, []
@@ -164,6 +184,10 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
             tracker.log_epoch(metrics)
 
     if tracker is not None:
-        if start_epoch < config.train.epochs:  # the final model and plots, once
+        if start_epoch < config.train.epochs:  # the final model, test scores and plots, once
+            test_split = config.data.test_split
+            if test_split and test_split in manifest.splits:
+                scores_ = test_scores(core, config, manifest, ctx.device)
+                tracker.log_metrics(scores_, step=config.train.epochs - 1)
             tracker.log_final(core, manifest, last_matrix, examples)
         tracker.close()

@@ -1,19 +1,8 @@
-"""Live progress on the driver's console: one line per epoch from the reports of rank 0."""
+"""Live progress on the driver's console: one line per epoch (from rank 0's reports under Ray, or in-process)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from ray.train import UserCallback
-
-
-class ProgressCallback(UserCallback):
-    def __init__(self, epochs: int):
-        self.epochs = epochs
-
-    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        line = format_progress(metrics[0], self.epochs)
-        print(line, flush=True)
 
 
 def format_progress(metrics: dict[str, Any], epochs: int) -> str:
@@ -23,3 +12,14 @@ def format_progress(metrics: dict[str, Any], epochs: int) -> str:
     if "exchange/fraction" in metrics:
         parts.append(f"exchanged {metrics['exchange/fraction']:.1%}")
     return "[fusionlab] " + "  ".join(parts)
+
+
+def progress_callback(epochs: int):
+    """A Ray Train callback that prints ``format_progress`` for every report (imports Ray only when called)."""
+    from ray.train import UserCallback
+
+    class ProgressCallback(UserCallback):
+        def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+            print(format_progress(metrics[0], epochs), flush=True)
+
+    return ProgressCallback()

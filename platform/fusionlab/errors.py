@@ -1,0 +1,5 @@
+"""The base of errors that are the user's to fix: the CLI prints their message (no traceback) and exits 1."""
+
+
+class FusionlabError(ValueError):
+    """Bad input or a refused request; the message names the file/field/value and what was expected."""
