@@ -209,24 +209,65 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_grid(args: argparse.Namespace, console: Console) -> int:
-    from fusionlab.tune.grid import load_grid, prepare_run, print_dry_run
+    from fusionlab.tune.grid import load_grid, prepare_run, print_dry_run, run_tags
 
     overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
     grid = load_grid(args.grid, overrides)
     print_dry_run(grid, console)
     if args.dry_run:
         return 0
-    from fusionlab.train.driver import run_local, run_ray
+    from pathlib import Path
+
+    from fusionlab.tracking.sweeps import close_parent_run, open_parent_run
+    from fusionlab.train.driver import run_local, run_ray, tracking_uri
 
     runs = grid.cells_expanded()
-    for index, run in enumerate(runs, start=1):
-        config = prepare_run(run)
-        console.rule(f"[{index}/{len(runs)}] {run.label} (seed {run.seed})")
-        if args.local:
-            run_local(config, args.workdir)
-        else:
-            run_ray(config, args.workdir, address=args.address)
-    console.print(f"grid {grid.name}: {len(runs)} runs tracked in experiment [bold]{grid.name}[/]")
+    workdir = Path(args.workdir).resolve()
+    uri = tracking_uri(runs[0].config, workdir)
+    parent = open_parent_run(uri, grid.name, f"grid-{grid.name}", {"grid.file": str(grid.path), "grid.cells":
+                             len(grid.spec.cells), "grid.seeds": grid.spec.grid.seeds, "grid.overrides": overrides},
+                             kind="grid", artifact_root=workdir / "mlartifacts")
+    status = "FAILED"
+    try:
+        for index, run in enumerate(runs, start=1):
+            config = prepare_run(run)
+            console.rule(f"[{index}/{len(runs)}] {run.label} (seed {run.seed})")
+            if args.local:
+                run_local(config, workdir, parent_run_id=parent, tags=run_tags(run))
+            else:
+                run_ray(config, workdir, address=args.address, parent_run_id=parent, tags=run_tags(run))
+        status = "FINISHED"
+    finally:
+        close_parent_run(uri, parent, status)
+    console.print(f"grid {grid.name}: {len(runs)} runs tracked in experiment [bold]{grid.name}[/]; "
+                  f"the table: fusionlab --workdir {args.workdir} report --experiment {grid.name}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from fusionlab.tracking import default_tracking_uri
+    from fusionlab.tracking.report import caption, table_columns, table_rows, write_report
+
+    uri = args.tracking_uri or default_tracking_uri(args.workdir)
+    out = Path(args.out) if args.out else Path(args.workdir) / "reports" / args.experiment
+    report, written, parents = write_report(uri, args.experiment, out, args.split)
+    table = Table(title=f"report: {args.experiment}", title_justify="left")
+    for index, column in enumerate(table_columns(report, compact=True)):
+        table.add_column(column, justify="left" if index < 3 else "right", no_wrap=True)
+    for cells in table_rows(report, compact=True):
+        table.add_row(*(escape(cell) for cell in cells))
+    table.caption = escape(caption(report))
+    table.caption_justify = "left"
+    console.print(table)
+    files = ", ".join(sorted(p.name for p in written.iterdir() if p.is_file()))
+    plots = sorted(p.name for p in (written / "plots").glob("*.png"))
+    console.print(f"wrote {written}: {files}; plots/: {', '.join(plots)}", highlight=False)
+    console.print(f"logged under report/ to {len(parents)} parent run(s)" if parents
+                  else "no sweep or grid parent run in this experiment: nothing logged to MLflow", highlight=False)
     return 0
 
 
@@ -387,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--local", action="store_true", help="run each cell in this process without Ray")
     grid.set_defaults(handler=cmd_grid)
 
+    report = commands.add_parser("report", help="an experiment's runs as the papers' table (Markdown, CSV, plots)")
+    report.add_argument("--experiment", required=True, help="the MLflow experiment (a grid's name, a sweep's)")
+    report.add_argument("--out", default=None, help="default: WORKDIR/reports/EXPERIMENT")
+    report.add_argument("--split", choices=["test", "val"], default=None,
+                        help="default: test when every run has test scores, else val")
+    report.set_defaults(handler=cmd_report)
+
     promote = commands.add_parser("promote", help="register the best training run and move an alias (champion) to "
                                                   "it, unless the current holder is better")
     promote.add_argument("--experiment", action="append", required=True, help="candidates' experiment (repeatable)")
@@ -407,12 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from fusionlab.config import ConfigError
     from fusionlab.data import DatasetError
+    from fusionlab.errors import FusionlabError
 
     args = build_parser().parse_args(argv)
     console = Console(width=max(Console().width, 160))
     try:
         return args.handler(args, console)
-    except (DatasetError, ConfigError) as error:
+    except (DatasetError, ConfigError, FusionlabError) as error:
         console.print(f"[red]error:[/] {error}", highlight=False)
         return 1
 

@@ -144,3 +144,24 @@ def importance_bar(importances: dict[str, float], path: Path) -> Path:
     axis.set_xlabel("importance (fANOVA)")
     axis.invert_yaxis()
     return _save(figure, path)
+
+
+def method_bars(labels: list[str], values: list[float | None], published: list[float | None], metric: str,
+                path: Path) -> Path:
+    """One bar per table row (ours), with the published figure as a marker where there is one."""
+    figure, axis = plt.subplots(figsize=(6.4, 0.42 * len(labels) + 1.4))
+    positions = np.arange(len(labels))
+    axis.barh(positions, [v if v is not None else 0 for v in values], color="tab:blue", label="this run")
+    marked = [(p, v) for p, v in zip(positions, published, strict=True) if v is not None]
+    if marked:
+        axis.scatter([v for _, v in marked], [p for p, _ in marked], marker="D", color="tab:orange", zorder=3,
+                     label="published")
+        axis.legend(fontsize=8, loc="lower right")
+    for position, value in zip(positions, values, strict=True):
+        if value is not None:
+            axis.text(value, position, f" {value:.1f}", va="center", fontsize=8)
+    axis.set_yticks(positions)
+    axis.set_yticklabels(labels, fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel(metric)
+    return _save(figure, path)

@@ -12,22 +12,29 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from . import plots
-from .runs import ensure_experiment
+from .runs import KIND_TAG, ensure_experiment
 
 SWEEP_KEY_TAG = "fusionlab.sweep_key"
 
 
-def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any]) -> str:
+def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any], kind: str = "sweep",
+                    artifact_root: str | Path | None = None) -> str:
+    """The parent run of a sweep (or of a grid, ``kind="grid"``), found again by its key on a second call."""
     client = MlflowClient(uri)
-    experiment_id = ensure_experiment(uri, experiment)
+    experiment_id = ensure_experiment(uri, experiment, artifact_root)
     found = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_KEY_TAG}` = '{sweep}'", max_results=1)
     if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=sweep, tags={SWEEP_KEY_TAG: sweep, "fusionlab.kind": "sweep"})
+    run = client.create_run(experiment_id, run_name=sweep, tags={SWEEP_KEY_TAG: sweep, KIND_TAG: kind})
     values = [Param(k, str(v)[:6000]) for k, v in params.items()]
     for start in range(0, len(values), 100):
         client.log_batch(run.info.run_id, params=values[start:start + 100])
     return run.info.run_id
+
+
+def close_parent_run(uri: str, parent_run_id: str, status: str = "FINISHED") -> None:
+    MlflowClient(uri).set_terminated(parent_run_id, status=status)
 
 
 def child_runs(uri: str, parent_run_id: str) -> list:

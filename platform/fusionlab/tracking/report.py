@@ -1,0 +1,347 @@
+"""``fusionlab report``: an experiment's runs as the papers' table, with the published figures beside them, and plots.
+
+Rows are the experiment's finished training runs (tag ``fusionlab.kind=train``), one per grid cell (seeds averaged,
+shown as mean ± std) or, outside a grid, one per run. Scores are the ensemble's on one split — the test split when
+every run has it, else val — in percent, as the papers print them. Where a grid cell has published figures (tag
+``fusionlab.paper``), the figure and our difference sit beside ours; where the table has unimodal rows, every row
+also shows its mIoU against the best of them. Files: ``report.md``, ``report.csv`` and ``plots/*.png``, written
+to a temporary directory and then moved into place, and logged under ``report/`` to the experiment's sweep or grid
+parent run(s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from fusionlab.errors import FusionlabError
+
+from . import plots
+from .runs import KIND_TAG, load_model
+
+METRICS = ("pixel_acc", "mean_acc", "miou")
+HEADERS = {"pixel_acc": "Pixel Acc.", "mean_acc": "Mean Acc.", "miou": "mIoU"}
+SHORT_HEADERS = {"pixel_acc": "pix acc", "mean_acc": "mean acc", "miou": "mIoU"}
+CEN_PARAMETERS = {"model.cen.lambda": "λ", "model.cen.threshold": "θ", "model.cen.portion": "portion"}
+
+
+class ReportError(FusionlabError):
+    """Nothing to report: the message names the experiment and what is missing."""
+
+
+@dataclass(frozen=True)
+class RunScores:
+    run_id: str
+    run_name: str
+    label: str  # the grid cell's label, else the run name
+    model: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    scores: dict[str, float]  # fractions, on the report's split
+    start_time: int
+
+
+@dataclass
+class Row:
+    label: str
+    method: str
+    modalities: str
+    backbone: str
+    runs: list[RunScores]
+    paper: dict[str, Any] | None
+    parameters: int | None
+    varied: dict[str, str] = field(default_factory=dict)  # searched parameters that differ between rows
+
+    def mean(self, metric: str) -> float | None:
+        values = [run.scores[metric] for run in self.runs if metric in run.scores]
+        return 100 * statistics.fmean(values) if values else None
+
+    def std(self, metric: str) -> float | None:
+        values = [100 * run.scores[metric] for run in self.runs if metric in run.scores]
+        return statistics.stdev(values) if len(values) > 1 else None
+
+    @property
+    def unimodal(self) -> bool:
+        return self.runs[0].model == "unimodal"
+
+
+@dataclass
+class Report:
+    experiment: str
+    split: str
+    rows: list[Row]
+    stopped_early: int  # sweep trials stopped by the scheduler (not in the table)
+
+    @property
+    def has_paper(self) -> bool:
+        return any(row.paper for row in self.rows)
+
+    def best_unimodal(self) -> Row | None:
+        unimodal = [row for row in self.rows if row.unimodal and row.mean("miou") is not None]
+        return max(unimodal, key=lambda row: row.mean("miou")) if unimodal else None
+
+    def varied_keys(self) -> list[str]:
+        return [key for key in CEN_PARAMETERS if any(key in row.varied for row in self.rows)]
+
+
+# --- collecting ------------------------------------------------------------------------------------------------------
+
+
+def collect(uri: str, experiment: str, split: str | None = None) -> Report:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ReportError(f"no experiment {experiment!r} in {uri}; it has {names}")
+    runs = _search(client, found.experiment_id, f"tags.`{KIND_TAG}` = 'train'")
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    stopped = sum(1 for run in runs if run.data.tags.get("fusionlab.stopped_early") == "true")
+    if not finished:
+        raise ReportError(f"experiment {experiment!r} has no finished training runs ({len(runs)} in all)")
+    if split is None:
+        split = "test" if all("test/miou" in run.data.metrics for run in finished) else "val"
+    scored = [_scores(run, split) for run in finished]
+    rows = _rows(scored)
+    return Report(experiment, split, rows, stopped)
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _scores(run: Run, split: str) -> RunScores:
+    metrics = run.data.metrics
+    tags = run.data.tags
+    return RunScores(
+        run_id=run.info.run_id, run_name=run.info.run_name, label=tags.get("fusionlab.cell", run.info.run_name),
+        model=run.data.params.get("model.name", tags.get("fusionlab.model", "?")), params=dict(run.data.params),
+        tags=dict(tags), scores={m: metrics[f"{split}/{m}"] for m in METRICS if f"{split}/{m}" in metrics},
+        start_time=run.info.start_time)
+
+
+def _method(run: RunScores) -> str:
+    modality = run.params.get("model.modality")
+    return f"{run.model} ({modality})" if run.model == "unimodal" and modality not in (None, "None") else run.model
+
+
+def _rows(scored: list[RunScores]) -> list[Row]:
+    groups: dict[str, list[RunScores]] = {}
+    for run in sorted(scored, key=lambda r: r.start_time):
+        groups.setdefault(run.label, []).append(run)
+    rows = []
+    for label, runs in groups.items():
+        first = runs[0]
+        paper = json.loads(first.tags["fusionlab.paper"]) if "fusionlab.paper" in first.tags else None
+        parameters = first.tags.get("fusionlab.parameters")
+        rows.append(Row(label=label, method=_method(first), modalities=first.tags.get("fusionlab.modalities", "-"),
+                        backbone=first.params.get("model.backbone", "-"), runs=runs, paper=paper,
+                        parameters=int(parameters) if parameters else None))
+    cen_rows = [row for row in rows if row.runs[0].model == "cen"]
+    for key in CEN_PARAMETERS:
+        values = {row.runs[0].params.get(key) for row in cen_rows}
+        if len(values) > 1:
+            for row in cen_rows:
+                row.varied[key] = row.runs[0].params.get(key, "-")
+    in_grid = all("fusionlab.cell" in run.tags for run in scored)
+    if not in_grid:  # sweep trials and loose runs: best first
+        rows.sort(key=lambda row: -(row.mean("miou") or -1))
+    return rows
+
+
+# --- formatting ------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, std: float | None = None, compact: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if std is None:
+        return f"{value:.1f}"
+    return f"{value:.1f}±{std:.1f}" if compact else f"{value:.1f} ± {std:.1f}"
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+def _short_number(value: str) -> str:
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
+
+
+def table_columns(report: Report, compact: bool = False) -> list[str]:
+    """Column headers; ``compact``: short ones for a terminal (the paper and Δ columns follow their metric)."""
+    columns = ["Method", "Modalities", "Backbone", *[CEN_PARAMETERS[key] for key in report.varied_keys()]]
+    for metric in METRICS:
+        columns.append(SHORT_HEADERS[metric] if compact else f"{HEADERS[metric]} (%)")
+        if report.has_paper:
+            columns += ["paper", "Δ"] if compact else [f"paper {HEADERS[metric]}", f"Δ {HEADERS[metric]}"]
+    if report.best_unimodal() is not None:
+        columns.append("vs best uni" if compact else "mIoU vs best unimodal")
+    columns.append("params (M)" if compact else "#Params (M)")
+    if any(len(row.runs) > 1 for row in report.rows):
+        columns.append("seeds")
+    return columns
+
+
+def table_rows(report: Report, compact: bool = False) -> list[list[str]]:
+    best_single = report.best_unimodal()
+    seeds = any(len(row.runs) > 1 for row in report.rows)
+    out = []
+    for row in report.rows:
+        cells = [row.label, row.modalities.replace(",", "+"), row.backbone,
+                 *[_short_number(row.varied.get(key, "-")) for key in report.varied_keys()]]
+        for metric in METRICS:
+            ours = row.mean(metric)
+            cells.append(_fmt(ours, row.std(metric), compact))
+            if report.has_paper:
+                published = (row.paper or {}).get(metric)
+                cells.append(_fmt(published))
+                cells.append(_signed(ours - published) if ours is not None and published is not None else "-")
+        if best_single is not None:
+            miou = row.mean("miou")
+            cells.append("-" if row is best_single or miou is None else _signed(miou - best_single.mean("miou")))
+        cells.append(f"{row.parameters / 1e6:.2f}" if row.parameters else "-")
+        if seeds:
+            cells.append(str(len(row.runs)))
+        out.append(cells)
+    return out
+
+
+def caption(report: Report) -> str:
+    lines = [f"{report.experiment}: ensemble scores on the {report.split} split (single-scale), percent; "
+             f"mean ± std over seeds where a cell has several."]
+    best_single = report.best_unimodal()
+    if best_single is not None:
+        lines.append(f"'mIoU vs best unimodal': difference to {best_single.label} "
+                     f"({best_single.mean('miou'):.1f}), in points.")
+    if report.has_paper:
+        sources = sorted({row.paper["source"] for row in report.rows if row.paper})
+        lines.append("paper: published figures; Δ = ours − paper. Sources: " + "; ".join(sources))
+    if report.stopped_early:
+        lines.append(f"{report.stopped_early} trial(s) stopped early by the scheduler are not listed.")
+    return "\n".join(lines)
+
+
+def markdown(report: Report) -> str:
+    columns = table_columns(report)
+    lines = [f"# {report.experiment}", "", "| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
+    return "\n".join(lines) + "\n\n" + caption(report).replace("\n", "  \n") + "\n"
+
+
+def frame(report: Report) -> pd.DataFrame:
+    """One line per row with unrounded numbers (fractions as percent) for the CSV."""
+    records = []
+    best_single = report.best_unimodal()
+    for row in report.rows:
+        record: dict[str, Any] = {"method": row.label, "model": row.method, "modalities": row.modalities,
+                                  "backbone": row.backbone, "split": report.split, "seeds": len(row.runs),
+                                  "parameters": row.parameters, "run_ids": " ".join(r.run_id for r in row.runs)}
+        for key in report.varied_keys():
+            record[key] = row.varied.get(key)
+        for metric in METRICS:
+            ours = row.mean(metric)
+            record[metric] = ours
+            record[f"{metric}_std"] = row.std(metric)
+            published = (row.paper or {}).get(metric)
+            record[f"paper_{metric}"] = published
+            record[f"diff_{metric}"] = ours - published if ours is not None and published is not None else None
+        if best_single is not None:
+            record["miou_vs_best_unimodal"] = row.mean("miou") - best_single.mean("miou")
+        record["paper_source"] = (row.paper or {}).get("source")
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+# --- plots -----------------------------------------------------------------------------------------------------------
+
+
+def _plots(report: Report, uri: str, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [plots.method_bars([row.label for row in report.rows], [row.mean("miou") for row in report.rows],
+                              [(row.paper or {}).get("miou") for row in report.rows], f"{report.split} mIoU (%)",
+                              folder / "miou_by_method.png")]
+    runs = [run for row in report.rows for run in row.runs if run.model == "cen" and "miou" in run.scores]
+    for key, symbol in CEN_PARAMETERS.items():
+        values = [run.params.get(key) for run in runs]
+        if len({v for v in values if v not in (None, "None")}) < 2:
+            continue
+        pairs = [(float(v), 100 * run.scores["miou"]) for v, run in zip(values, runs, strict=True)
+                 if v not in (None, "None")]
+        made.append(plots.parameter_scatter([p[0] for p in pairs], [p[1] for p in pairs], f"{symbol} ({key})",
+                                            f"{report.split} mIoU (%)", key != "model.cen.portion",
+                                            folder / f"miou_vs_{key.rsplit('.', 1)[-1]}.png"))
+    if runs:  # what sparsity did inside the best CEN model
+        best = max(runs, key=lambda run: run.scores["miou"])
+        model = load_model(f"runs:/{best.run_id}/model", uri).model
+        for figure in (plots.gamma_histograms(model, folder / "gamma_histograms.png"),
+                       plots.exchange_by_layer(model, folder / "exchange_by_layer.png")):
+            if figure is not None:
+                made.append(figure)
+    return made
+
+
+# --- writing ---------------------------------------------------------------------------------------------------------
+
+
+def write_report(uri: str, experiment: str, out: str | Path, split: str | None = None,
+                 log_to_parent: bool = True) -> tuple[Report, Path, list[str]]:
+    """Collect, write ``out`` (replaced as a whole) and log it to the parent run(s).
+
+    Returns the report, where it was written and the ids of the parent runs it was logged to."""
+    report = collect(uri, experiment, split)
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    parents: list[str] = []
+    try:
+        (staging / "report.md").write_text(markdown(report))
+        frame(report).to_csv(staging / "report.csv", index=False)
+        _plots(report, uri, staging / "plots")
+        if log_to_parent:
+            parents = _log_to_parents(uri, experiment, staging)
+        if out.exists():
+            retired = out.with_name(f".{out.name}-old")
+            shutil.rmtree(retired, ignore_errors=True)
+            out.rename(retired)
+            staging.rename(out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report, out, parents
+
+
+def _log_to_parents(uri: str, experiment: str, folder: Path) -> list[str]:
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    parents = [run for kind in ("sweep", "grid")
+               for run in _search(client, experiment_id, f"tags.`{KIND_TAG}` = '{kind}'")]
+    for parent in parents:
+        client.log_artifacts(parent.info.run_id, str(folder), artifact_path="report")
+    return [parent.info.run_id for parent in parents]
+
+
+__all__ = ["Report", "ReportError", "Row", "caption", "collect", "frame", "markdown", "table_columns", "table_rows",
+           "write_report"]

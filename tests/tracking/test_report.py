@@ -1,0 +1,126 @@
+"""`fusionlab report` against a small fixture store: the table, the paper columns, the files, the parent-run logging."""
+
+import statistics
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from report_store import GRID_RUNS, PAPER, FixtureRun, scores, write_store
+
+from fusionlab.cli import main
+from fusionlab.tracking import default_tracking_uri
+from fusionlab.tracking.report import ReportError, collect, markdown, table_columns, table_rows, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def grid_store(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("grid-store")
+    ids = write_store(workdir, "fixture-grid", GRID_RUNS)
+    return workdir, ids
+
+
+def expected(cell: str, key: str) -> list[float]:
+    return [100 * run.scores[key] for run in GRID_RUNS if run.cell == cell]
+
+
+def test_rows_are_cells_with_seeds_averaged_on_the_test_split(grid_store):
+    workdir, _ = grid_store
+    report = collect(default_tracking_uri(workdir), "fixture-grid")
+    assert report.split == "test"
+    assert [row.label for row in report.rows] == ["RGB only", "Depth only", "CEN"]  # the grid's order
+    for row in report.rows:
+        for metric in ("pixel_acc", "mean_acc", "miou"):
+            values = expected(row.label, f"test/{metric}")
+            assert row.mean(metric) == pytest.approx(statistics.fmean(values))
+            assert row.std(metric) == pytest.approx(statistics.stdev(values))
+    assert report.rows[0].method == "unimodal (rgb)" and report.rows[2].modalities == "rgb,depth"
+    assert report.best_unimodal().label == "Depth only"
+
+
+def test_table_has_paper_figures_differences_and_the_gap_to_the_best_unimodal(grid_store):
+    workdir, _ = grid_store
+    report = collect(default_tracking_uri(workdir), "fixture-grid")
+    columns = table_columns(report)
+    rows = {cells[0]: dict(zip(columns, cells, strict=True)) for cells in table_rows(report)}
+    cen_miou = statistics.fmean(expected("CEN", "test/miou"))
+    assert rows["CEN"]["paper mIoU"] == f"{PAPER['miou']:.1f}"
+    assert rows["CEN"]["Δ mIoU"] == f"{cen_miou - PAPER['miou']:+.1f}"
+    assert rows["RGB only"]["paper mIoU"] == "-" and rows["RGB only"]["Δ mIoU"] == "-"
+    depth = statistics.fmean(expected("Depth only", "test/miou"))
+    assert rows["CEN"]["mIoU vs best unimodal"] == f"{cen_miou - depth:+.1f}"
+    assert rows["Depth only"]["mIoU vs best unimodal"] == "-"
+    assert rows["CEN"]["seeds"] == "2"
+    assert float(rows["CEN"]["#Params (M)"]) > float(rows["RGB only"]["#Params (M)"])
+    text = markdown(report)
+    assert "| Method | Modalities | Backbone |" in text and PAPER["source"] in text
+
+
+def test_report_files_plots_and_parent_run_logging(grid_store, tmp_path):
+    workdir, ids = grid_store
+    uri = default_tracking_uri(workdir)
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older report")
+    report, written, parents = write_report(uri, "fixture-grid", out)
+    assert written == out and not (out / "stale.txt").exists()  # replaced as a whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+    frame = pd.read_csv(out / "report.csv")
+    cen = frame[frame.method == "CEN"].iloc[0]
+    assert cen.miou == pytest.approx(statistics.fmean(expected("CEN", "test/miou")))
+    assert cen.diff_miou == pytest.approx(cen.miou - PAPER["miou"])
+    assert cen.paper_source == PAPER["source"]
+    assert set(cen.run_ids.split()) == {ids[("CEN", 0)], ids[("CEN", 1)]}
+    pngs = {p.name for p in (out / "plots").glob("*.png")}
+    assert {"miou_by_method.png", "gamma_histograms.png", "exchange_by_layer.png"} <= pngs
+    assert all((out / "plots" / name).read_bytes().startswith(PNG) for name in pngs)
+    assert parents == [ids["parent"]]
+    logged = {a.path for a in MlflowClient(uri).list_artifacts(ids["parent"], "report")}
+    assert {"report/report.md", "report/report.csv", "report/plots"} <= logged
+
+
+def test_falls_back_to_val_when_a_run_has_no_test_scores_and_skips_unfinished(tmp_path):
+    runs = [FixtureRun("A", "unimodal", 0, scores(0.3, 0.2), modality="rgb"),
+            FixtureRun("B", "unimodal", 0, {"val/miou": 0.25, "val/pixel_acc": 0.5, "val/mean_acc": 0.3},
+                       modality="depth"),
+            FixtureRun("C", "unimodal", 0, scores(0.9, 0.9), modality="rgb", status="FAILED")]
+    write_store(tmp_path, "mixed", runs)
+    report = collect(default_tracking_uri(tmp_path), "mixed")
+    assert report.split == "val"
+    assert [row.label for row in report.rows] == ["A", "B"]
+    assert report.rows[0].mean("miou") == pytest.approx(20.0)
+    explicit = collect(default_tracking_uri(tmp_path), "mixed", split="test")
+    assert explicit.rows[1].mean("miou") is None  # B has no test scores: shown as "-"
+    assert table_rows(explicit)[1][table_columns(explicit).index("mIoU (%)")] == "-"
+
+
+def test_sweep_trials_sorted_best_first_with_the_searched_parameters_and_their_plots(tmp_path):
+    trials = [FixtureRun(None, "cen", 0, scores(miou), params={"model.cen.lambda": lam, "model.cen.threshold": th})
+              for miou, lam, th in ((0.40, 1e-4, 0.01), (0.60, 1e-3, 0.02), (0.50, 1e-2, 0.03))]
+    trials.append(FixtureRun(None, "cen", 0, scores(0.1), params={"model.cen.lambda": 0.5, "model.cen.threshold": 0.5},
+                             status="KILLED", tags={"fusionlab.stopped_early": "true"}))
+    write_store(tmp_path, "sweep", trials, parent_kind="sweep")
+    report, out, parents = write_report(default_tracking_uri(tmp_path), "sweep", tmp_path / "out")
+    assert [row.mean("miou") for row in report.rows] == pytest.approx([60.0, 50.0, 40.0])
+    assert report.stopped_early == 1 and "1 trial(s) stopped early" in markdown(report)
+    columns = table_columns(report)
+    assert "λ" in columns and table_rows(report)[0][columns.index("λ")] == "0.001"
+    assert {"miou_vs_lambda.png", "miou_vs_threshold.png"} <= {p.name for p in (out / "plots").glob("*.png")}
+    assert len(parents) == 1
+
+
+def test_unknown_experiment_names_the_ones_there(grid_store):
+    workdir, _ = grid_store
+    with pytest.raises(ReportError, match=r"no experiment 'nope'.*fixture-grid"):
+        collect(default_tracking_uri(workdir), "nope")
+
+
+def test_cli_prints_the_table_and_writes_under_the_workdir(grid_store, capsys):
+    workdir, _ = grid_store
+    assert main(["--workdir", str(workdir), "report", "--experiment", "fixture-grid"]) == 0
+    printed = capsys.readouterr().out
+    assert "CEN" in printed and "Depth only" in printed and "vs best uni" in printed
+    assert (workdir / "reports" / "fixture-grid" / "report.md").is_file()
+    assert main(["--workdir", str(workdir), "report", "--experiment", "missing"]) == 1
+    assert "no experiment 'missing'" in capsys.readouterr().out
