@@ -2,7 +2,7 @@
 
 from .inputs import ArrowInputs, Batch, FolderInputs, open_inputs
 from .outputs import PredictionWriter, palette
-from .predict import PredictionSummary, padded_logits, predict
+from .predict import PredictionSummary, predict
 
 __all__ = ["ArrowInputs", "Batch", "FolderInputs", "PredictionSummary", "PredictionWriter", "open_inputs",
-           "padded_logits", "palette", "predict"]
+           "palette", "predict"]

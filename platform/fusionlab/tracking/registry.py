@@ -19,6 +19,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from fusionlab.errors import FusionlabError
+
 from .runs import KIND_TAG, MODEL_NAME
 
 try:  # 100,000 in MLflow 3.17 (a run tag's limit is 8,000)
@@ -50,7 +52,7 @@ OVERRIDDEN = PREFIX + "overridden"  # forced only: the guard's reasons that --fo
 TRUNCATED = "...[truncated]"
 
 
-class RegistryError(ValueError):
+class RegistryError(FusionlabError):
     """Bad input for the registry (no candidates, mixed datasets, an unknown model); the message says which."""
 
 

@@ -176,4 +176,5 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationP
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download is noise here
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)  # models:/ URIs resolve in the same store, whatever the environment says
     return mlflow.pytorch.load_model(model_uri, map_location="cpu")
