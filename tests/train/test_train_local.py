@@ -12,8 +12,8 @@ from fusionlab.data import Manifest
 from fusionlab.models import list_models
 from fusionlab.models.exchange import ExchangeBottleneck
 from fusionlab.models.sparsity import penalised_block
-from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.tracking import default_tracking_uri, load_model
+from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
 from fusionlab.train.loop import build_model

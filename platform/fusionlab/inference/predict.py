@@ -14,6 +14,7 @@ import torch
 from .inputs import ArrowInputs, FolderInputs
 from .outputs import PredictionWriter, displayable
 
+
 @dataclass
 class PredictionSummary:
     out: Path

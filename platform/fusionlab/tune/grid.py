@@ -342,7 +342,7 @@ GRID_TAG, CELL_TAG, PAPER_TAG = "fusionlab.grid", "fusionlab.cell", "fusionlab.p
 
 
 def run_tags(run: GridRun) -> dict[str, str]:
-    """MLflow tags that tie a run to its grid cell and the cell's published figures (``fusionlab report`` reads them)."""
+    """MLflow tags tying a run to its grid cell and the cell's published figures (``fusionlab report`` reads them)."""
     tags = {GRID_TAG: run.grid.name, CELL_TAG: run.label}
     if run.paper:
         tags[PAPER_TAG] = json.dumps(run.paper, sort_keys=True)
@@ -574,5 +574,5 @@ def is_grid_file(tree: Any) -> bool:
     return isinstance(tree, dict) and "grid" in tree
 
 
-__all__ = ["CELL_TAG", "GRID_TAG", "PAPER_TAG", "Estimate", "EstimateSpec", "Grid", "GridError", "GridFile", "GridRun", "PaperFigures", "estimate",
-           "is_grid_file", "load_grid", "prepare_run", "print_dry_run", "run_tags", "slugify", "step_flops"]
+__all__ = ["CELL_TAG", "GRID_TAG", "PAPER_TAG", "Estimate", "EstimateSpec", "Grid", "GridError", "GridFile", "GridRun",
+           "PaperFigures", "estimate", "is_grid_file", "load_grid", "prepare_run", "print_dry_run", "run_tags", "slugify", "step_flops"]
