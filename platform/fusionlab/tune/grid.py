@@ -576,5 +576,4 @@ def is_grid_file(tree: Any) -> bool:
 
 __all__ = ["CELL_TAG", "GRID_TAG", "PAPER_TAG", "Estimate", "EstimateSpec", "Grid", "GridError", "GridFile", "GridRun",
            "PaperFigures", "estimate", "is_grid_file", "load_grid", "prepare_run", "print_dry_run", "run_tags",
-           "slugify",
-           "step_flops"]
+           "slugify", "step_flops"]
