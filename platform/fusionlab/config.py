@@ -56,6 +56,9 @@ class CenConfig(Section):
     lambda_: float = Field(2e-4, alias="lambda", ge=0)  # L1 weight on the penalised BN scaling factors
     threshold: float = Field(2e-2, ge=0)  # exchange channels whose |gamma| < threshold
     portion: float | None = Field(None, gt=0, le=1)  # fraction of each bn2 a modality penalises; default 1/M
+    # "loss": lambda * sum|gamma| in the loss (the references, SGD); "proximal": a soft-threshold of lr * lambda
+    # after every optimizer step, which is what makes the penalty produce zeros under Adam
+    sparsity: Literal["loss", "proximal"] = "loss"
 
 
 class AsymFusionConfig(Section):
@@ -92,7 +95,8 @@ class ModelConfig(Section):
     def build_kwargs(self) -> dict[str, Any]:
         """The registered constructor's own parameters."""
         if self.name == "cen":
-            return {"threshold": self.cen.threshold, "portion": self.cen.portion, "l1_lambda": self.cen.lambda_}
+            return {"threshold": self.cen.threshold, "portion": self.cen.portion, "l1_lambda": self.cen.lambda_,
+                    "sparsity": self.cen.sparsity}
         if self.name == "asymfusion":
             return {"shuffle_groups": self.asymfusion.shuffle_groups, "shift_offsets": self.asymfusion.shift_offsets}
         if self.name == "unimodal" and self.modality:

@@ -89,3 +89,33 @@ def test_l1_training_collapses_penalised_gammas_and_raises_exchange():
     assert float(l1_penalty(model).detach()) < 0.5 * before_penalty
     # The penalised block (half of each bn2 per modality) collapses below theta; the unpenalised half does not.
     assert before_fraction == 0.0 and 0.3 < overall_exchanged_fraction(model) <= 0.5
+
+
+def test_proximal_sparsity_soft_thresholds_only_the_penalised_blocks():
+    model = cen(l1_lambda=2.0, sparsity="proximal", portion=0.25)
+    randomize_gammas(model)
+    before = {name: bn.weight.detach().clone() for name, bn in model.named_modules()
+              if isinstance(bn, torch.nn.BatchNorm2d)}
+    assert float(model.regularization_loss()) == 0.0  # not in the loss: applied as a step
+    model.after_optimizer_step(encoder_lr=0.05)  # amount = lr * lambda = 0.1
+    for block_name, block in ((n, m) for n, m in model.named_modules() if isinstance(m, ExchangeBottleneck)):
+        for m, bn in enumerate(block.bn2.bns):
+            old = before[f"{block_name}.bn2.bns.{m}"]
+            size = math.floor(0.25 * bn.num_features + 1e-9)
+            penalised = torch.zeros_like(old, dtype=torch.bool)
+            penalised[m * size:(m + 1) * size] = True
+            expected = torch.where(penalised, old.sign() * (old.abs() - 0.1).clamp(min=0), old)
+            assert_close(bn.weight.detach(), expected)
+    untouched = [n for n in before if ".bn2." not in n]
+    assert all(torch.equal(dict(model.named_modules())[n].weight.detach(), before[n]) for n in untouched)
+
+
+def test_loss_sparsity_has_no_proximal_step_and_bad_modes_are_refused():
+    model = cen(l1_lambda=2.0)
+    randomize_gammas(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.after_optimizer_step(encoder_lr=0.05)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert float(model.regularization_loss().detach()) > 0
+    with pytest.raises(ValueError, match="sparsity must be one of"):
+        cen(sparsity="sometimes")

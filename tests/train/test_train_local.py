@@ -94,3 +94,19 @@ def test_every_model_trains_and_is_tracked_with_test_scores_and_run_tags(name, s
     for key, value in expected.items():
         assert run.data.metrics[f"test/{key}"] == pytest.approx(value, abs=1e-6)
     assert any(key.startswith("val/") and key.count("/") == 2 for key in run.data.metrics)  # per-branch scores
+
+
+def test_under_adam_only_the_proximal_step_makes_the_penalised_factors_zero(small_synthetic, tmp_path):
+    # Adam normalises the L1 gradient per parameter: in the loss, even a huge lambda only shrinks gammas by about the
+    # learning rate per step; the proximal step removes lr * lambda each step and stops at exactly zero.
+    common = {"train": {"epochs": 2, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3}}
+    fractions = {}
+    for mode in ("loss", "proximal"):
+        config = parse_config(config_tree(small_synthetic, model={"cen": {"lambda": 200.0, "sparsity": mode}},
+                                          tracking={"experiment": "tests", "run_name": mode}, **common))
+        reports, model = trained_model(config, tmp_path)
+        fractions[mode] = reports[-1]["exchange/fraction"]
+        penalised, _ = block_means(model)
+        if mode == "proximal":
+            assert penalised == 0.0
+    assert fractions["loss"] == 0.0 and fractions["proximal"] > 0.4

@@ -9,11 +9,16 @@ import torch
 from .exchange import ExchangeBottleneck
 from .resnet import BackboneSpec, BlockPosition, Bottleneck
 from .segmenter import FusionSegmenter
-from .sparsity import l1_penalty
+from .sparsity import l1_penalty, l1_proximal_step_
+
+# "loss": lambda * sum |gamma| added to the loss (the references, with SGD); "proximal": the same penalty applied as a
+# soft-threshold after each optimizer step (what makes it bite under Adam; see sparsity.l1_proximal_step_).
+SPARSITY_MODES = ("loss", "proximal")
 
 
 class ChannelExchangingNet(FusionSegmenter):
-    """Exchange after ``bn2`` in every bottleneck of layer1-4; sparsity ``l1_lambda * sum |gamma|`` on a portion."""
+    """Exchange after ``bn2`` in every bottleneck of layer1-4; sparsity ``l1_lambda * sum |gamma|`` on a portion,
+    in the loss or as a proximal step (``sparsity``)."""
 
     def __init__(
         self,
@@ -24,6 +29,7 @@ class ChannelExchangingNet(FusionSegmenter):
         threshold: float = 2e-2,
         portion: float | None = None,
         l1_lambda: float = 2e-4,
+        sparsity: str = "loss",
         in_channels: int = 3,
     ):
         num_modalities = len(modalities)
@@ -35,6 +41,8 @@ class ChannelExchangingNet(FusionSegmenter):
                 f"cen portion must be in [0, 1/M] = [0, {1 / num_modalities:.4g}] so the modalities' penalised "
                 f"blocks stay disjoint, got {portion}"
             )
+        if sparsity not in SPARSITY_MODES:
+            raise ValueError(f"cen sparsity must be one of {SPARSITY_MODES}, got {sparsity!r}")
         if threshold < 0 or l1_lambda < 0:
             raise ValueError(f"cen threshold and l1_lambda must be >= 0, got {threshold} and {l1_lambda}")
 
@@ -45,6 +53,14 @@ class ChannelExchangingNet(FusionSegmenter):
         self.threshold = threshold
         self.portion = portion
         self.l1_lambda = l1_lambda
+        self.sparsity = sparsity
 
     def regularization_loss(self) -> torch.Tensor:
+        if self.sparsity == "proximal":
+            return next(self.parameters()).new_zeros(())
         return self.l1_lambda * l1_penalty(self)
+
+    def after_optimizer_step(self, encoder_lr: float) -> None:
+        """``sparsity="proximal"``: the L1 step ``lr * lambda`` applied to the penalised factors after each step."""
+        if self.sparsity == "proximal" and self.l1_lambda > 0:
+            l1_proximal_step_(self, encoder_lr * self.l1_lambda)

@@ -37,6 +37,22 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
 
 
 @torch.no_grad()
+def l1_proximal_step_(model: nn.Module, amount: float) -> None:
+    """Soft-threshold the penalised scaling factors in place: ``gamma <- sign(gamma) * max(|gamma| - amount, 0)``.
+
+    The proximal operator of ``amount * |gamma|``: after an SGD step of rate ``lr`` it equals the L1 subgradient step
+    with ``amount = lr * lambda`` (except that it stops at exactly 0 instead of crossing it). Adaptive optimisers
+    rescale a penalty's gradient per parameter, so with Adam an L1 term in the loss shrinks every factor at about
+    the learning rate whatever lambda is, and never makes one exactly 0; this decoupled step does (as AdamW does for
+    weight decay).
+    """
+    for _, block in exchanging_blocks(model):
+        for m, bn in enumerate(block.bn2.bns):
+            gamma = bn.weight[penalised_block(bn.num_features, m, block.portion)]
+            gamma.copy_(gamma.sign() * (gamma.abs() - amount).clamp(min=0))
+
+
+@torch.no_grad()
 def exchange_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
     """Per exchanging layer, the fraction of channels below the threshold for each modality: ``{name: [M]}``."""
     return {

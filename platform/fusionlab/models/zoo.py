@@ -40,9 +40,10 @@ def shared_bn(*, backbone: str, num_classes: int, modalities: Sequence[str], in_
 
 @register_model
 def cen(*, backbone: str, num_classes: int, modalities: Sequence[str], threshold: float = 2e-2,
-        portion: float | None = None, l1_lambda: float = 2e-4, in_channels: int = 3) -> FusionModel:
+        portion: float | None = None, l1_lambda: float = 2e-4, sparsity: str = "loss",
+        in_channels: int = 3) -> FusionModel:
     return ChannelExchangingNet(get_backbone(backbone), num_classes, modalities, threshold=threshold,
-                                portion=portion, l1_lambda=l1_lambda, in_channels=in_channels)
+                                portion=portion, l1_lambda=l1_lambda, sparsity=sparsity, in_channels=in_channels)
 
 
 @register_model

@@ -47,6 +47,10 @@ def autocast(config: Config, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def encoder_lr(optimizer: torch.optim.Optimizer) -> float:
+    return next(group["lr"] for group in optimizer.param_groups if group.get("name") == "encoder")
+
+
 def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: WorkerContext, ignore_index: int,
                 epoch: int) -> float:
     model.train()
@@ -65,6 +69,9 @@ def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: Worke
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        after_step = getattr(unwrap(model), "after_optimizer_step", None)
+        if after_step is not None:  # e.g. CEN's proximal L1 step, at the encoder's current rate
+            after_step(encoder_lr(optimizer))
         total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64, device=ctx.device)
     total = ctx.all_reduce_sum(total)
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
