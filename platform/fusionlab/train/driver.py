@@ -35,8 +35,20 @@ def payload_for(config: Config, workdir: Path, uri: str, parent_run_id: str | No
             "tracking_uri": uri, "parent_run_id": parent_run_id, "tags": dict(tags or {})}
 
 
+def quiet_train_reports() -> None:
+    """Ray Train 2.60 logs every report's full metrics dict and every checkpoint's path at INFO from each worker
+    (loggers named after their source files); the driver prints one short epoch line instead."""
+    import logging
+
+    from ray.train.v2._internal.execution import context, storage
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    logging.getLogger(storage.__name__).setLevel(logging.WARNING)
+
+
 def train_fn_per_worker(payload: dict[str, Any]) -> None:
     """Ray Train's per-worker entry point."""
+    quiet_train_reports()
     config = Config.model_validate(payload["config"])
     train_loop(payload, RayWorkerContext(config))
 
