@@ -42,7 +42,7 @@ def predict(predictor: torch.nn.Module, inputs: ArrowInputs | FolderInputs, out:
     predictor = predictor.to(device).eval()
     with PredictionWriter(out, classes, getattr(predictor, "ignore_index", 255), overwrite) as writer:
         for batch in inputs.batches(batch_size):
-            labels = predictor(batch.images.to(device)).argmax(1).cpu().numpy()  # pads to its stride itself
+            labels = predictor(batch.images.to(device)).argmax(1).cpu().numpy()
             for k, sample_id in enumerate(batch.ids):
                 counts += writer.write(sample_id, batch.sources[k], labels[k],
                                        displayable(batch.images[k, index], spec))
