@@ -87,6 +87,7 @@ def write_store(workdir, experiment: str, runs: list[FixtureRun], parent_kind: s
             client.log_param(run_id, key, value)
         for key, value in spec.scores.items():
             client.log_metric(run_id, key, value, step=0)
+        client.log_metric(run_id, "train/loss", 1.0, step=0)  # one epoch
         if spec.model == "cen":
             torch.manual_seed(index)
             RunTracker(client, run_id, set()).log_model(model, manifest())

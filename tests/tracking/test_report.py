@@ -96,14 +96,17 @@ def test_falls_back_to_val_when_a_run_has_no_test_scores_and_skips_unfinished(tm
 
 
 def test_sweep_trials_sorted_best_first_with_the_searched_parameters_and_their_plots(tmp_path):
+    # the last trial was stopped by the scheduler: listed, marked, with the epochs it ran
     trials = [FixtureRun(None, "cen", 0, scores(miou), params={"model.cen.lambda": lam, "model.cen.threshold": th})
               for miou, lam, th in ((0.40, 1e-4, 0.01), (0.60, 1e-3, 0.02), (0.50, 1e-2, 0.03))]
     trials.append(FixtureRun(None, "cen", 0, scores(0.1), params={"model.cen.lambda": 0.5, "model.cen.threshold": 0.5},
                              status="KILLED", tags={"fusionlab.stopped_early": "true"}))
     write_store(tmp_path, "sweep", trials, parent_kind="sweep")
     report, out, parents = write_report(default_tracking_uri(tmp_path), "sweep", tmp_path / "out")
-    assert [row.mean("miou") for row in report.rows] == pytest.approx([60.0, 50.0, 40.0])
-    assert report.stopped_early == 1 and "1 trial(s) stopped early" in markdown(report)
+    assert report.split == "test"  # every listed trial has test scores
+    assert [row.mean("miou") for row in report.rows] == pytest.approx([60.0, 50.0, 40.0, 10.0])
+    assert report.stopped_early == 1 and "1 trial(s) were stopped early" in markdown(report)
+    assert report.rows[-1].label.endswith("(stopped at epoch 1)")
     columns = table_columns(report)
     assert "λ" in columns and table_rows(report)[0][columns.index("λ")] == "0.001"
     assert {"miou_vs_lambda.png", "miou_vs_threshold.png"} <= {p.name for p in (out / "plots").glob("*.png")}

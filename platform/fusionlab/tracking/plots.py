@@ -160,6 +160,8 @@ def method_bars(labels: list[str], values: list[float | None], published: list[f
     for position, value in zip(positions, values, strict=True):
         if value is not None:
             axis.text(value, position, f" {value:.1f}", va="center", fontsize=8)
+    shown = [v for v in [*values, *published] if v is not None]
+    axis.set_xlim(0, 1.12 * max(shown, default=1.0))  # room for the value labels
     axis.set_yticks(positions)
     axis.set_yticklabels(labels, fontsize=8)
     axis.invert_yaxis()

@@ -1,8 +1,10 @@
 """``fusionlab report``: an experiment's runs as the papers' table, with the published figures beside them, and plots.
 
 Rows are the experiment's finished training runs (tag ``fusionlab.kind=train``), one per grid cell (seeds averaged,
-shown as mean ± std) or, outside a grid, one per run. Scores are the ensemble's on one split — the test split when
-every run has it, else val — in percent, as the papers print them. Where a grid cell has published figures (tag
+shown as mean ± std) or, outside a grid, one per run; a sweep's trials that the scheduler stopped early are rows
+too, with the epochs they ran (a sweep's report is about its search). Scores are the ensemble's on one split — the
+test split when every listed run has it, else val (what a search selects on) — in percent, as the papers print
+them. Where a grid cell has published figures (tag
 ``fusionlab.paper``), the figure and our difference sit beside ours; where the table has unimodal rows, every row
 also shows its mIoU against the best of them. Files: ``report.md``, ``report.csv`` and ``plots/*.png``, written
 to a temporary directory and then moved into place, and logged under ``report/`` to the experiment's sweep or grid
@@ -49,6 +51,11 @@ class RunScores:
     tags: dict[str, str]
     scores: dict[str, float]  # fractions, on the report's split
     start_time: int
+    epochs: int | None = None  # epochs it trained, for trials stopped early
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.tags.get("fusionlab.stopped_early") == "true"
 
 
 @dataclass
@@ -80,7 +87,7 @@ class Report:
     experiment: str
     split: str
     rows: list[Row]
-    stopped_early: int  # sweep trials stopped by the scheduler (not in the table)
+    stopped_early: int  # sweep trials stopped by the scheduler (rows marked with the epochs they ran)
 
     @property
     def has_paper(self) -> bool:
@@ -104,15 +111,15 @@ def collect(uri: str, experiment: str, split: str | None = None) -> Report:
         names = sorted(e.name for e in client.search_experiments())
         raise ReportError(f"no experiment {experiment!r} in {uri}; it has {names}")
     runs = _search(client, found.experiment_id, f"tags.`{KIND_TAG}` = 'train'")
-    finished = [run for run in runs if run.info.status == "FINISHED"]
-    stopped = sum(1 for run in runs if run.data.tags.get("fusionlab.stopped_early") == "true")
-    if not finished:
+    listed = [run for run in runs
+              if run.info.status == "FINISHED" or run.data.tags.get("fusionlab.stopped_early") == "true"]
+    if not listed:
         raise ReportError(f"experiment {experiment!r} has no finished training runs ({len(runs)} in all)")
     if split is None:
-        split = "test" if all("test/miou" in run.data.metrics for run in finished) else "val"
-    scored = [_scores(run, split) for run in finished]
+        split = "test" if all("test/miou" in run.data.metrics for run in listed) else "val"
+    scored = [_scores(run, split, client) for run in listed]
     rows = _rows(scored)
-    return Report(experiment, split, rows, stopped)
+    return Report(experiment, split, rows, sum(run.stopped_early for run in scored))
 
 
 def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
@@ -125,14 +132,17 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
             return runs
 
 
-def _scores(run: Run, split: str) -> RunScores:
+def _scores(run: Run, split: str, client: MlflowClient) -> RunScores:
     metrics = run.data.metrics
     tags = run.data.tags
+    epochs = None
+    if tags.get("fusionlab.stopped_early") == "true":
+        epochs = len({m.step for m in client.get_metric_history(run.info.run_id, "train/loss")})
     return RunScores(
         run_id=run.info.run_id, run_name=run.info.run_name, label=tags.get("fusionlab.cell", run.info.run_name),
         model=run.data.params.get("model.name", tags.get("fusionlab.model", "?")), params=dict(run.data.params),
         tags=dict(tags), scores={m: metrics[f"{split}/{m}"] for m in METRICS if f"{split}/{m}" in metrics},
-        start_time=run.info.start_time)
+        start_time=run.info.start_time, epochs=epochs)
 
 
 def _method(run: RunScores) -> str:
@@ -149,7 +159,8 @@ def _rows(scored: list[RunScores]) -> list[Row]:
         first = runs[0]
         paper = json.loads(first.tags["fusionlab.paper"]) if "fusionlab.paper" in first.tags else None
         parameters = first.tags.get("fusionlab.parameters")
-        rows.append(Row(label=label, method=_method(first), modalities=first.tags.get("fusionlab.modalities", "-"),
+        shown = f"{label} (stopped at epoch {first.epochs})" if first.stopped_early else label
+        rows.append(Row(label=shown, method=_method(first), modalities=first.tags.get("fusionlab.modalities", "-"),
                         backbone=first.params.get("model.backbone", "-"), runs=runs, paper=paper,
                         parameters=int(parameters) if parameters else None))
     cen_rows = [row for row in rows if row.runs[0].model == "cen"]
@@ -236,7 +247,8 @@ def caption(report: Report) -> str:
         sources = sorted({row.paper["source"] for row in report.rows if row.paper})
         lines.append("paper: published figures; Δ = ours − paper. Sources: " + "; ".join(sources))
     if report.stopped_early:
-        lines.append(f"{report.stopped_early} trial(s) stopped early by the scheduler are not listed.")
+        lines.append(f"{report.stopped_early} trial(s) were stopped early by the scheduler: their scores are from "
+                     f"the epoch they stopped at.")
     return "\n".join(lines)
 
 
