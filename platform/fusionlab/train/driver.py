@@ -65,6 +65,31 @@ def run_local(config: Config, workdir: str | os.PathLike, parent_run_id: str | N
     return context.reports
 
 
+def quiet_ray_data_logs() -> None:
+    """Ray Data's INFO lines (execution plans, "dataset finished", one set per epoch and split) to its log file only.
+
+    Ray Data reads its logging config from the file named by ``RAY_DATA_LOGGING_CONFIG`` in every process that imports
+    it; set here before Ray starts locally, its workers inherit it. An explicit setting is left alone."""
+    if "RAY_DATA_LOGGING_CONFIG" in os.environ:
+        return
+    try:
+        from ray.data._internal.logging import DEFAULT_CONFIG
+    except ImportError:  # a Ray that moved it: keep its default logging
+        return
+    import copy
+    import tempfile
+
+    import yaml
+
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config["handlers"]["console"]["level"] = "WARNING"
+    path = Path(tempfile.gettempdir()) / f"fusionlab-ray-data-logging-{os.getuid()}.yaml"
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(yaml.safe_dump(config))
+    partial.replace(path)
+    os.environ["RAY_DATA_LOGGING_CONFIG"] = str(path)
+
+
 def ensure_ray(config: Config, address: str | None) -> None:
     import ray
 
@@ -83,6 +108,7 @@ def ensure_ray(config: Config, address: str | None) -> None:
 def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = None,
             parent_run_id: str | None = None, callbacks: list | None = None, tags: dict[str, str] | None = None):
     """Train with Ray Train; an interrupted run started again with the same name resumes from its checkpoint."""
+    quiet_ray_data_logs()  # before ray.data is first imported
     import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer

@@ -46,6 +46,9 @@ def ensure_tune_ray(config: Config, address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     concurrent = config.search.max_concurrent_trials
+    from fusionlab.train.driver import quiet_ray_data_logs
+
+    quiet_ray_data_logs()  # the trials' processes inherit it
     if address:
         ray.init(address=address)
         return
