@@ -1,0 +1,53 @@
+"""Run a grid on the Ray cluster this script runs in: `fusionlab grid` with a cluster's defaults.
+
+    ray submit cluster/aws-gpu.yaml experiments/submit.py -- experiments/nyudv2_refinenet.yaml
+    ray job submit --working-dir experiments -- python submit.py nyudv2_refinenet.yaml
+
+Connects to the running cluster (RAY_ADDRESS, else "auto"), prints the grid's dry-run table (cells, paper figures,
+cost estimate) and runs every cell as a Ray Train run, exactly as `fusionlab grid` does (it calls it). Defaults:
+--workdir from FUSIONLAB_WORKDIR (shared storage on a multi-node cluster) else fusionlab-runs; --tracking-uri from
+MLFLOW_TRACKING_URI (the head's MLflow server) else the workdir's sqlite store. See cluster/SUBMIT.md.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def resolve_grid(name: str) -> Path:
+    """GRID as given (relative to the current directory), else in the repository fusionlab is installed from."""
+    import fusionlab
+
+    repo = Path(fusionlab.__file__).resolve().parents[2]  # platform/fusionlab/__init__.py
+    for candidate in (Path(name), repo / name, repo / "experiments" / name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return Path(name)  # fusionlab reports it as not found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", help="a grid file (experiments/*.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
+    parser.add_argument("--workdir", default=os.environ.get("FUSIONLAB_WORKDIR", "fusionlab-runs"))
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
+    parser.add_argument("--dry-run", action="store_true", help="the table only; needs no cluster")
+    args = parser.parse_args(argv)
+
+    from fusionlab.cli import main as fusionlab
+
+    command = ["--workdir", args.workdir, *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else []),
+               "grid", str(resolve_grid(args.grid)), *(f"--set={item}" for item in args.set)]
+    if args.dry_run:
+        return fusionlab([*command, "--dry-run"])
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS") or "auto"
+    ray.init(address=address)  # fail here, before any MLflow run is opened, when no cluster is running
+    print(f"connected to the Ray cluster at {address}: {ray.cluster_resources()}", flush=True)
+    return fusionlab([*command, "--address", address])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
