@@ -6,7 +6,8 @@
 Connects to the running cluster (RAY_ADDRESS, else "auto"), prints the grid's dry-run table (cells, paper figures,
 cost estimate) and runs every cell as a Ray Train run, exactly as `fusionlab grid` does (it calls it). Defaults:
 --workdir from FUSIONLAB_WORKDIR (shared storage on a multi-node cluster) else fusionlab-runs; --tracking-uri from
-MLFLOW_TRACKING_URI (the head's MLflow server) else the workdir's sqlite store. See cluster/SUBMIT.md.
+MLFLOW_TRACKING_URI (on the cluster YAMLs' nodes: the MLflow database every node reaches, since training workers log
+from the GPU nodes) else the workdir's sqlite store. See README.md, "Scaling out", and cluster/README.md.
 """
 
 import argparse
