@@ -132,6 +132,9 @@ class ResourcesConfig(Section):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool | Literal["auto"] = "auto"
     cpus_per_worker: float = Field(1, gt=0)
+    # Times Ray Train restarts the worker group after a worker fails (its node lost, a crash), each time from the
+    # last checkpoint; -1 is unlimited, 0 fails the run at the first error.
+    max_failures: int = Field(3, ge=-1)
 
 
 class TrackingConfig(Section):

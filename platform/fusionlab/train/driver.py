@@ -138,6 +138,9 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
         run_config=ray.train.RunConfig(
             name=config.run_name(), storage_path=str(workdir / "ray_results"),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            # A lost worker (node gone, process killed) restarts the group from the last checkpoint; the run and
+            # its MLflow run keep their names, so the epochs already reported are not trained or logged again.
+            failure_config=ray.train.FailureConfig(max_failures=config.resources.max_failures),
             callbacks=[progress_callback(config.train.epochs), *(callbacks or [])]),
         datasets=datasets,
     )
