@@ -127,3 +127,11 @@ def test_cli_prints_the_table_and_writes_under_the_workdir(grid_store, capsys):
     assert (workdir / "reports" / "fixture-grid" / "report.md").is_file()
     assert main(["--workdir", str(workdir), "report", "--experiment", "missing"]) == 1
     assert "no experiment 'missing'" in capsys.readouterr().out
+
+
+def test_a_model_uri_that_does_not_resolve_is_a_clear_error_not_a_traceback(grid_store, capsys):
+    workdir, _ = grid_store
+    data = workdir / "no-data"
+    for uri in ("runs:/0123456789abcdef0123456789abcdef/model", "models:/no-such-model@champion"):
+        assert main(["--workdir", str(workdir), "evaluate", "--model", uri, "--data", str(data)]) == 1
+        assert f"cannot load model '{uri}'" in capsys.readouterr().out

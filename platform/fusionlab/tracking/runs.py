@@ -18,10 +18,12 @@ from typing import Any
 import mlflow
 import torch
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fusionlab.config import Config
 from fusionlab.data import Manifest
+from fusionlab.errors import FusionlabError
 from fusionlab.models import FusionModel
 from fusionlab.models.predictor import SegmentationPredictor
 
@@ -177,4 +179,8 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationP
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)  # models:/ URIs resolve in the same store, whatever the environment says
-    return mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    try:
+        return mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    except (MlflowException, OSError) as error:  # a bad URI, run, alias or store: the user's to fix
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise FusionlabError(f"cannot load model {model_uri!r} from {mlflow.get_tracking_uri()}: {first}") from None
