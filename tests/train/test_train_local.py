@@ -110,3 +110,10 @@ def test_under_adam_only_the_proximal_step_makes_the_penalised_factors_zero(smal
         if mode == "proximal":
             assert penalised == 0.0
     assert fractions["loss"] == 0.0 and fractions["proximal"] > 0.4
+
+
+def test_a_run_restored_after_its_last_epoch_reports_its_final_metrics_again(small_synthetic, tmp_path):
+    config = parse_config(config_tree(small_synthetic, train={"epochs": 1}))
+    first = run_local(config, tmp_path)
+    again = run_local(config, tmp_path)  # nothing left to train: the last report again, for Tune's final result
+    assert [r["epoch"] for r in again] == [0] and again[-1]["val/miou"] == first[-1]["val/miou"]

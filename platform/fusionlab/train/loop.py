@@ -166,6 +166,10 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         tracker.catch_up(history)  # epochs checkpointed before an interruption but not yet logged
 
     last_matrix, examples = None, []
+    if history and start_epoch >= config.train.epochs:
+        # Restored after its last epoch (a sweep killed between the run's end and Tune recording it): report the
+        # final metrics again, so the relaunched trial ends with its result instead of an empty one.
+        ctx.report(history[-1], None)
     for epoch in range(start_epoch, config.train.epochs):
         set_epoch_lr(optimizer, config.train, epoch)
         loss = train_epoch(model, ctx.train_batches(epoch), optimizer, config, ctx, manifest.label.ignore_index,
