@@ -48,7 +48,7 @@ demo: $(STAMP)
 	$(FUSIONLAB) registry $(DEMO_MODEL)
 	@echo "== 6/6  the MLflow UI on this store:"
 	@echo "   $(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(abspath $(DEMO_WORKDIR))/mlflow.db --host 127.0.0.1 --port 5000 --workers 1"
-	@echo "   then open http://127.0.0.1:5000 (experiments synthetic-grid and synthetic-cen-search; model $(DEMO_MODEL))"
+	@echo "   then open http://127.0.0.1:5000, switch to Model training (experiments synthetic-grid and synthetic-cen-search; model $(DEMO_MODEL))"
 
 bench: $(STAMP)
 	$(PY) bench/step_throughput.py

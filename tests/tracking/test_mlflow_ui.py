@@ -63,6 +63,9 @@ def experiment_id(base_url: str) -> str:
 
 def test_rest_api_serves_the_grid_runs_and_their_artifacts(server):
     eid = experiment_id(server)
+    experiment = api(server, f"experiments/get?experiment_id={eid}")["experiment"]
+    kind = {t["key"]: t["value"] for t in experiment.get("tags", [])}.get("mlflow.experimentKind")
+    assert kind == "custom_model_development", "MLflow would type the experiment as GenAI development"
     runs = api(server, "runs/search", {"experiment_ids": [eid], "max_results": 100})["runs"]
     tags = {run["info"]["run_id"]: {t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs}
     parents = [run for run in runs if tags[run["info"]["run_id"]].get("fusionlab.kind") == "grid"]
@@ -125,9 +128,9 @@ def test_browser_shows_the_grid_runs(chromium, server, tmp_path):
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.set_default_timeout(30_000)
         try:
-            page.goto(f"{server}/#/experiments/{eid}")
-            # MLflow 3 opens an experiment on its GenAI overview; the runs table is behind the "Model training" switch.
-            page.get_by_text("Model training", exact=True).click()
+            # MLflow 3 opens an experiment in its GenAI mode, whose first-visit popovers block clicks at random
+            # moments; its own "Model training" switch navigates to this URL, which lands on the runs table.
+            page.goto(f"{server}/#/experiments/{eid}?workflowType=machine_learning")
             close_assistant = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
             if close_assistant.count():
                 close_assistant.first.click()

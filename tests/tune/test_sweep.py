@@ -1,8 +1,10 @@
 """`fusionlab tune`: a 4-trial Optuna sweep on CPU, and a sweep killed after 2 trials then resumed."""
 
+import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -63,14 +65,21 @@ def children_of_sweep(workdir: Path, experiment: str):
     return client, parents[0], children
 
 
-def completed_trials(study_db: Path, name: str) -> list:
+def completed_trials(study_db: Path, name: str) -> set[int]:
+    """Numbers of the study's finished trials, read through a read-only connection.
+
+    ``optuna.load_study`` would create the schema when it is missing, and the sweep may be creating it at that moment:
+    the two writers then collide on Optuna's ``alembic_version`` row. Reading only never races the sweep.
+    """
     if not study_db.exists():
-        return []
+        return set()
+    query = ("SELECT t.number FROM trials t JOIN studies s ON s.study_id = t.study_id "
+             "WHERE s.study_name = ? AND t.state = 'COMPLETE'")
     try:
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{study_db}")
-    except KeyError:
-        return []
-    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        with contextlib.closing(sqlite3.connect(f"file:{study_db}?mode=ro", uri=True, timeout=30)) as db:
+            return {number for (number,) in db.execute(query, (name,))}
+    except sqlite3.OperationalError:  # the sweep has not created the tables yet
+        return set()
 
 
 def test_four_trial_optuna_sweep(data, tmp_path):
@@ -111,7 +120,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(data, tmp_path):
             while len(completed_trials(sweep_dir / "optuna.db", "sweep-resume")) < 2 and time.time() < deadline:
                 assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
                 time.sleep(1)
-            finished_before = {t.number for t in completed_trials(sweep_dir / "optuna.db", "sweep-resume")}
+            finished_before = completed_trials(sweep_dir / "optuna.db", "sweep-resume")
             assert len(finished_before) >= 2
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()

@@ -32,6 +32,8 @@ from . import plots
 RUN_KEY_TAG = "fusionlab.run_key"
 KIND_TAG = "fusionlab.kind"  # "train" for a training run; "sweep" / "grid" for a parent run
 MODEL_NAME = "model"
+# The MLflow UI opens an experiment of this kind on its runs table (not the GenAI traces overview).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
@@ -57,7 +59,7 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | os.PathLike | No
     if experiment is not None:
         return experiment.experiment_id
     location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
 
 
 class RunTracker:
