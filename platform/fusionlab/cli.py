@@ -67,9 +67,12 @@ def _human_bytes(count: float) -> str:
 
 def cmd_data_synth(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.data.synthetic import write_synthetic
+    from fusionlab.data.synthetic_translation import write_synthetic_translation
 
-    write_synthetic(args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
-                    overwrite=args.overwrite)
+    write = write_synthetic_translation if args.task == "translation" else write_synthetic
+    size = args.size or ((64, 64) if args.task == "translation" else (120, 160))
+    write(args.out, train=args.train, val=args.val, test=args.test, size=size, seed=args.seed,
+          overwrite=args.overwrite)
     return cmd_data_inspect(argparse.Namespace(dir=args.out, verify=False), console)
 
 
@@ -366,12 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="create, convert and inspect sharded datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
-    synth = data_commands.add_parser("synth", help="write the procedural synthetic RGB-D benchmark")
+    synth = data_commands.add_parser("synth", help="write a procedural synthetic benchmark (RGB-D segmentation, or "
+                                     "Taskonomy-like domains -> RGB translation)")
     synth.add_argument("--out", required=True)
+    synth.add_argument("--task", choices=["segmentation", "translation"], default="segmentation",
+                       help="segmentation: synthetic-rgbd; translation: synthetic-translation")
     synth.add_argument("--train", type=int, default=64)
     synth.add_argument("--val", type=int, default=16)
     synth.add_argument("--test", type=int, default=16)
-    synth.add_argument("--size", type=_size, default=(120, 160), help="HxW")
+    synth.add_argument("--size", type=_size, default=None, help="HxW (default 120x160; 64x64 for translation)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(handler=cmd_data_synth)

@@ -31,6 +31,7 @@ class SynthesizeConfig(Section):
     test: int = Field(16, ge=1)
     size: tuple[int, int] = (120, 160)
     seed: int = 0
+    task: Literal["segmentation", "translation"] = "segmentation"  # synthetic-rgbd or synthetic-translation
 
 
 class DataConfig(Section):
@@ -357,5 +358,7 @@ def create_synthetic_data(tree: dict[str, Any]) -> None:
     except ValidationError as error:
         raise ConfigError(_describe(error, "data.synthesize")) from None
     from fusionlab.data.synthetic import write_synthetic
+    from fusionlab.data.synthetic_translation import write_synthetic_translation
 
-    write_synthetic(target, train=spec.train, val=spec.val, test=spec.test, size=spec.size, seed=spec.seed)
+    write = write_synthetic_translation if spec.task == "translation" else write_synthetic
+    write(target, train=spec.train, val=spec.val, test=spec.test, size=spec.size, seed=spec.seed)
