@@ -92,3 +92,32 @@ def test_wrong_input_shape_names_what_was_expected():
 def test_register_model_rejects_duplicates():
     with pytest.raises(ValueError, match="registered twice"):
         register_model(type("cen", (), {"__name__": "cen"}))
+
+
+def test_tasks_have_their_own_registries():
+    assert list_models(task="segmentation") == list_models() == EXPECTED_MODELS
+    translation = list_models(task="translation")
+    assert {"cen", "asymfusion", "unimodal"} <= set(translation) and "early_concat" not in translation
+    assert list_models(task=None) == sorted(set(EXPECTED_MODELS) | set(translation))
+    assert list_models("a*", task="translation") == ["asymfusion", "attention", "average"]
+    segmentation = build("cen", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"])
+    translator = build("cen", backbone="unet_mini", num_classes=3, modalities=["rgb", "depth"], task="translation")
+    assert type(segmentation) is not type(translator)
+    with pytest.raises(ValueError, match=r"unknown task 'detection'; expected one of \['segmentation', 'trans"):
+        list_models(task="detection")
+
+
+def test_register_model_with_a_task():
+    from fusionlab.models import registry
+
+    @register_model(task="translation")
+    def probe_model(**kwargs):
+        return kwargs
+
+    try:
+        assert list_models("probe*", task="translation") == ["probe_model"] and list_models("probe*") == []
+        assert build("probe_model", num_classes=3, modalities=["a"], task="translation")["backbone"] == "pix2pix_unet"
+        with pytest.raises(ValueError, match="translation model 'probe_model' is registered twice"):
+            register_model(probe_model, task="translation")
+    finally:
+        del registry._MODELS["translation"]["probe_model"]

@@ -16,7 +16,42 @@ from .sparsity import l1_penalty, l1_proximal_step_
 SPARSITY_MODES = ("loss", "proximal")
 
 
-class ChannelExchangingNet(FusionSegmenter):
+def check_cen_params(model: str, num_modalities: int, *, threshold: float, portion: float | None,
+                     l1_lambda: float, sparsity: str) -> float:
+    """Validate CEN's hyperparameters (``model`` names the model in errors); returns the portion (default 1/M)."""
+    if num_modalities < 2:
+        raise ValueError(f"{model} needs at least 2 modalities, got {num_modalities}")
+    portion = 1.0 / num_modalities if portion is None else portion
+    if not 0.0 <= portion <= 1.0 / num_modalities + 1e-9:
+        raise ValueError(
+            f"{model} portion must be in [0, 1/M] = [0, {1 / num_modalities:.4g}] so the modalities' penalised "
+            f"blocks stay disjoint, got {portion}"
+        )
+    if sparsity not in SPARSITY_MODES:
+        raise ValueError(f"{model} sparsity must be one of {SPARSITY_MODES}, got {sparsity!r}")
+    if threshold < 0 or l1_lambda < 0:
+        raise ValueError(f"{model} threshold and l1_lambda must be >= 0, got {threshold} and {l1_lambda}")
+    return portion
+
+
+class CENSparsity:
+    """The sparsity half of a CEN model (segmentation or translation); needs ``l1_lambda`` and ``sparsity``."""
+
+    l1_lambda: float
+    sparsity: str
+
+    def regularization_loss(self) -> torch.Tensor:
+        if self.sparsity == "proximal":
+            return next(self.parameters()).new_zeros(())
+        return self.l1_lambda * l1_penalty(self)
+
+    def after_optimizer_step(self, encoder_lr: float) -> None:
+        """``sparsity="proximal"``: the L1 step ``lr * lambda`` applied to the penalised factors after each step."""
+        if self.sparsity == "proximal" and self.l1_lambda > 0:
+            l1_proximal_step_(self, encoder_lr * self.l1_lambda)
+
+
+class ChannelExchangingNet(CENSparsity, FusionSegmenter):
     """Exchange after ``bn2`` in every bottleneck of layer1-4; sparsity ``l1_lambda * sum |gamma|`` on a portion,
     in the loss or as a proximal step (``sparsity``)."""
 
@@ -32,19 +67,10 @@ class ChannelExchangingNet(FusionSegmenter):
         sparsity: str = "loss",
         in_channels: int = 3,
     ):
-        num_modalities = len(modalities)
-        if num_modalities < 2:
+        if len(modalities) < 2:
             raise ValueError(f"cen needs at least 2 modalities, got {list(modalities)}")
-        portion = 1.0 / num_modalities if portion is None else portion
-        if not 0.0 <= portion <= 1.0 / num_modalities + 1e-9:
-            raise ValueError(
-                f"cen portion must be in [0, 1/M] = [0, {1 / num_modalities:.4g}] so the modalities' penalised "
-                f"blocks stay disjoint, got {portion}"
-            )
-        if sparsity not in SPARSITY_MODES:
-            raise ValueError(f"cen sparsity must be one of {SPARSITY_MODES}, got {sparsity!r}")
-        if threshold < 0 or l1_lambda < 0:
-            raise ValueError(f"cen threshold and l1_lambda must be >= 0, got {threshold} and {l1_lambda}")
+        portion = check_cen_params("cen", len(modalities), threshold=threshold, portion=portion,
+                                   l1_lambda=l1_lambda, sparsity=sparsity)
 
         def exchange_block(position: BlockPosition, **kwargs) -> Bottleneck:
             return ExchangeBottleneck(**kwargs, threshold=threshold, portion=portion)
@@ -54,13 +80,3 @@ class ChannelExchangingNet(FusionSegmenter):
         self.portion = portion
         self.l1_lambda = l1_lambda
         self.sparsity = sparsity
-
-    def regularization_loss(self) -> torch.Tensor:
-        if self.sparsity == "proximal":
-            return next(self.parameters()).new_zeros(())
-        return self.l1_lambda * l1_penalty(self)
-
-    def after_optimizer_step(self, encoder_lr: float) -> None:
-        """``sparsity="proximal"``: the L1 step ``lr * lambda`` applied to the penalised factors after each step."""
-        if self.sparsity == "proximal" and self.l1_lambda > 0:
-            l1_proximal_step_(self, encoder_lr * self.l1_lambda)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .modal import mean_of_others, split_modalities
 from .resnet import Bottleneck
@@ -28,7 +29,25 @@ def exchanged_fraction(gammas: torch.Tensor, threshold: float) -> torch.Tensor:
     return (gammas.detach().abs() < threshold).float().mean(dim=1)
 
 
-class ExchangeBottleneck(Bottleneck):
+class ExchangingLayer:
+    """Mixin for a layer that channel-exchanges the output of a per-modality norm: what sparsity.py works on.
+
+    ``exchange_norm`` is that norm (``gammas()`` ``[M, C]``, ``modal_weights()``), ``threshold`` and ``portion`` the
+    exchange rule and the penalised fraction, ``fusion_suffix`` the norm's path under the layer (statistics keys are
+    ``<layer module name><fusion_suffix>``).
+    """
+
+    is_fusion_point = True
+    fusion_suffix: str
+    threshold: float
+    portion: float
+
+    @property
+    def exchange_norm(self) -> nn.Module:
+        raise NotImplementedError
+
+
+class ExchangeBottleneck(Bottleneck, ExchangingLayer):
     """A bottleneck whose ``bn2`` output is channel-exchanged across modalities before its ReLU."""
 
     is_fusion_point = True
@@ -38,6 +57,10 @@ class ExchangeBottleneck(Bottleneck):
         super().__init__(*args, **kwargs)
         self.threshold = threshold
         self.portion = portion  # fraction of bn2's channels each modality penalises (see sparsity.py)
+
+    @property
+    def exchange_norm(self) -> nn.Module:
+        return self.bn2
 
     def middle(self, out: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(out))

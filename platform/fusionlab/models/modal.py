@@ -1,12 +1,14 @@
 """The two building blocks every fusion model shares.
 
 Modalities travel stacked along the batch axis: a tensor ``[M*B, C, H, W]`` whose rows ``m*B:(m+1)*B`` belong to
-modality ``m``. A shared convolution then runs once for all modalities, and only BatchNorm is per modality.
+modality ``m``. A shared convolution then runs once for all modalities, and only the norm (BatchNorm, or InstanceNorm
+in the translation generator) is per modality.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -50,7 +52,7 @@ class SharedConv2d(nn.Conv2d):
 def set_modality_loop(model: nn.Module, enabled: bool) -> None:
     """Run every shared conv of ``model`` batched (default) or as a per-modality loop."""
     for module in model.modules():
-        if isinstance(module, SharedConv2d):
+        if isinstance(module, SharedConv2d | SharedConvTranspose2d):
             module.loop_modalities = enabled
 
 
@@ -80,3 +82,54 @@ class ModalBatchNorm2d(nn.Module):
         if self.shared:
             weights = weights * self.num_modalities
         return torch.stack(weights)
+
+    def modal_weights(self) -> list[nn.Parameter]:
+        """The per-modality scaling-factor parameters, modality order (one when shared)."""
+        return [bn.weight for bn in self.bns]
+
+
+class SharedConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution whose weights all modalities share; like ``SharedConv2d``, run once on the stack."""
+
+    def __init__(self, *args, num_modalities: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_modalities = num_modalities
+        self.loop_modalities = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.loop_modalities and self.num_modalities > 1:
+            return torch.cat([nn.ConvTranspose2d.forward(self, part) for part in x.chunk(self.num_modalities)])
+        return super().forward(x)
+
+
+class ModalInstanceNorm2d(nn.Module):
+    """One affine ``InstanceNorm2d`` per modality, each applied to its own slice of the stacked batch.
+
+    Instance statistics are per sample, so the normalisation runs once on the whole stack and only the affine step is
+    per modality (``[M, 1, C, 1, 1]`` broadcast): the same result as M calls, in one kernel. No running statistics:
+    eval normalises with the instance's own statistics, as pix2pix does at test time.
+    """
+
+    def __init__(self, num_features: int, num_modalities: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_modalities = num_modalities
+        self.norms = nn.ModuleList(nn.InstanceNorm2d(num_features, eps=eps, affine=True) for _ in range(num_modalities))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_modalities == 1:
+            return self.norms[0](x)
+        channels = x.shape[1]
+        normalised = split_modalities(F.instance_norm(x, eps=self.norms[0].eps), self.num_modalities)
+        shape = (self.num_modalities, 1, channels, 1, 1)
+        return (normalised * self.gammas().view(shape) + self.betas().view(shape)).flatten(0, 1)
+
+    def gammas(self) -> torch.Tensor:
+        """The scaling factors, ``[M, C]`` (one row per modality)."""
+        return torch.stack([norm.weight for norm in self.norms])
+
+    def betas(self) -> torch.Tensor:
+        return torch.stack([norm.bias for norm in self.norms])
+
+    def modal_weights(self) -> list[nn.Parameter]:
+        """The per-modality scaling-factor parameters, modality order (what the L1 sparsity acts on)."""
+        return [norm.weight for norm in self.norms]

@@ -1,4 +1,8 @@
-"""One flat model registry: ``@register_model`` keys a constructor on its function name."""
+"""The model registry, one flat name space per task: ``@register_model`` keys a constructor on its function name.
+
+``@register_model`` registers a segmentation model; ``@register_model(task="translation")`` an image-to-image
+translation generator. The same name may exist in both tasks (``cen``, ``asymfusion``, ``unimodal``).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,55 @@ from collections.abc import Callable, Sequence
 
 from .segmenter import FusionModel
 
-_MODELS: dict[str, Callable[..., FusionModel]] = {}
+TASKS = ("segmentation", "translation")
+DEFAULT_BACKBONES = {"segmentation": "resnet50", "translation": "pix2pix_unet"}
+
+Constructor = Callable[..., FusionModel]
+_MODELS: dict[str, dict[str, Constructor]] = {task: {} for task in TASKS}
 
 
-def register_model(fn: Callable[..., FusionModel]) -> Callable[..., FusionModel]:
-    if fn.__name__ in _MODELS:
-        raise ValueError(f"model {fn.__name__!r} is registered twice")
-    _MODELS[fn.__name__] = fn
-    return fn
+def _task_models(task: str) -> dict[str, Constructor]:
+    try:
+        return _MODELS[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}") from None
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
+def register_model(fn: Constructor | None = None, *, task: str = "segmentation"):
+    """Use bare (``@register_model``: segmentation) or with a task (``@register_model(task="translation")``)."""
+    models = _task_models(task)
+
+    def register(constructor: Constructor) -> Constructor:
+        if constructor.__name__ in models:
+            raise ValueError(f"{task} model {constructor.__name__!r} is registered twice")
+        models[constructor.__name__] = constructor
+        return constructor
+
+    return register if fn is None else register(fn)
+
+
+def list_models(pattern: str = "*", task: str | None = "segmentation") -> list[str]:
+    """The task's model names matching ``pattern``; ``task=None``: every task's names, deduplicated."""
+    names = set().union(*_MODELS.values()) if task is None else _task_models(task)
+    return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
 
 
 def build(
-    name: str, *, backbone: str = "resnet50", num_classes: int, modalities: Sequence[str], **params
+    name: str,
+    *,
+    backbone: str | None = None,
+    num_classes: int,
+    modalities: Sequence[str],
+    task: str = "segmentation",
+    **params,
 ) -> FusionModel:
-    """Build a registered model. ``params`` are the model's own keyword arguments (e.g. cen's ``threshold``)."""
+    """Build a registered model of ``task``. ``num_classes`` is the output channels for translation; ``backbone``
+    defaults to the task's (``resnet50``, ``pix2pix_unet``); ``params`` are the model's own keyword arguments."""
+    models = _task_models(task)
     try:
-        constructor = _MODELS[name]
+        constructor = models[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; registered models: {list_models()}") from None
-    return constructor(backbone=backbone, num_classes=num_classes, modalities=list(modalities), **params)
+        raise ValueError(f"unknown model {name!r} for task {task!r}; registered {task} models: "
+                         f"{list_models(task=task)}") from None
+    return constructor(backbone=backbone or DEFAULT_BACKBONES[task], num_classes=num_classes,
+                       modalities=list(modalities), **params)

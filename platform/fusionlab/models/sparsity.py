@@ -1,8 +1,9 @@
-"""CEN's sparsity constraint on BN scaling factors, and the statistics that show it working.
+"""CEN's sparsity constraint on the exchanging norms' scaling factors, and the statistics that show it working.
 
-Each exchanging BN (``bn2`` of every CEN bottleneck) is penalised on a *portion* p of its channels per modality, in
-disjoint blocks: modality m penalises channels ``[m*n, (m+1)*n)`` with ``n = floor(p*C)`` (p <= 1/M; p = 1/M is the
-reference for M = 2, where RGB penalises the first half and depth the second).
+An exchanging layer (``exchange.ExchangingLayer``: ``bn2`` of every CEN bottleneck, the instance norm of every
+exchanging U-Net down layer) is penalised on a *portion* p of its norm's channels per modality, in disjoint blocks:
+modality m penalises channels ``[m*n, (m+1)*n)`` with ``n = floor(p*C)`` (p <= 1/M; p = 1/M is the reference for
+M = 2, where RGB penalises the first half and depth the second).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .exchange import ExchangeBottleneck, exchanged_fraction
+from .exchange import ExchangingLayer, exchanged_fraction
 
 
 def penalised_block(channels: int, modality: int, portion: float) -> slice:
@@ -20,17 +21,24 @@ def penalised_block(channels: int, modality: int, portion: float) -> slice:
     return slice(modality * size, (modality + 1) * size)
 
 
-def exchanging_blocks(model: nn.Module) -> list[tuple[str, ExchangeBottleneck]]:
-    """``(name, block)`` for every block that exchanges channels after its ``bn2``."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, ExchangeBottleneck)]
+def exchanging_layers(model: nn.Module) -> list[tuple[str, ExchangingLayer]]:
+    """``(name, layer)`` for every layer that exchanges channels after its ``exchange_norm``."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, ExchangingLayer)]
+
+
+exchanging_blocks = exchanging_layers  # the former name (ResNet bottlenecks only then)
+
+
+def penalised_gammas(model: nn.Module) -> list[torch.Tensor]:
+    """Every penalised block of scaling factors (views into the parameters), layer by layer, modality by modality."""
+    return [weight[penalised_block(weight.numel(), m, layer.portion)]
+            for _, layer in exchanging_layers(model)
+            for m, weight in enumerate(layer.exchange_norm.modal_weights())]
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     """``sum_l sum_m |gamma_{m,l}[block_m]|``, unweighted (the model multiplies by lambda)."""
-    terms = []
-    for _, block in exchanging_blocks(model):
-        for m, bn in enumerate(block.bn2.bns):
-            terms.append(bn.weight[penalised_block(bn.num_features, m, block.portion)].abs().sum())
+    terms = [gamma.abs().sum() for gamma in penalised_gammas(model)]
     if not terms:
         return next(model.parameters()).new_zeros(())
     return torch.stack(terms).sum()
@@ -46,18 +54,20 @@ def l1_proximal_step_(model: nn.Module, amount: float) -> None:
     the learning rate whatever lambda is, and never makes one exactly 0; this decoupled step does (as AdamW does for
     weight decay).
     """
-    for _, block in exchanging_blocks(model):
-        for m, bn in enumerate(block.bn2.bns):
-            gamma = bn.weight[penalised_block(bn.num_features, m, block.portion)]
-            gamma.copy_(gamma.sign() * (gamma.abs() - amount).clamp(min=0))
+    for gamma in penalised_gammas(model):
+        gamma.copy_(gamma.sign() * (gamma.abs() - amount).clamp(min=0))
 
 
 @torch.no_grad()
 def exchange_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Per exchanging layer, the fraction of channels below the threshold for each modality: ``{name: [M]}``."""
+    """Per exchanging layer, the fraction of channels below the threshold for each modality: ``{key: [M]}``.
+
+    Keys name the exchanging norm: ``<layer module name><fusion_suffix>``, e.g. ``encoder.layer1.0.bn2`` (ResNet) or
+    ``encoder.down2.norm`` (U-Net).
+    """
     return {
-        f"{name}.bn2": exchanged_fraction(block.bn2.gammas(), block.threshold).cpu()
-        for name, block in exchanging_blocks(model)
+        f"{name}{layer.fusion_suffix}": exchanged_fraction(layer.exchange_norm.gammas(), layer.threshold).cpu()
+        for name, layer in exchanging_layers(model)
     }
 
 
@@ -65,8 +75,8 @@ def exchange_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
 def overall_exchanged_fraction(model: nn.Module) -> float:
     """Fraction of all (modality, channel) pairs across the exchanging layers that are exchanged."""
     below = total = 0
-    for _, block in exchanging_blocks(model):
-        gammas = block.bn2.gammas()
-        below += int((gammas.abs() < block.threshold).sum())
+    for _, layer in exchanging_layers(model):
+        gammas = layer.exchange_norm.gammas()
+        below += int((gammas.abs() < layer.threshold).sum())
         total += gammas.numel()
     return below / total if total else 0.0

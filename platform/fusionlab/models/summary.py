@@ -23,9 +23,10 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def summarize(name: str, *, backbone: str, num_classes: int, modalities: Sequence[str], **params) -> ModelSummary:
+def summarize(name: str, *, backbone: str | None = None, num_classes: int, modalities: Sequence[str],
+              task: str = "segmentation", **params) -> ModelSummary:
     with torch.device("meta"):
-        model = build(name, backbone=backbone, num_classes=num_classes, modalities=modalities, **params)
+        model = build(name, backbone=backbone, num_classes=num_classes, modalities=modalities, task=task, **params)
     branches = getattr(model, "branch_modalities", model.modalities)
     return ModelSummary(name, count_parameters(model), ",".join(branches), model.fusion_points())
 
