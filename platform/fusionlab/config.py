@@ -80,17 +80,18 @@ class ModelConfig(Section):
     def _registered(cls, value: str) -> str:
         from fusionlab.models import list_models
 
-        if value not in list_models():
-            raise ValueError(f"unknown model {value!r}; expected one of {list_models()}")
+        if value not in list_models(task=None):
+            raise ValueError(f"unknown model {value!r}; expected one of {list_models(task=None)}")
         return value
 
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
-        from fusionlab.models import BACKBONES
+        from fusionlab.models import BACKBONES, TRANSLATION_BACKBONES
 
-        if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; expected one of {sorted(BACKBONES)}")
+        known = sorted({*BACKBONES, *TRANSLATION_BACKBONES})
+        if value not in known:
+            raise ValueError(f"unknown backbone {value!r}; expected one of {known}")
         return value
 
     def build_kwargs(self) -> dict[str, Any]:
@@ -105,6 +106,26 @@ class ModelConfig(Section):
         return {}
 
 
+class GanConfig(Section):
+    """Translation: the pix2pix objective, BCE GAN loss + ``l1_weight`` * L1, and the PatchGAN discriminator."""
+
+    l1_weight: float = Field(100.0, ge=0)
+    gan_weight: float = Field(1.0, ge=0)
+    lr_discriminator: float = Field(2e-4, gt=0)
+    discriminator_filters: int = Field(64, ge=1)
+
+
+class FidConfig(Section):
+    """Translation: which features FID/KID use. ``inception`` needs the pytorch-fid weights file (``weights``, else
+    $FUSIONLAB_INCEPTION_WEIGHTS, else ~/.cache/fusionlab/); ``auto`` falls back to a small local extractor (its
+    figures are labelled and not comparable to published FIDs); ``local`` always uses that one."""
+
+    features: Literal["auto", "inception", "local"] = "auto"
+    weights: str | None = None
+    kid_subsets: int = Field(100, ge=1)
+    kid_subset_size: int = Field(1000, ge=2)
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1)  # per worker
@@ -114,11 +135,21 @@ class TrainConfig(Section):
     lr_decoder: float | list[float] = [3e-3, 1.5e-3, 7e-4]
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-5, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's; pix2pix and the translation references use (0.5, 0.999)
     freeze_bn: bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on GPU, off on CPU
     seed: int = 0
     val_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(1, ge=1)
+    gan: GanConfig = GanConfig()  # translation only
+    fid: FidConfig = FidConfig()  # translation only
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= beta < 1 for beta in value):
+            raise ValueError(f"expected two values in [0, 1), got {list(value)}")
+        return value
 
     @field_validator("lr_encoder", "lr_decoder")
     @classmethod
@@ -199,7 +230,7 @@ class Config(Section):
             if len(set(modalities)) != len(modalities) or not modalities:
                 raise ValueError(f"data.modalities must be distinct names, got {modalities}")
             count = len(modalities)
-            if self.model.name in ("cen", "asymfusion") and count < 2:
+            if self.model.name in ("cen", "asymfusion", "concat", "average", "attention") and count < 2:
                 raise ValueError(f"model {self.model.name} needs at least 2 modalities, data.modalities is "
                                  f"{modalities}")
             portion = self.model.cen.portion
@@ -305,6 +336,7 @@ def resolve_modalities(config: Config, tree: dict[str, Any], origin: str) -> Con
     except DatasetError as error:
         raise ConfigError(f"{origin}: data.path: {error} (create a dataset with `fusionlab data synth` or "
                           f"`fusionlab data convert`)") from None
+    check_task(config, manifest, origin)
     available = [m for m in manifest.modalities if m != manifest.target]
     chosen = config.data.modalities or available
     unknown = [m for m in chosen if m not in available]
@@ -314,6 +346,20 @@ def resolve_modalities(config: Config, tree: dict[str, Any], origin: str) -> Con
     if config.data.modalities == chosen:
         return config
     return parse_config({**tree, "data": {**tree.get("data", {}), "modalities": chosen}}, origin)
+
+
+def check_task(config: Config, manifest, origin: str) -> None:
+    """The model and backbone must be ones for the dataset's task (segmentation or translation)."""
+    from fusionlab.models import BACKBONES, TRANSLATION_BACKBONES, list_models
+
+    backbones = TRANSLATION_BACKBONES if manifest.task == "translation" else BACKBONES
+    models = list_models(task=manifest.task)
+    if config.model.name not in models:
+        raise ConfigError(f"{origin}: model.name: {config.model.name!r} is not a {manifest.task} model (dataset "
+                          f"{manifest.name!r} is {manifest.task}); expected one of {models}")
+    if config.model.backbone not in backbones:
+        raise ConfigError(f"{origin}: model.backbone: {config.model.backbone!r} is not a {manifest.task} backbone "
+                          f"(dataset {manifest.name!r}); expected one of {sorted(backbones)}")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:

@@ -34,3 +34,19 @@ class SegmentationPredictor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ensemble = self.model(x.transpose(0, 1)).ensemble
         return F.interpolate(ensemble, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class TranslationPredictor(nn.Module):
+    """``[B, M, C, H, W]`` (normalised inputs, as the dataset serves them) -> the ensemble's images ``[B, K, H, W]``
+    in [0, 1] (the target modality's ``value * scale``: for 8-bit RGB, pixel / 255)."""
+
+    def __init__(self, model: FusionModel, input_specs: Mapping[str, Mapping[str, Any]] | None = None,
+                 target: str | None = None):
+        super().__init__()
+        self.model = model
+        self.modalities = list(model.modalities)
+        self.input_specs = {name: dict(spec) for name, spec in (input_specs or {}).items()}
+        self.target = target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.model(x.transpose(0, 1)).ensemble.clamp(-1, 1) + 1) / 2

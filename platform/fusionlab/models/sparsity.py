@@ -26,9 +26,6 @@ def exchanging_layers(model: nn.Module) -> list[tuple[str, ExchangingLayer]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, ExchangingLayer)]
 
 
-exchanging_blocks = exchanging_layers  # the former name (ResNet bottlenecks only then)
-
-
 def penalised_gammas(model: nn.Module) -> list[torch.Tensor]:
     """Every penalised block of scaling factors (views into the parameters), layer by layer, modality by modality."""
     return [weight[penalised_block(weight.numel(), m, layer.portion)]

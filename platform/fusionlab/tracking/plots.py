@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 from fusionlab.data import Manifest  # noqa: E402
 from fusionlab.models import FusionModel, exchange_statistics  # noqa: E402
-from fusionlab.models.sparsity import exchanging_blocks, penalised_block  # noqa: E402
+from fusionlab.models.sparsity import exchanging_layers, penalised_block  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:
@@ -27,26 +27,26 @@ def _save(figure, path: Path) -> Path:
 
 
 def gamma_histograms(model: FusionModel, path: Path) -> Path | None:
-    """|gamma| of the exchanging BNs per modality: the penalised block against the rest."""
-    blocks = exchanging_blocks(model)
-    if not blocks:
+    """|gamma| of the exchanging norms per modality: the penalised block against the rest."""
+    layers = exchanging_layers(model)
+    if not layers:
         return None
     names = model.branch_names()
     figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
-    threshold = blocks[0][1].threshold
+    threshold = layers[0][1].threshold
     for m, (axis, name) in enumerate(zip(axes[0], names, strict=True)):
         penalised, rest = [], []
-        for _, block in blocks:
-            gamma = block.bn2.bns[m].weight.detach().abs().float().cpu()
+        for _, layer in layers:
+            gamma = layer.exchange_norm.modal_weights()[m].detach().abs().float().cpu()
             mask = torch.zeros_like(gamma, dtype=torch.bool)
-            mask[penalised_block(gamma.numel(), m, block.portion)] = True
+            mask[penalised_block(gamma.numel(), m, layer.portion)] = True
             penalised.append(gamma[mask])
             rest.append(gamma[~mask])
         bins = np.linspace(0, max(float(torch.cat(penalised + rest).max()), threshold * 2), 40)
         axis.hist(torch.cat(penalised).numpy(), bins=bins, alpha=0.7, label="penalised block")
         axis.hist(torch.cat(rest).numpy(), bins=bins, alpha=0.7, label="unpenalised")
         axis.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"θ = {threshold:g}")
-        axis.set_title(f"{name}: |γ| of exchanging BNs")
+        axis.set_title(f"{name}: |γ| of exchanging norms")
         axis.set_xlabel("|γ|")
         axis.legend(fontsize=8)
     return _save(figure, path)
@@ -63,7 +63,8 @@ def exchange_by_layer(model: FusionModel, path: Path) -> Path | None:
     for m, name in enumerate(model.branch_names()):
         axis.bar(np.arange(len(layers)) + m * width, values[:, m], width, label=name)
     axis.set_xticks(np.arange(len(layers)) + 0.4 - width / 2)
-    axis.set_xticklabels([layer.replace("encoder.", "").replace(".bn2", "") for layer in layers], rotation=90,
+    axis.set_xticklabels([layer.replace("encoder.", "").removesuffix(".bn2").removesuffix(".norm") for layer in layers],
+                         rotation=90,
                          fontsize=7)
     axis.set_ylabel("fraction of channels exchanged")
     axis.set_ylim(0, 1)
@@ -120,6 +121,27 @@ def prediction_overlays(examples: list[dict[str, torch.Tensor]], manifest: Manif
         row[-1].imshow(_colorize(example["prediction"], spec.num_classes, spec.ignore_index))
         row[-1].set_title("ensemble prediction", fontsize=8)
         for axis in row:
+            axis.axis("off")
+    return _save(figure, path)
+
+
+def translation_grid(examples: list[dict[str, object]], modalities: list[str], branch_names: list[str],
+                     path: Path) -> Path | None:
+    """One row per example: the inputs, every branch's output, the ensemble and the target (images in [0, 1])."""
+    if not examples:
+        return None
+    titles = [*modalities, *(f"{name} branch" for name in branch_names), "ensemble", "target"]
+    columns = len(titles)
+    figure, axes = plt.subplots(len(examples), columns, figsize=(2.2 * columns, 2.2 * len(examples)), squeeze=False)
+    for row, example in zip(axes, examples, strict=True):
+        images = [*example["inputs"], *example["outputs"], example["target"]]
+        for axis, image, title in zip(row, images, titles, strict=True):
+            picture = image.float().clamp(0, 1)
+            if picture.shape[0] == 1:
+                axis.imshow(picture[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            else:
+                axis.imshow(picture[:3].permute(1, 2, 0).numpy())
+            axis.set_title(title, fontsize=8)
             axis.axis("off")
     return _save(figure, path)
 

@@ -130,10 +130,45 @@ class RunTracker:
                     self.client.log_artifact(self.run_id, str(figure), artifact_path="plots")
         self.log_model(model, manifest)
 
+    def log_translation_examples(self, examples: list[dict[str, Any]], modalities: list[str],
+                                 branch_names: list[str], artifact_file: str) -> None:
+        """An image grid (inputs, every output, target) at ``artifact_file`` (e.g. ``images/epoch_0003.png``)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            if plots.translation_grid(examples, modalities, branch_names, path) is not None:
+                self.client.log_artifact(self.run_id, str(path), artifact_path=str(Path(artifact_file).parent))
+
+    def log_translation_final(self, model: FusionModel, manifest: Manifest, examples: list[dict[str, Any]]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_path = Path(tmp)
+            figures = [
+                plots.gamma_histograms(model, tmp_path / "gamma_histograms.png"),
+                plots.exchange_by_layer(model, tmp_path / "exchange_by_layer.png"),
+                plots.translation_grid(examples, list(model.modalities), model.branch_names(),
+                                       tmp_path / "translations.png"),
+            ]
+            for figure in figures:
+                if figure is not None:
+                    self.client.log_artifact(self.run_id, str(figure), artifact_path="plots")
+        self.log_translation_model(model, manifest)
+
     def log_model(self, model: FusionModel, manifest: Manifest) -> None:
         predictor = servable(model.cpu().eval(), manifest)
         height, width = manifest.image_size or (64, 64)
         example = torch.zeros(2, len(model.modalities), model.in_channels, height, width)  # batch >= 2: see DESIGN
+        self._log_pytorch(predictor, example)
+
+    def log_translation_model(self, model: FusionModel, manifest: Manifest) -> None:
+        """The generator behind a predictor that returns the ensemble's images in [0, 1]."""
+        from fusionlab.models.predictor import TranslationPredictor
+
+        specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities}
+        predictor = TranslationPredictor(model.cpu().eval(), specs, manifest.target)
+        height, width = manifest.image_size or (64, 64)
+        example = torch.zeros(2, len(model.modalities), model.in_channels, height, width)
+        self._log_pytorch(predictor, example)
+
+    def _log_pytorch(self, predictor: torch.nn.Module, example: torch.Tensor) -> None:
         mlflow.set_tracking_uri(self.client.tracking_uri)  # the fluent API below uses the global URI
         # Pickle is chosen knowingly (torch.export would freeze the batch size, DESIGN.md s.5), and torch's "+cpu"
         # label is expected: quiet those two warnings, which every run would otherwise print.

@@ -33,6 +33,7 @@ class WorkerContext(Protocol):
     def train_batches(self, epoch: int) -> Iterable[Batch]: ...
     def val_batches(self) -> Iterable[Batch]: ...
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor: ...
     def restore(self) -> dict[str, Any] | None: ...
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
 
@@ -77,6 +78,9 @@ class LocalContext:
         yield from torch.utils.data.DataLoader(self.val_set, batch_size=size)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
 
     def restore(self) -> dict[str, Any] | None:
@@ -129,6 +133,14 @@ class RayWorkerContext:
         if self.world_size > 1:
             torch.distributed.all_reduce(tensor)
         return tensor
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every worker's ``tensor`` concatenated along dim 0 in rank order (sizes may differ: FID features)."""
+        if self.world_size == 1:
+            return tensor
+        parts: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(parts, tensor.cpu())
+        return torch.cat(parts).to(tensor.device)
 
     def restore(self) -> dict[str, Any] | None:
         if self._checkpoint is None:

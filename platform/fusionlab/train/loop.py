@@ -144,6 +144,10 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     """Train ``payload["config"]``; rank 0 tracks to MLflow at ``payload["tracking_uri"]``."""
     config = Config.model_validate(payload["config"])
     manifest = Manifest.load(config.data.path)
+    if manifest.task == "translation":
+        from .translation_loop import translation_loop
+
+        return translation_loop(payload, ctx, config, manifest)
     torch.manual_seed(config.train.seed)  # identical initial weights on every worker (DDP also broadcasts them)
     model = build_model(config, manifest)
     optimizer = build_optimizer(model, config.train)

@@ -31,7 +31,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(groups, lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
     else:
-        optimizer = torch.optim.Adam(groups, lr=0.0, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(groups, lr=0.0, betas=config.betas, weight_decay=config.weight_decay)
     set_epoch_lr(optimizer, config, 0)
     return optimizer
 

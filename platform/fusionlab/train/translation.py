@@ -1,0 +1,177 @@
+"""Image-to-image translation (Taskonomy domains -> RGB): the pix2pix objective for every branch and the ensemble,
+and FID / KID of the generated images.
+
+Generator loss per output o (each branch and the alpha-ensemble of detached branches):
+``gan_weight * BCE(D(x, o), real) + l1_weight * |o - y|_1``, summed, plus the model's own regularisation (CEN's
+``lambda * sum |gamma|``) once. The PatchGAN discriminator D sees all the inputs concatenated with the image it
+judges, and learns real targets against every output (detached). Images are compared in the generator's tanh range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusionlab.config import Config
+from fusionlab.data import Manifest
+from fusionlab.data.manifest import ModalitySpec
+from fusionlab.fid import frechet_distance, kernel_inception_distance
+
+from .context import Batch, WorkerContext
+
+Gather = Callable[[torch.Tensor], torch.Tensor]
+
+
+def to_tanh_range(image: torch.Tensor, spec: ModalitySpec) -> torch.Tensor:
+    """A normalised image tensor (``[..., C, H, W]``, as the dataset serves it) back to ``value * scale`` in [0, 1],
+    then to the generator's [-1, 1]."""
+    return to_unit_range(image, spec) * 2 - 1
+
+
+def to_unit_range(image: torch.Tensor, spec: ModalitySpec) -> torch.Tensor:
+    mean = torch.tensor(spec.mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    std = torch.tensor(spec.std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    return image * std + mean
+
+
+def generated(output) -> torch.Tensor:
+    """Every output the objective scores: the branches, then the ensemble: ``[K, B, C, H, W]``."""
+    return torch.cat([output.branches, output.ensemble.unsqueeze(0)])
+
+
+def judged(condition: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The discriminator's input: every output ``[K, B, C, H, W]`` beside the inputs ``[B, M*3, H, W]``."""
+    repeated = condition.unsqueeze(0).expand(images.shape[0], *condition.shape)
+    return torch.cat([repeated, images], dim=2).flatten(0, 1)
+
+
+def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterable[Batch],
+                optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer], config: Config, ctx: WorkerContext,
+                target_spec: ModalitySpec, epoch: int, autocast: Callable[[], Any],
+                after_generator_step: Callable[[], None]) -> dict[str, float]:
+    """One epoch of alternating discriminator / generator steps; the epoch's mean losses over all workers."""
+    from .loop import freeze_batchnorm
+
+    generator.train()
+    discriminator.train()
+    if config.train.freeze_bn:
+        freeze_batchnorm(generator)
+    optimizer_g, optimizer_d = optimizers
+    gan = config.train.gan
+    totals = torch.zeros(6, dtype=torch.float64, device=ctx.device)  # loss, l1 ens, l1 branches, gan, d, batches
+    for batch in batches:
+        image = batch["image"].to(ctx.device)  # [B, M, 3, H, W]
+        condition = image.flatten(1, 2)
+        real = to_tanh_range(batch["target"].to(ctx.device), target_spec)
+        with autocast():
+            outputs = generated(generator(image.transpose(0, 1)))
+        count = outputs.shape[0]
+
+        # Discriminator: the real pair against every output, detached; one forward for all of them.
+        with autocast():
+            logits = discriminator(torch.cat([torch.cat([condition, real], dim=1),
+                                              judged(condition, outputs.detach())]))
+        batch_size = real.shape[0]
+        d_loss = 0.5 * (adversarial_loss(logits[:batch_size], True) + adversarial_loss(logits[batch_size:], False))
+        optimizer_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        optimizer_d.step()
+
+        # Generator: fool D with every output, and stay close to the target (L1).
+        with autocast():
+            fake_logits = discriminator(judged(condition, outputs)).unflatten(0, (count, batch_size))
+        gan_losses = torch.stack([adversarial_loss(fake_logits[k], True) for k in range(count)])
+        l1_losses = (outputs.float() - real.unsqueeze(0)).abs().mean(dim=(1, 2, 3, 4))
+        loss = (gan.gan_weight * gan_losses.sum() + gan.l1_weight * l1_losses.sum()
+                + unwrap(generator).regularization_loss())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"generator loss is {float(loss)} at epoch {epoch}: the run diverged; lower "
+                                     f"train.lr_encoder / train.lr_decoder")
+        optimizer_g.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer_g.step()
+        after_generator_step()
+        totals += torch.stack([loss.detach().double(), l1_losses[-1].detach().double(),
+                               l1_losses[:-1].detach().double().mean(), gan_losses.detach().double().mean(),
+                               d_loss.detach().double(), torch.ones((), dtype=torch.float64, device=ctx.device)])
+    totals = ctx.all_reduce_sum(totals)
+    if totals[-1] == 0:
+        nan = float("nan")
+        return {"train/loss": nan, "train/l1": nan}
+    mean = (totals[:-1] / totals[-1]).tolist()
+    return {"train/loss": mean[0], "train/l1": mean[1], "train/l1_branches": mean[2], "train/gan": mean[3],
+            "train/discriminator": mean[4]}
+
+
+@torch.no_grad()
+def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], config: Config, device: torch.device,
+                         manifest: Manifest, modalities: list[str], extractor, gather: Gather,
+                         prefix: str = "val", keep_examples: int = 0
+                         ) -> tuple[dict[str, float], list[dict[str, torch.Tensor]]]:
+    """L1, FID and KID (x100) of every branch and of the ensemble (``<prefix>/fid``), over the whole split.
+
+    Features are computed where the images are and gathered to every worker, so each worker returns the same figures.
+    """
+    core = unwrap(generator)
+    generator.eval()
+    target_spec = manifest.modalities[manifest.target]
+    names = [*core.branch_names(), None]
+    fake_features: list[list[torch.Tensor]] = [[] for _ in names]
+    real_features: list[torch.Tensor] = []
+    l1_sums = torch.zeros(len(names), dtype=torch.float64)
+    examples: list[dict[str, torch.Tensor]] = []
+    for batch in batches:
+        image = batch["image"].to(device)
+        real = to_tanh_range(batch["target"].to(device), target_spec)
+        outputs = generated(generator(image.transpose(0, 1))).float().clamp(-1, 1)
+        l1_sums += (outputs - real.unsqueeze(0)).abs().mean(dim=(2, 3, 4)).sum(dim=1).double().cpu()
+        real_features.append(extractor.features((real + 1) / 2).double().cpu())
+        for k in range(len(names)):
+            fake_features[k].append(extractor.features((outputs[k] + 1) / 2).double().cpu())
+        for i in range(min(keep_examples - len(examples), image.shape[0])):
+            examples.append({
+                "inputs": [to_unit_range(image[i, m, : manifest.modalities[name].channels],
+                                         manifest.modalities[name]).clamp(0, 1).cpu()
+                           for m, name in enumerate(modalities)],
+                "outputs": ((outputs[:, i] + 1) / 2).cpu(),
+                "target": ((real[i] + 1) / 2).cpu(),
+            })
+    real_all = gather(torch.cat(real_features))
+    count = real_all.shape[0]
+    l1 = gather_sum(l1_sums, gather)
+    fid_settings = config.train.fid
+    metrics: dict[str, float] = {}
+    for k, name in enumerate(names):
+        fake_all = gather(torch.cat(fake_features[k]))
+        key = prefix if name is None else f"{prefix}/{metric_safe(name)}"
+        metrics[f"{key}/l1"] = float(l1[k] / max(count, 1))
+        if count >= 2:
+            metrics[f"{key}/fid"] = frechet_distance(real_all, fake_all)
+            kid, _ = kernel_inception_distance(real_all, fake_all, subsets=fid_settings.kid_subsets,
+                                               subset_size=min(fid_settings.kid_subset_size, count))
+            metrics[f"{key}/kid"] = 100.0 * kid
+    return metrics, examples
+
+
+def gather_sum(tensor: torch.Tensor, gather: Gather) -> torch.Tensor:
+    """A sum over workers through ``gather`` (which concatenates along dim 0)."""
+    return gather(tensor.unsqueeze(0)).sum(0)
+
+
+def metric_safe(name: str) -> str:
+    from .loop import metric_safe as safe
+
+    return safe(name)

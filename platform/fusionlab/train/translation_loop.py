@@ -1,0 +1,144 @@
+"""The per-worker loop for translation datasets: generator + PatchGAN discriminator, FID/KID on validation."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import torch
+from torch import nn
+
+from fusionlab.config import Config
+from fusionlab.data import Manifest
+from fusionlab.fid import resolve_extractor
+from fusionlab.models import build, build_discriminator
+
+from .checkpoint import save_checkpoint
+from .context import WorkerContext
+from .optim import build_optimizer, set_epoch_lr, stage_lr
+from .translation import evaluate_translation, train_epoch
+
+EXAMPLES = 4  # validation samples drawn in the image grid
+
+
+def build_generator(config: Config, manifest: Manifest) -> nn.Module:
+    return build(config.model.name, backbone=config.model.backbone, task="translation",
+                 num_classes=manifest.modalities[manifest.target].channels, modalities=config.data.modalities,
+                 **config.model.build_kwargs())
+
+
+def build_pair(config: Config, manifest: Manifest) -> tuple[nn.Module, nn.Module]:
+    generator = build_generator(config, manifest)
+    discriminator = build_discriminator(len(config.data.modalities),
+                                        manifest.modalities[manifest.target].channels,
+                                        base=config.train.gan.discriminator_filters)
+    return generator, discriminator
+
+
+def discriminator_optimizer(discriminator: nn.Module, config: Config) -> torch.optim.Optimizer:
+    return torch.optim.Adam(discriminator.parameters(), lr=config.train.gan.lr_discriminator,
+                            betas=config.train.betas)
+
+
+def feature_extractor(config: Config, device: torch.device):
+    extractor = resolve_extractor(config.train.fid.features, config.train.fid.weights)
+    if isinstance(extractor, nn.Module):
+        extractor.to(device).eval()
+    return extractor
+
+
+def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config, manifest: Manifest) -> None:
+    from .loop import autocast, encoder_lr, model_statistics, unwrap
+
+    torch.manual_seed(config.train.seed)
+    generator, discriminator = build_pair(config, manifest)
+    optimizer_g = build_optimizer(generator, config.train)
+    optimizer_d = discriminator_optimizer(discriminator, config)
+    start_epoch, history = 0, []
+    state = ctx.restore()
+    if state is not None:
+        generator.load_state_dict(state["model"])
+        optimizer_g.load_state_dict(state["optimizer"])
+        discriminator.load_state_dict(state["discriminator"])
+        optimizer_d.load_state_dict(state["discriminator_optimizer"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+    generator, discriminator = ctx.prepare_model(generator), ctx.prepare_model(discriminator)
+    core = unwrap(generator)
+    extractor = feature_extractor(config, ctx.device)
+    target_spec = manifest.modalities[manifest.target]
+
+    tracker = None
+    if ctx.rank == 0:
+        from fusionlab.tracking import RunTracker
+        from fusionlab.tracking.runs import run_tags
+
+        tags = {**run_tags(manifest, core), "fusionlab.fid_features": extractor.name, **payload.get("tags", {})}
+        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags)
+        tracker.catch_up(history)
+
+    def after_generator_step() -> None:
+        step = getattr(core, "after_optimizer_step", None)
+        if step is not None:  # CEN's proximal L1 step
+            step(encoder_lr(optimizer_g))
+
+    def autocast_here():
+        return autocast(config, ctx.device)
+
+    examples: list[dict[str, torch.Tensor]] = []
+    if history and start_epoch >= config.train.epochs:
+        ctx.report(history[-1], None)  # restored after its last epoch: see loop.train_loop
+    for epoch in range(start_epoch, config.train.epochs):
+        set_epoch_lr(optimizer_g, config.train, epoch)
+        for group in optimizer_d.param_groups:  # the discriminator follows the decoder's stage schedule
+            group["lr"] = config.train.gan.lr_discriminator * (
+                stage_lr(config.train.lr_decoder, epoch, config.train.epochs)
+                / stage_lr(config.train.lr_decoder, 0, config.train.epochs))
+        metrics: dict[str, Any] = {"epoch": epoch}
+        metrics.update(train_epoch(generator, discriminator, ctx.train_batches(epoch), (optimizer_g, optimizer_d),
+                                   config, ctx, target_spec, epoch, autocast_here, after_generator_step))
+        last = epoch == config.train.epochs - 1
+        if (epoch + 1) % config.train.val_every == 0 or last:
+            val_metrics, examples = evaluate_translation(generator, ctx.val_batches(), config, ctx.device, manifest,
+                                                         list(config.data.modalities), extractor, ctx.all_gather,
+                                                         keep_examples=EXAMPLES if ctx.rank == 0 else 0)
+            metrics.update(val_metrics)
+            if tracker is not None:
+                tracker.log_translation_examples(examples, list(config.data.modalities), core.branch_names(),
+                                                 f"images/epoch_{epoch:04d}.png")
+        metrics.update(model_statistics(core))
+        history.append(metrics)
+        checkpoint_dir = None
+        if ctx.rank == 0 and ((epoch + 1) % config.train.checkpoint_every == 0 or last):
+            checkpoint_dir = ctx.new_checkpoint_dir()
+            save_checkpoint(checkpoint_dir, {
+                "model": core.state_dict(), "optimizer": optimizer_g.state_dict(),
+                "discriminator": unwrap(discriminator).state_dict(),
+                "discriminator_optimizer": optimizer_d.state_dict(),
+                "epoch": epoch, "history": history, "config": config.model_dump(mode="json", by_alias=True)})
+        ctx.report(metrics, checkpoint_dir)
+        if checkpoint_dir is not None and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if tracker is not None:
+            tracker.log_epoch(metrics)
+
+    if tracker is not None:
+        if start_epoch < config.train.epochs:
+            test_split = config.data.test_split
+            if test_split and test_split in manifest.splits:
+                tracker.log_metrics(test_scores(core, config, manifest, ctx.device, extractor),
+                                    step=config.train.epochs - 1)
+            tracker.log_translation_final(core, manifest, examples)
+        tracker.close()
+
+
+@torch.no_grad()
+def test_scores(core: nn.Module, config: Config, manifest: Manifest, device: torch.device,
+                extractor) -> dict[str, float]:
+    """The test split once, on rank 0 alone: ``test/fid``, ``test/kid``, ``test/l1`` (and per branch)."""
+    from fusionlab.data.torch_dataset import ShardDataset
+
+    dataset = ShardDataset(config.data.path, config.data.test_split, config.data.modalities)
+    batches = torch.utils.data.DataLoader(dataset, batch_size=config.train.batch_size)
+    metrics, _ = evaluate_translation(core, batches, config, device, manifest, list(config.data.modalities),
+                                      extractor, gather=lambda tensor: tensor, prefix="test")
+    return metrics
