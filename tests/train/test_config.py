@@ -47,7 +47,7 @@ def test_synthesize_creates_missing_data(tmp_path):
     ({"train": {"epochs": "three"}}, r"train\.epochs: Input should be a valid integer.*'three'"),
     ({"model": {"cen": {"threshold": -0.1}}}, r"model\.cen\.threshold: Input should be greater than or equal to 0"),
     ({"model": {"cen": {"portion": 0.8}}}, r"model\.cen\.portion must be <= 1/M = 0\.5 for 2 modalities, got 0\.8"),
-    ({"model": {"name": "cne"}}, r"model\.name: unknown model 'cne'; expected one of \['asymfusion', 'cen'"),
+    ({"model": {"name": "cne"}}, r"model\.name: unknown model 'cne'; expected one of \['asymfusion', 'attention', 'average', 'cen'"),
     ({"model": {"backbone": "resnet18"}}, r"model\.backbone: unknown backbone 'resnet18'"),
     ({"data": {"modalities": ["rgb", "hha"]}}, r"data\.modalities: \['hha'\] not in dataset 'synthetic-rgbd'"),
     ({"data": {"modalities": ["rgb"]}}, r"model cen needs at least 2 modalities"),

@@ -1,6 +1,7 @@
 """Declarative benchmark grids: every experiment YAML validates, cells expand to runs, errors name file/cell/key,
 estimates are counted and behave, and the dry-run table shows the cells and the papers' figures."""
 
+import io
 from pathlib import Path
 
 import pytest
@@ -114,13 +115,26 @@ def test_synthetic_grid_covers_every_model_on_the_cpu_backbone():
         assert run.paper is None
 
 
-def test_planned_translation_grid_parses_but_does_not_expand():
+def test_translation_grids_expand_into_translation_runs():
     grid = load_grid(EXPERIMENTS / "taskonomy_translation.yaml")
-    assert grid.planned and grid.runs == ()
+    assert not grid.planned
+    runs = grid.cells_expanded()
+    assert {run.config.model.backbone for run in runs} == {"pix2pix_unet"}
+    assert all(run.config.train.fid.features == "inception" for run in runs), "published FIDs need Inception"
     fids = {cell.label: cell.paper.fid for cell in grid.spec.cells}
     assert sorted(fids.values()) == [62.6, 75.1, 77.8, 79.4, 82.5]
     text = dry_run_text(grid)
-    assert "planned" in text and "82.5" in text and "1.65" in text
+    assert "paper FID" in text and "82.5" in text and "1.65" in text and "paper mIoU" not in text
+    assert "not estimated" in text and "grid.train_samples" in text  # no Taskonomy here, and no sample count typed in
+
+    synthetic = load_grid(EXPERIMENTS / "synthetic_translation.yaml")
+    estimates = print_dry_run(synthetic, Console(file=io.StringIO(), width=200))
+    assert len(estimates) == len(synthetic.cells_expanded()) == 7
+    unimodal = [e.flops_per_sample for e, run in zip(estimates, synthetic.cells_expanded(), strict=True)
+                if run.config.model.name == "unimodal"]
+    fused = [e.flops_per_sample for e, run in zip(estimates, synthetic.cells_expanded(), strict=True)
+             if run.config.model.name == "cen"]
+    assert fused[0] == pytest.approx(2 * unimodal[0], rel=0.05), "two branches through the shared generator"
 
 
 def test_search_config_validates_with_its_search_section():

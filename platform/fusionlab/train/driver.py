@@ -21,8 +21,14 @@ def tracking_uri(config: Config, workdir: Path) -> str:
 
 
 def prepare_tracking(config: Config, workdir: Path) -> str:
-    """Create the experiment on the driver, with artifacts under the workdir (not the workers' cwd)."""
+    """Create the experiment on the driver, with artifacts under the workdir (not the workers' cwd); a translation
+    run first checks that the FID features it needs are there."""
     from fusionlab.tracking import ensure_experiment
+
+    if "://" not in config.data.path and Manifest.load(config.data.path).task == "translation":
+        from .translation_loop import check_feature_weights
+
+        check_feature_weights(config)
 
     uri = tracking_uri(config, workdir)
     ensure_experiment(uri, config.tracking.experiment, artifact_root=workdir / "mlartifacts")

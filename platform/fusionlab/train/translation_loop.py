@@ -40,6 +40,19 @@ def discriminator_optimizer(discriminator: nn.Module, config: Config) -> torch.o
                             betas=config.train.betas)
 
 
+def check_feature_weights(config: Config) -> None:
+    """Before any worker starts: the Inception file FID/KID were asked to use must be there (the error says where
+    it was looked for and how to get it)."""
+    from fusionlab.fid import inception_weights_path
+    from fusionlab.fid.inception import InceptionWeightsMissing, missing_weights_message
+
+    settings = config.train.fid
+    if settings.features == "inception" or (settings.features == "auto" and settings.weights):
+        path = inception_weights_path(settings.weights)
+        if not path.is_file():
+            raise InceptionWeightsMissing(missing_weights_message(path))
+
+
 def feature_extractor(config: Config, device: torch.device):
     extractor = resolve_extractor(config.train.fid.features, config.train.fid.weights)
     if isinstance(extractor, nn.Module):

@@ -389,9 +389,12 @@ def _data_facts(run: GridRun) -> _DataFacts:
         except DatasetError:
             manifest = None
     where = f"cell {run.label!r}"
+    translation = is_translation(config)
     if manifest is not None:
         samples, samples_from = manifest.rows(data.train_split), "manifest"
         classes = manifest.label.num_classes if manifest.label else grid.num_classes
+        if manifest.task == "translation":
+            classes = manifest.modalities[manifest.target].channels
         size = data.crop or manifest.image_size
         modalities = data.modalities or [m for m in manifest.modalities if m != manifest.target]
     elif data.synthesize is not None:
@@ -403,6 +406,8 @@ def _data_facts(run: GridRun) -> _DataFacts:
     else:
         samples, samples_from = grid.train_samples, "grid.train_samples"
         classes, size, modalities = grid.num_classes, data.crop, data.modalities
+    if translation and manifest is None:
+        classes = RGB_CHANNELS  # the translation target
     missing = [name for name, value in (("grid.train_samples", samples), ("grid.num_classes", classes),
                                          ("data.crop", size), ("data.modalities", modalities)) if not value]
     if missing:
@@ -411,12 +416,23 @@ def _data_facts(run: GridRun) -> _DataFacts:
     return _DataFacts(int(samples), samples_from, int(classes), (int(size[0]), int(size[1])), tuple(modalities))
 
 
+RGB_CHANNELS = 3
+
+
+def is_translation(config: Config) -> bool:
+    """Translation runs are the ones on a translation backbone (the U-Nets); the config validates the pairing."""
+    from fusionlab.models import TRANSLATION_BACKBONES
+
+    return config.model.backbone in TRANSLATION_BACKBONES
+
+
 def estimate(run: GridRun) -> Estimate:
     """Trial-epochs, training FLOPs and device-hours of one run (see the module docstring for the assumptions)."""
     facts = _data_facts(run)
     model = run.config.model
+    task = "translation" if is_translation(run.config) else "segmentation"
     per_sample = step_flops(model.name, model.backbone, facts.num_classes, facts.modalities, facts.crop,
-                            json.dumps(model.build_kwargs(), sort_keys=True))
+                            json.dumps(model.build_kwargs(), sort_keys=True), task)
     epochs = run.config.train.epochs
     total = float(epochs) * facts.train_samples * per_sample
     spec = run.grid.estimate
@@ -425,14 +441,15 @@ def estimate(run: GridRun) -> Estimate:
 
 
 def _count_step(name: str, backbone: str, num_classes: int, modalities: tuple[str, ...], size: tuple[int, int],
-                kwargs: dict[str, Any], device: str) -> float:
+                kwargs: dict[str, Any], device: str, task: str = "segmentation") -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from fusionlab.models import build
 
     with torch.device(device):
-        model = build(name, backbone=backbone, num_classes=num_classes, modalities=list(modalities), **kwargs)
+        model = build(name, backbone=backbone, num_classes=num_classes, modalities=list(modalities), task=task,
+                      **kwargs)
         model.train()
         image = torch.randn(len(modalities), 1, 3, *size)
         with FlopCounterMode(display=False) as counter:
@@ -445,16 +462,18 @@ def _count_step(name: str, backbone: str, num_classes: int, modalities: tuple[st
 
 @functools.lru_cache(maxsize=256)
 def step_flops(name: str, backbone: str, num_classes: int, modalities: tuple[str, ...], size: tuple[int, int],
-               kwargs_json: str = "{}") -> float:
-    """FLOPs of one training step (forward + backward) per sample at ``size``, counted, not typed in."""
+               kwargs_json: str = "{}", task: str = "segmentation") -> float:
+    """FLOPs of one training step (forward + backward) per sample at ``size``, counted, not typed in.
+
+    Translation: the generator's step only (the PatchGAN discriminator's is not counted)."""
     kwargs = json.loads(kwargs_json)
     try:
-        return _count_step(name, backbone, num_classes, modalities, size, kwargs, "meta")
+        return _count_step(name, backbone, num_classes, modalities, size, kwargs, "meta", task)
     except Exception:  # noqa: BLE001 - an op without a meta kernel: count a real small batch and scale by pixels
         height, width = size
         scale = min(1.0, 128 / max(height, width))
         small = (max(32, round(height * scale / 32) * 32), max(32, round(width * scale / 32) * 32))
-        flops = _count_step(name, backbone, num_classes, modalities, small, kwargs, "cpu")
+        flops = _count_step(name, backbone, num_classes, modalities, small, kwargs, "cpu", task)
         return flops * (height * width) / (small[0] * small[1])
 
 
@@ -492,7 +511,9 @@ def print_dry_run(grid: Grid, console) -> list[Estimate]:
     for paper in papers:
         if paper["source"] not in sources:
             sources.append(paper["source"])
-    translation = any(key in paper for paper in papers for key in TRANSLATION_FIGURES)
+    runs = [] if grid.planned else list(grid.cells_expanded())
+    translation = (any(key in paper for paper in papers for key in TRANSLATION_FIGURES)
+                   or any(is_translation(run.config) for run in runs))
     segmentation = not translation or any(key in paper for paper in papers for key in SEGMENTATION_FIGURES)
     unit = f"{spec.estimate.kind.upper()}-h"
 
@@ -515,6 +536,7 @@ def print_dry_run(grid: Grid, console) -> list[Estimate]:
         return str(sources.index(paper["source"]) + 1) if paper else "-"
 
     estimates: list[Estimate] = []
+    unestimated: list[str] = []
     if grid.planned:
         for label, tree, paper in _planned_rows(grid):
             model, data, train = tree.get("model", {}), tree.get("data", {}), tree.get("train", {})
@@ -526,21 +548,27 @@ def print_dry_run(grid: Grid, console) -> list[Estimate]:
                           *[_figure(paper, key) for key in figure_keys], source_mark(paper),
                           str(train.get("epochs", "-")), "-")
     else:
-        for run in grid.cells_expanded():
+        for run in runs:
             config = run.config
-            result = estimate(run)
-            estimates.append(result)
+            try:
+                result = estimate(run)
+            except GridError as error:  # e.g. no dataset here and no grid.train_samples: no estimate, say why
+                result = None
+                unestimated.append(str(error))
+            else:
+                estimates.append(result)
             name = config.model.name + (f" ({config.model.modality})" if config.model.modality else "")
             facts_modalities = "+".join(config.data.modalities) if config.data.modalities else "all"
             table.add_row(escape(run.label), name, config.model.backbone, facts_modalities, str(run.seed),
                           *[_figure(run.paper, key) for key in figure_keys], source_mark(run.paper),
-                          str(result.trial_epochs), _hours(result.gpu_hours))
+                          str(config.train.epochs), _hours(result.gpu_hours) if result else "-")
         table.add_section()
         blanks = [""] * (len(figure_keys) + 1)
-        table.add_row(f"total: {len(estimates)} runs", "", "", "", "", *blanks,
-                      str(sum(e.trial_epochs for e in estimates)), _hours(sum(e.gpu_hours for e in estimates)))
+        table.add_row(f"total: {len(runs)} runs", "", "", "", "", *blanks,
+                      str(sum(run.config.train.epochs for run in runs)),
+                      _hours(sum(e.gpu_hours for e in estimates)) if not unestimated else "-")
 
-    table.caption = escape(_caption(grid, estimates, unit))
+    table.caption = escape(_caption(grid, estimates, unit, unestimated))
     table.caption_justify = "left"
     console.print(table)
     for number, source in enumerate(sources, 1):
@@ -550,13 +578,17 @@ def print_dry_run(grid: Grid, console) -> list[Estimate]:
     return estimates
 
 
-def _caption(grid: Grid, estimates: list[Estimate], unit: str) -> str:
+def _caption(grid: Grid, estimates: list[Estimate], unit: str, unestimated: list[str] | None = None) -> str:
     spec = grid.spec.grid
     lines = ["Paper figures as published (percent, FID, KID×100; '-' = none published), source in [src] below."]
     if grid.planned:
         lines.append("Planned grid: its cells need features fusionlab does not have yet, so they are not validated "
                      "and nothing is estimated.")
         return "\n".join(lines)
+    if unestimated:
+        lines.append(f"{unit}: not estimated for {len(unestimated)} run(s): {unestimated[0]}.")
+        if not estimates:
+            return "\n".join(lines)
     origins = sorted({e.samples_from for e in estimates})
     samples = sorted({e.train_samples for e in estimates})
     device = spec.estimate

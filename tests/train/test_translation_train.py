@@ -1,0 +1,149 @@
+"""Translation training in-process: the pix2pix objective learns, FID/KID and image grids reach MLflow, runs resume
+with their discriminator, every translation model trains, and missing Inception weights stop a run before it starts."""
+
+import math
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from fusionlab.config import ConfigError, parse_config
+from fusionlab.data import Manifest
+from fusionlab.data.synthetic_translation import write_synthetic_translation
+from fusionlab.fid.inception import INCEPTION_FILE, InceptionWeightsMissing
+from fusionlab.models import list_models
+from fusionlab.tracking import default_tracking_uri, load_model
+from fusionlab.train.checkpoint import load_checkpoint
+from fusionlab.train.driver import run_local
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def translation_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "synthetic-translation"
+    write_synthetic_translation(out, train=16, val=8, test=8, size=(32, 32), seed=0)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_inception_file(monkeypatch, tmp_path):
+    """FID falls back to the local extractor unless a test provides the Inception file."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FUSIONLAB_INCEPTION_WEIGHTS", raising=False)
+
+
+def translation_config(dataset, **sections):
+    tree = {
+        "data": {"path": str(dataset), "modalities": ["normal", "reshading"], "scale_range": [1.0, 1.0]},
+        "model": {"name": "cen", "backbone": "unet_mini", "cen": {"lambda": 100.0, "threshold": 1e-2,
+                                                                    "sparsity": "proximal"}},
+        "train": {"epochs": 6, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3,
+                  "betas": [0.5, 0.999], "weight_decay": 0.0, "fid": {"kid_subsets": 20}},
+        "resources": {"num_workers": 1},
+        "tracking": {"experiment": "translation-tests"},
+    }
+    for section, values in sections.items():
+        tree[section] = {**tree.get(section, {}), **values}
+    return parse_config(tree)
+
+
+def the_run(workdir, config):
+    client = MlflowClient(default_tracking_uri(workdir))
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id], f"tags.`fusionlab.run_key` = '{config.run_name()}'")
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def artifact_paths(client, run_id, path=None):
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+def test_cen_translation_learns_and_logs_fid_kid_and_image_grids(translation_data, tmp_path):
+    config = translation_config(translation_data)
+    reports = run_local(config, tmp_path)
+
+    assert [r["epoch"] for r in reports] == list(range(6))
+    assert reports[-1]["train/l1"] < 0.8 * reports[0]["train/l1"], [r["train/l1"] for r in reports]
+    assert reports[-1]["val/l1"] < reports[0]["val/l1"]
+    assert reports[-1]["exchange/fraction"] > 0, "the proximal L1 step zeroes penalised norm scales"
+    for prefix in ("val", "val/normal", "val/reshading"):
+        for metric in ("fid", "kid", "l1"):
+            assert math.isfinite(reports[-1][f"{prefix}/{metric}"]), (prefix, metric)
+        assert reports[-1][f"{prefix}/fid"] >= 0
+
+    client, run = the_run(tmp_path, config)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["fusionlab.task"] == "translation"
+    assert run.data.tags["fusionlab.fid_features"].startswith("local-"), "FID without Inception is labelled"
+    assert {"test/fid", "test/kid", "test/l1", "test/normal/fid"} <= set(run.data.metrics)
+    history = client.get_metric_history(run.info.run_id, "val/fid")
+    assert sorted(m.step for m in history) == list(range(6))
+
+    artifacts = artifact_paths(client, run.info.run_id)
+    assert {f"images/epoch_{epoch:04d}.png" for epoch in range(6)} <= set(artifacts)
+    assert {"plots/translations.png", "plots/gamma_histograms.png", "plots/exchange_by_layer.png"} <= set(artifacts)
+    grid = client.download_artifacts(run.info.run_id, "plots/translations.png", str(tmp_path))
+    assert open(grid, "rb").read(8) == PNG_MAGIC
+
+    predictor = load_model(f"runs:/{run.info.run_id}/model", default_tracking_uri(tmp_path))
+    batch = torch.randn(2, 2, 3, 32, 32)
+    images = predictor(batch)
+    assert images.shape == (2, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+    assert predictor.target == "rgb" and set(predictor.input_specs) == {"normal", "reshading"}
+
+
+def test_a_resumed_translation_run_continues_with_its_discriminator(translation_data, tmp_path):
+    first = translation_config(translation_data, train={"epochs": 2})
+    run_local(first, tmp_path)
+    checkpoint = load_checkpoint(sorted((tmp_path / "checkpoints" / first.run_name()).glob("epoch_*"))[-1])
+    assert {"discriminator", "discriminator_optimizer"} <= set(checkpoint)
+    assert checkpoint["discriminator_optimizer"]["state"], "the discriminator's Adam moments are saved"
+
+    resumed = translation_config(translation_data, train={"epochs": 3})
+    assert resumed.run_name() == first.run_name()
+    reports = run_local(resumed, tmp_path)
+    assert [r["epoch"] for r in reports] == [2], "only the missing epoch runs"
+    client, run = the_run(tmp_path, resumed)
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) == [0, 1, 2]
+    last = load_checkpoint(sorted((tmp_path / "checkpoints" / first.run_name()).glob("epoch_*"))[-1])
+    moved = [name for name, value in last["discriminator"].items()
+             if not torch.equal(value, checkpoint["discriminator"][name])]
+    assert moved, "the restored discriminator kept training"
+
+
+@pytest.mark.parametrize("name", list_models(task="translation"))
+def test_every_translation_model_trains_and_is_tracked(translation_data, tmp_path, name):
+    model = {"name": name}
+    data = {}
+    if name == "unimodal":
+        model["modality"] = "reshading"
+        data["modalities"] = ["reshading"]
+    config = translation_config(translation_data, model=model, data=data, train={"epochs": 1})
+    reports = run_local(config, tmp_path)
+    assert math.isfinite(reports[-1]["val/fid"]) and math.isfinite(reports[-1]["train/loss"])
+    _, run = the_run(tmp_path, config)
+    assert run.info.status == "FINISHED"
+
+
+def test_inception_features_without_the_file_stop_the_run_before_it_starts(translation_data, tmp_path):
+    config = translation_config(translation_data, train={"fid": {"features": "inception"}})
+    with pytest.raises(InceptionWeightsMissing, match=INCEPTION_FILE) as error:
+        run_local(config, tmp_path)
+    assert "FUSIONLAB_INCEPTION_WEIGHTS" in str(error.value)
+    assert not (tmp_path / "mlflow.db").exists(), "nothing was tracked"
+
+
+def test_models_and_backbones_must_suit_the_datasets_task(translation_data, small_synthetic):
+    with pytest.raises(ConfigError, match=r"model\.backbone: 'resnet_mini' is not a translation backbone"):
+        translation_config(translation_data, model={"backbone": "resnet_mini"})
+    with pytest.raises(ConfigError, match=r"model\.name: 'late_fusion' is not a translation model"):
+        translation_config(translation_data, model={"name": "late_fusion"})
+    tree = {"data": {"path": str(small_synthetic)}, "model": {"name": "attention", "backbone": "resnet_mini"}}
+    with pytest.raises(ConfigError, match=r"model\.name: 'attention' is not a segmentation model"):
+        parse_config(tree)
+    assert Manifest.load(translation_data).task == "translation"
