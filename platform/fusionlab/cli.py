@@ -24,21 +24,25 @@ def _describe_points(points: list[str], limit: int = 4) -> str:
 
 
 def cmd_models(args: argparse.Namespace, console: Console) -> int:
-    from fusionlab.models import BACKBONES, list_models, summarize
+    from fusionlab.models import BACKBONES, TRANSLATION_BACKBONES, list_models, summarize
 
-    if args.backbone not in BACKBONES:
-        console.print(f"[red]error:[/] unknown backbone {args.backbone!r}; expected one of {sorted(BACKBONES)}")
+    if args.backbone not in {*BACKBONES, *TRANSLATION_BACKBONES}:
+        known = sorted({*BACKBONES, *TRANSLATION_BACKBONES})
+        console.print(f"[red]error:[/] unknown backbone {args.backbone!r}; expected one of {known}")
         return 2
-    table = Table(title=f"fusionlab models - {args.backbone}, {args.num_classes} classes, "
+    task = "translation" if args.backbone in TRANSLATION_BACKBONES else "segmentation"
+    outputs = "3 output channels" if task == "translation" else f"{args.num_classes} classes"
+    num_classes = 3 if task == "translation" else args.num_classes
+    table = Table(title=f"fusionlab {task} models - {args.backbone}, {outputs}, "
                         f"modalities {','.join(args.modalities)}")
     table.add_column("model")
     table.add_column("branches")
     table.add_column("parameters", justify="right")
     table.add_column("fusion points")
-    for name in list_models():
+    for name in list_models(task=task):
         try:
-            summary = summarize(name, backbone=args.backbone, num_classes=args.num_classes,
-                                modalities=args.modalities)
+            summary = summarize(name, backbone=args.backbone, num_classes=num_classes, modalities=args.modalities,
+                                task=task)
         except ValueError as error:  # e.g. a fusion model given a single modality
             table.add_row(name, "-", "-", f"[yellow]{error}[/]")
             continue
@@ -134,6 +138,9 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     if "val/miou" in final:
         console.print(f"done: val/miou {final['val/miou']:.4f}, val/pixel_acc {final['val/pixel_acc']:.4f}, "
                       f"val/mean_acc {final['val/mean_acc']:.4f}")
+    elif "val/fid" in final:
+        console.print(f"done: val/fid {final['val/fid']:.4g}, val/kid×100 {final['val/kid']:.4g}, "
+                      f"val/l1 {final['val/l1']:.4f}")
     return 0
 
 
@@ -362,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     models = commands.add_parser("models", help="list the registered models with parameter counts and fusion points")
-    models.add_argument("--backbone", default="resnet101")
+    models.add_argument("--backbone", default="resnet101", help="a ResNet (segmentation) or a U-Net (translation)")
     models.add_argument("--num-classes", type=int, default=40)
     models.add_argument("--modalities", type=_csv, default=["rgb", "depth"])
     models.set_defaults(handler=cmd_models)
