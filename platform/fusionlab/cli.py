@@ -145,10 +145,21 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.data import Manifest
     from fusionlab.tracking import default_tracking_uri, load_model
-    from fusionlab.train.evaluate import evaluate
+    from fusionlab.train.evaluate import evaluate, evaluate_translation_model
 
     predictor = load_model(args.model, args.tracking_uri or default_tracking_uri(args.workdir))
+    if Manifest.load(args.data).task == "translation":
+        scores = evaluate_translation_model(predictor, args.data, args.split, features=args.fid_features,
+                                            weights=args.inception_weights)
+        table = Table(title=f"{args.model} on {args.data} [{args.split}] (ensemble)",
+                      caption=f"features: {scores['features']}")
+        for column in ("FID", "KID×100", "L1"):
+            table.add_column(column, justify="right")
+        table.add_row(*(f"{scores[key]:.4g}" for key in ("fid", "kid", "l1")))
+        console.print(table)
+        return 0
     metrics = evaluate(predictor, args.data, args.split)
     table = Table(title=f"{args.model} on {args.data} [{args.split}] (ensemble)")
     for column in ("pixel acc", "mean acc", "mIoU"):
@@ -412,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="runs:/<run id>/model or models:/<name>@<alias>")
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--fid-features", choices=["auto", "inception", "local"], default="auto",
+                          help="translation: FID/KID features (inception needs the pytorch-fid weights file)")
+    evaluate.add_argument("--inception-weights", default=None,
+                          help="translation: pt_inception-2015-12-05-6726825d.pth (default: "
+                               "$FUSIONLAB_INCEPTION_WEIGHTS, then ~/.cache/fusionlab/)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="label PNGs, overlays and a CSV from a model on a dataset or "

@@ -7,6 +7,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from fusionlab.cli import main
 from fusionlab.config import ConfigError, parse_config
 from fusionlab.data import Manifest
 from fusionlab.data.synthetic_translation import write_synthetic_translation
@@ -15,6 +16,7 @@ from fusionlab.models import list_models
 from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
+from fusionlab.train.evaluate import evaluate_translation_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -63,7 +65,7 @@ def artifact_paths(client, run_id, path=None):
     return found
 
 
-def test_cen_translation_learns_and_logs_fid_kid_and_image_grids(translation_data, tmp_path):
+def test_cen_translation_learns_and_logs_fid_kid_and_image_grids(translation_data, tmp_path, capsys):
     config = translation_config(translation_data)
     reports = run_local(config, tmp_path)
 
@@ -95,6 +97,15 @@ def test_cen_translation_learns_and_logs_fid_kid_and_image_grids(translation_dat
     images = predictor(batch)
     assert images.shape == (2, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
     assert predictor.target == "rgb" and set(predictor.input_specs) == {"normal", "reshading"}
+
+    # `fusionlab evaluate` scores the logged model as training scored the test split.
+    scores = evaluate_translation_model(predictor, translation_data, "test", features="local")
+    assert scores["fid"] == pytest.approx(run.data.metrics["test/fid"], rel=1e-4)
+    assert scores["l1"] == pytest.approx(run.data.metrics["test/l1"], rel=1e-4)
+    assert scores["features"] == run.data.tags["fusionlab.fid_features"]
+    assert main(["--workdir", str(tmp_path), "evaluate", "--model", f"runs:/{run.info.run_id}/model",
+                 "--data", str(translation_data), "--split", "test"]) == 0
+    assert f"{scores['fid']:.4g}" in capsys.readouterr().out
 
 
 def test_a_resumed_translation_run_continues_with_its_discriminator(translation_data, tmp_path):
