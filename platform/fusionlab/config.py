@@ -138,6 +138,11 @@ class TrainConfig(Section):
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's; pix2pix and the translation references use (0.5, 0.999)
     freeze_bn: bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on GPU, off on CPU
+    # The GPU path (train/device.py); "auto" means on CUDA only, so CPU runs are unchanged by default.
+    channels_last: bool | Literal["auto"] = "auto"  # model and input batches in torch.channels_last
+    fused: bool | Literal["auto"] = "auto"  # fused Adam/SGD kernels (auto: when every parameter is on CUDA)
+    cudnn_benchmark: bool = True  # cuDNN autotuning on CUDA (inputs keep one shape per run: crops)
+    compile: bool = False  # torch.compile the model after it is prepared (DDP-wrapped); checkpoints stay uncompiled
     seed: int = 0
     val_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(1, ge=1)

@@ -17,6 +17,7 @@ from fusionlab.models.sparsity import overall_exchanged_fraction
 
 from .checkpoint import save_checkpoint
 from .context import WorkerContext
+from .device import EpochTotals, batch_to_device, configure_backends, maybe_compile, to_device
 from .losses import segmentation_loss, upsample
 from .metrics import ConfusionMatrix, scores
 from .optim import build_optimizer, set_epoch_lr
@@ -31,6 +32,8 @@ def build_model(config: Config, manifest: Manifest) -> FusionModel:
 
 
 def unwrap(model: nn.Module) -> FusionModel:
+    """The bare model under ``torch.compile`` (``_orig_mod``) and DDP (``module``)."""
+    model = getattr(model, "_orig_mod", model)
     return model.module if hasattr(model, "module") else model
 
 
@@ -53,28 +56,26 @@ def encoder_lr(optimizer: torch.optim.Optimizer) -> float:
 
 def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: WorkerContext, ignore_index: int,
                 epoch: int) -> float:
+    """One epoch; the mean loss over all workers. No host synchronisation inside a step: losses and a non-finite
+    count stay on the device until the epoch ends, where a diverged run raises ``FloatingPointError``."""
     model.train()
     if config.train.freeze_bn:
         freeze_batchnorm(model)
-    total = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss sum, batches
+    totals = EpochTotals(["loss"], ctx.device)
     for batch in batches:
-        image = batch["image"].to(ctx.device).transpose(0, 1)  # [B, M, ...] -> [M, B, ...]
-        label = batch["label"].to(ctx.device)
+        image = batch_to_device(batch["image"].transpose(0, 1), config.train, ctx.device)  # [B, M, ...] -> [M, B, ...]
+        label = batch["label"].to(ctx.device, non_blocking=True)
         with autocast(config, ctx.device):
             output = model(image)
         loss, _ = segmentation_loss(output, label, unwrap(model), ignore_index)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {float(loss)} at epoch {epoch}: the run diverged; lower "
-                                     f"train.lr_encoder / train.lr_decoder (or use train.optimizer=adam)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         after_step = getattr(unwrap(model), "after_optimizer_step", None)
         if after_step is not None:  # e.g. CEN's proximal L1 step, at the encoder's current rate
             after_step(encoder_lr(optimizer))
-        total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64, device=ctx.device)
-    total = ctx.all_reduce_sum(total)
-    return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+        totals.add(loss)
+    return totals.finish(ctx.all_reduce_sum, epoch)["loss"]
 
 
 @torch.no_grad()
@@ -88,7 +89,7 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
     matrices = [ConfusionMatrix(num_classes, ignore, ctx.device) for _ in range(len(names) + 1)]
     examples: list[dict[str, torch.Tensor]] = []
     for batch in batches:
-        image = batch["image"].to(ctx.device).transpose(0, 1)
+        image = batch_to_device(batch["image"].transpose(0, 1), config.train, ctx.device)
         label = batch["label"].to(ctx.device)
         with autocast(config, ctx.device):
             output = model(image)
@@ -149,7 +150,8 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
 
         return translation_loop(payload, ctx, config, manifest)
     torch.manual_seed(config.train.seed)  # identical initial weights on every worker (DDP also broadcasts them)
-    model = build_model(config, manifest)
+    configure_backends(config.train, ctx.device)
+    model = to_device(build_model(config, manifest), config.train, ctx.device)  # before the (fused) optimiser
     optimizer = build_optimizer(model, config.train)
     start_epoch, history = 0, []
     state = ctx.restore()
@@ -157,7 +159,7 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"] + 1, state["history"]
-    model = ctx.prepare_model(model)
+    model = maybe_compile(ctx.prepare_model(model), config.train)
     core = unwrap(model)
 
     tracker = None

@@ -17,13 +17,14 @@ def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def segmentation_loss(output: FusionOutput, label: torch.Tensor, model: FusionModel,
-                      ignore_index: int = 255) -> tuple[torch.Tensor, dict[str, float]]:
+                      ignore_index: int = 255) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     size = tuple(label.shape[-2:])
     branch_losses = [F.cross_entropy(upsample(branch, size), label, ignore_index=ignore_index)
                      for branch in output.branches]
     ensemble_loss = F.cross_entropy(upsample(output.ensemble, size), label, ignore_index=ignore_index)
     regularization = model.regularization_loss()
     total = torch.stack(branch_losses).sum() + ensemble_loss + regularization
-    parts = {"ensemble": float(ensemble_loss.detach()), "regularization": float(regularization.detach())}
-    parts.update({f"branch{i}": float(loss.detach()) for i, loss in enumerate(branch_losses)})
+    # Detached tensors, not floats: converting here would synchronise the host with the device every step.
+    parts = {"ensemble": ensemble_loss.detach(), "regularization": regularization.detach()}
+    parts.update({f"branch{i}": loss.detach() for i, loss in enumerate(branch_losses)})
     return total, parts

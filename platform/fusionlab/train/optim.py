@@ -1,4 +1,5 @@
-"""Optimiser with the references' encoder/decoder learning-rate split and stage schedule."""
+"""Optimiser with the references' encoder/decoder learning-rate split and stage schedule; fused kernels on CUDA
+(``train.fused``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import torch
 from torch import nn
 
 from fusionlab.config import TrainConfig
+
+from .device import use_fused
 
 
 def stage_lr(lr: float | list[float], epoch: int, epochs: int) -> float:
@@ -28,10 +31,13 @@ def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     encoder, rest = split_parameters(model)
     groups = [{"params": encoder, "name": "encoder"}, {"params": rest, "name": "decoder"}]
+    fused = use_fused(config, model.parameters()) or None  # None: torch's default (foreach on CUDA)
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
+        optimizer = torch.optim.SGD(groups, lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay,
+                                    fused=fused)
     else:
-        optimizer = torch.optim.Adam(groups, lr=0.0, betas=config.betas, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(groups, lr=0.0, betas=config.betas, weight_decay=config.weight_decay,
+                                     fused=fused)
     set_epoch_lr(optimizer, config, 0)
     return optimizer
 

@@ -9,6 +9,7 @@ judges, and learns real targets against every output (detached). Images are comp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from fusionlab.data.manifest import ModalitySpec
 from fusionlab.fid import frechet_distance, kernel_inception_distance
 
 from .context import Batch, WorkerContext
+from .device import EpochTotals, batch_to_device, image_to_device
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 
@@ -55,14 +57,17 @@ def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    from .loop import unwrap as bare
+
+    return bare(model)
 
 
 def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterable[Batch],
                 optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer], config: Config, ctx: WorkerContext,
                 target_spec: ModalitySpec, epoch: int, autocast: Callable[[], Any],
                 after_generator_step: Callable[[], None]) -> dict[str, float]:
-    """One epoch of alternating discriminator / generator steps; the epoch's mean losses over all workers."""
+    """One epoch of alternating discriminator / generator steps; the epoch's mean losses over all workers. No host
+    synchronisation inside a step: a non-finite generator loss raises ``FloatingPointError`` when the epoch ends."""
     from .loop import freeze_batchnorm
 
     generator.train()
@@ -71,13 +76,15 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
         freeze_batchnorm(generator)
     optimizer_g, optimizer_d = optimizers
     gan = config.train.gan
-    totals = torch.zeros(6, dtype=torch.float64, device=ctx.device)  # loss, l1 ens, l1 branches, gan, d, batches
+    totals = EpochTotals(["train/loss", "train/l1", "train/l1_branches", "train/gan", "train/discriminator"],
+                         ctx.device)
     for batch in batches:
-        image = batch["image"].to(ctx.device)  # [B, M, 3, H, W]
-        condition = image.flatten(1, 2)
-        real = to_tanh_range(batch["target"].to(ctx.device), target_spec)
+        image = batch["image"].to(ctx.device, non_blocking=True)  # [B, M, 3, H, W]
+        condition = image_to_device(image.flatten(1, 2), config.train, ctx.device)
+        real = image_to_device(to_tanh_range(batch["target"].to(ctx.device, non_blocking=True), target_spec),
+                               config.train, ctx.device)
         with autocast():
-            outputs = generated(generator(image.transpose(0, 1)))
+            outputs = generated(generator(batch_to_device(image.transpose(0, 1), config.train, ctx.device)))
         count = outputs.shape[0]
 
         # Discriminator: the real pair against every output, detached; one forward for all of them.
@@ -97,23 +104,16 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
         l1_losses = (outputs.float() - real.unsqueeze(0)).abs().mean(dim=(1, 2, 3, 4))
         loss = (gan.gan_weight * gan_losses.sum() + gan.l1_weight * l1_losses.sum()
                 + unwrap(generator).regularization_loss())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"generator loss is {float(loss)} at epoch {epoch}: the run diverged; lower "
-                                     f"train.lr_encoder / train.lr_decoder")
         optimizer_g.zero_grad(set_to_none=True)
         loss.backward()
         optimizer_g.step()
         after_generator_step()
-        totals += torch.stack([loss.detach().double(), l1_losses[-1].detach().double(),
-                               l1_losses[:-1].detach().double().mean(), gan_losses.detach().double().mean(),
-                               d_loss.detach().double(), torch.ones((), dtype=torch.float64, device=ctx.device)])
-    totals = ctx.all_reduce_sum(totals)
-    if totals[-1] == 0:
-        nan = float("nan")
-        return {"train/loss": nan, "train/l1": nan}
-    mean = (totals[:-1] / totals[-1]).tolist()
-    return {"train/loss": mean[0], "train/l1": mean[1], "train/l1_branches": mean[2], "train/gan": mean[3],
-            "train/discriminator": mean[4]}
+        totals.add(loss, l1_losses[-1], l1_losses[:-1].double().mean(), gan_losses.double().mean(), d_loss)
+    means = totals.finish(ctx.all_reduce_sum, epoch, what="generator loss",
+                          hint="lower train.lr_encoder / train.lr_decoder")
+    if math.isnan(means["train/l1"]):  # no batches
+        return {"train/loss": means["train/loss"], "train/l1": means["train/l1"]}
+    return means
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from fusionlab.models import build, build_discriminator
 
 from .checkpoint import save_checkpoint
 from .context import WorkerContext
+from .device import configure_backends, maybe_compile, to_device, use_fused
 from .optim import build_optimizer, set_epoch_lr, stage_lr
 from .translation import evaluate_translation, train_epoch
 
@@ -37,7 +38,7 @@ def build_pair(config: Config, manifest: Manifest) -> tuple[nn.Module, nn.Module
 
 def discriminator_optimizer(discriminator: nn.Module, config: Config) -> torch.optim.Optimizer:
     return torch.optim.Adam(discriminator.parameters(), lr=config.train.gan.lr_discriminator,
-                            betas=config.train.betas)
+                            betas=config.train.betas, fused=use_fused(config.train, discriminator.parameters()) or None)
 
 
 def check_feature_weights(config: Config) -> None:
@@ -64,7 +65,9 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
     from .loop import autocast, encoder_lr, model_statistics, unwrap
 
     torch.manual_seed(config.train.seed)
-    generator, discriminator = build_pair(config, manifest)
+    configure_backends(config.train, ctx.device)
+    generator, discriminator = (to_device(module, config.train, ctx.device)  # before the (fused) optimisers
+                                for module in build_pair(config, manifest))
     optimizer_g = build_optimizer(generator, config.train)
     optimizer_d = discriminator_optimizer(discriminator, config)
     start_epoch, history = 0, []
@@ -75,7 +78,8 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
         discriminator.load_state_dict(state["discriminator"])
         optimizer_d.load_state_dict(state["discriminator_optimizer"])
         start_epoch, history = state["epoch"] + 1, state["history"]
-    generator, discriminator = ctx.prepare_model(generator), ctx.prepare_model(discriminator)
+    generator = maybe_compile(ctx.prepare_model(generator), config.train)
+    discriminator = maybe_compile(ctx.prepare_model(discriminator), config.train)
     core = unwrap(generator)
     extractor = feature_extractor(config, ctx.device)
     target_spec = manifest.modalities[manifest.target]
