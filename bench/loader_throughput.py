@@ -1,14 +1,24 @@
-"""Decode + augment throughput per core: Arrow shards (PNG or raw bytes) vs a folder of PNGs (the reference layout).
+"""Loader throughput: decode + augment per core for three storage formats, and the training loader's samples/s with
+N CPU workers against a training step's rate.
 
-All three hold the same synthetic 480x640 RGB-D samples and go through the same transform code; only the storage and
-the reading differ. One process, one torch thread: the figures are per core.
+1. Per core: Arrow shards (PNG or raw bytes) vs a folder of PNGs (the reference layout). All three hold the same
+   synthetic RGB-D samples at ``--size`` and go through the same transform code; only the storage and the reading
+   differ. One process, one torch thread.
+2. Workers: a ``torch.utils.data.DataLoader`` over the Arrow raw shards (what training reads) with each of
+   ``--workers`` worker processes, batch ``--batch``, augment on: samples/s (best of ``--repeats`` passes after a
+   warm-up pass). With ``--step-samples-per-s`` (from bench/step_throughput.py on the training device) it prints the
+   ratio loader / step and whether the loader keeps up (>= 3x, issue 9), and the workers that would need at the
+   best per-worker rate.
 
     python bench/loader_throughput.py --samples 48
+    python bench/loader_throughput.py --size 480x640 --workers 1,2,4,8 --step-samples-per-s 40 --loader-only
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -95,16 +105,63 @@ def samples_per_second(reader: tuple[int, Callable[[int], dict]], repeats: int) 
     return count / best
 
 
+def loader_samples_per_second(root: Path, augment: Augment, workers: int, batch: int, repeats: int) -> float:
+    """Samples/s of the training DataLoader with ``workers`` processes (0: in this process), after a warm-up pass."""
+    dataset = ShardDataset(root, "train", augment=augment)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                                         persistent_workers=workers > 0)
+    best = float("inf")
+    for attempt in range(repeats + 1):
+        dataset.set_epoch(attempt)  # with persistent workers the epoch reaches them only on restart: fine here
+        began = time.perf_counter()
+        for _ in loader:
+            pass
+        if attempt > 0:  # the first pass starts the workers
+            best = min(best, time.perf_counter() - began)
+    return len(dataset) / best
+
+
+def worker_table(root: Path, augment: Augment, args: argparse.Namespace, height: int, width: int) -> dict:
+    workers = [int(w) for w in args.workers.split(",")]
+    rates = {w: loader_samples_per_second(root, augment, w, args.batch, args.repeats) for w in workers}
+    step = args.step_samples_per_s
+    table = Table(title=f"training DataLoader (arrow raw, augment on): {args.samples} samples at {height}x{width}, "
+                        f"batch {args.batch}; {os.cpu_count()} CPUs here"
+                        + (f"; step {step:g} samples/s" if step else ""))
+    columns = ["CPU workers", "samples/s", "samples/s per worker"] + (["loader / step", ">= 3x"] if step else [])
+    for column in columns:
+        table.add_column(column, justify="right")
+    for count, rate in rates.items():
+        cells = [str(count) if count else "0 (main process)", f"{rate:.1f}", f"{rate / max(count, 1):.1f}"]
+        if step:
+            cells += [f"{rate / step:.2f}x", "yes" if rate >= 3 * step else "no"]
+        table.add_row(*cells)
+    Console(width=150).print(table)
+    result = {"rates": rates}
+    if step:
+        per_worker = max(rate / max(count, 1) for count, rate in rates.items())
+        needed = math.ceil(3 * step / per_worker)
+        result["workers_needed"] = needed
+        print(f"to keep up (loader >= 3x step = {3 * step:g} samples/s): ~{needed} CPU workers at the best "
+              f"per-worker rate ({per_worker:.1f} samples/s); measured, not extrapolated, only up to {max(rates)}")
+    return result
+
+
 def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=48)
     parser.add_argument("--size", default="480x640")
     parser.add_argument("--repeats", type=int, default=3, help="best of N passes over the data")
-    args = parser.parse_args()
+    parser.add_argument("--workers", default="1,2", help="comma-separated DataLoader worker counts")
+    parser.add_argument("--batch", type=int, default=8, help="DataLoader batch size")
+    parser.add_argument("--step-samples-per-s", type=float, default=None,
+                        help="the training step's samples/s (bench/step_throughput.py) to compare the loader with")
+    parser.add_argument("--loader-only", action="store_true", help="skip the per-core storage-format table")
+    args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.split("x"))
     torch.set_num_threads(1)
     augment = Augment(crop=(height, width))
@@ -112,26 +169,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         samples = scenes(args.samples, height, width)
-        sources = {
-            "arrow, png bytes": (write_arrow(root, "png", samples), arrow_reader),
-            "arrow, raw bytes (zstd)": (write_arrow(root, "raw", samples), arrow_reader),
-            "png folder (reference layout)": (write_png_folder(root, samples), png_folder_reader),
-        }
+        raw = write_arrow(root, "raw", samples)
+        sources = {"arrow, raw bytes (zstd)": (raw, arrow_reader)}
+        if not args.loader_only:
+            sources = {
+                "arrow, png bytes": (write_arrow(root, "png", samples), arrow_reader),
+                **sources,
+                "png folder (reference layout)": (write_png_folder(root, samples), png_folder_reader),
+            }
         del samples
         results = {}
-        for name, (path, make_reader) in sources.items():
-            decode = samples_per_second(make_reader(path, None), args.repeats)
-            full = samples_per_second(make_reader(path, augment), args.repeats)
-            results[name] = (directory_bytes(path) / args.samples, decode, full)
+        if not args.loader_only:
+            for name, (path, make_reader) in sources.items():
+                decode = samples_per_second(make_reader(path, None), args.repeats)
+                full = samples_per_second(make_reader(path, augment), args.repeats)
+                results[name] = (directory_bytes(path) / args.samples, decode, full)
+        workers = worker_table(raw, augment, args, height, width)
 
-    baseline = results["png folder (reference layout)"][2]
-    table = Table(title=f"loader throughput per core: {args.samples} RGB-D samples at {height}x{width}, "
-                        f"augment = scale 0.5-2 + pad/crop {height}x{width} + flip")
-    for column in ("source", "KiB/sample", "decode samples/s", "decode+augment samples/s", "vs png folder"):
-        table.add_column(column, justify="right")
-    for name, (size, decode, full) in results.items():
-        table.add_row(name, f"{size / 1024:.0f}", f"{decode:.1f}", f"{full:.1f}", f"{full / baseline:.2f}x")
-    Console(width=150).print(table)
+    if results:
+        baseline = results["png folder (reference layout)"][2]
+        table = Table(title=f"loader throughput per core: {args.samples} RGB-D samples at {height}x{width}, "
+                            f"augment = scale 0.5-2 + pad/crop {height}x{width} + flip")
+        for column in ("source", "KiB/sample", "decode samples/s", "decode+augment samples/s", "vs png folder"):
+            table.add_column(column, justify="right")
+        for name, (size, decode, full) in results.items():
+            table.add_row(name, f"{size / 1024:.0f}", f"{decode:.1f}", f"{full:.1f}", f"{full / baseline:.2f}x")
+        Console(width=150).print(table)
+    return workers
 
 
 if __name__ == "__main__":
