@@ -50,14 +50,14 @@ def test_table_shows_fid_kid_l1_as_logged_and_each_row_against_the_best_unimodal
     assert report.best_unimodal().label == "Depth only"
     table = cells(report)
     for label, row in table.items():
-        assert row["FID"] == f"{logged(runs, label, 'fid'):.1f}"
+        assert row["FID"] == f"{logged(runs, label, 'fid'):.2f}"
         assert row["KID×100"] == f"{logged(runs, label, 'kid'):.2f}"  # logged ×100 already: shown as is
         assert row["L1"] == f"{logged(runs, label, 'l1'):.3f}"
     uni = logged(runs, "Depth only", "fid")
     cen, concat = logged(runs, "CEN", "fid") - uni, logged(runs, "Concat", "fid") - uni
     assert cen < 0 < concat  # the store's CEN beats the unimodal row, concat does not
-    assert table["CEN"]["FID vs best unimodal"] == f"{cen:+.1f}" and table["CEN"]["FID vs best unimodal"][0] == "-"
-    assert table["Concat"]["FID vs best unimodal"] == f"{concat:+.1f}"
+    assert table["CEN"]["FID vs best unimodal"] == f"{cen:+.2f}" and table["CEN"]["FID vs best unimodal"][0] == "-"
+    assert table["Concat"]["FID vs best unimodal"] == f"{concat:+.2f}"
     assert table["Depth only"]["FID vs best unimodal"] == "-"
     assert "a negative Δ is an improvement" in caption(report) and "lower is better" in caption(report)
     frame = pd.read_csv(folder / "report.csv").set_index("method")
@@ -90,8 +90,8 @@ def test_inception_fids_sit_beside_the_published_figures(stores):
     assert columns[3:10] == ["FID", "paper FID", "Δ FID", "KID×100", "paper KID×100", "Δ KID×100", "L1"]
     table = cells(report)
     fid, kid = logged(runs, "CEN", "fid"), logged(runs, "CEN", "kid")
-    assert table["CEN"]["paper FID"] == f"{PAPER_TRANSLATION['fid']:.1f}"
-    assert table["CEN"]["Δ FID"] == f"{fid - PAPER_TRANSLATION['fid']:+.1f}"
+    assert table["CEN"]["paper FID"] == f"{PAPER_TRANSLATION['fid']:.2f}"
+    assert table["CEN"]["Δ FID"] == f"{fid - PAPER_TRANSLATION['fid']:+.2f}"
     assert table["CEN"]["Δ KID×100"] == f"{kid - PAPER_TRANSLATION['kid']:+.2f}"
     assert table["Concat"]["paper FID"] == "-" and table["Concat"]["Δ FID"] == "-"
     text = (folder / "report.md").read_text()
