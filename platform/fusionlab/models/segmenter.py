@@ -18,6 +18,18 @@ class FusionOutput(NamedTuple):
     ensemble: torch.Tensor  # [B, K, h, w]: the fused prediction
 
 
+def alpha_ensemble(branches: torch.Tensor, alpha: torch.Tensor) -> FusionOutput:
+    """``sum_m softmax(alpha)_m * branch_m.detach()``: a loss on the ensemble trains only ``alpha``."""
+    weights = F.softmax(alpha, dim=0).view(-1, *([1] * (branches.dim() - 1)))
+    return FusionOutput(branches, (weights * branches.detach()).sum(0))
+
+
+def fusion_point_names(model: nn.Module) -> list[str]:
+    """Modules marked ``is_fusion_point``, named with their ``fusion_suffix`` (e.g. ``encoder.layer1.0.bn2``)."""
+    return [f"{name}{getattr(module, 'fusion_suffix', '')}" for name, module in model.named_modules()
+            if getattr(module, "is_fusion_point", False)]
+
+
 class FusionModel(nn.Module):
     """Common interface: ``forward(x)`` with ``x`` the modalities stacked as ``[M, B, C, H, W]``."""
 
@@ -96,15 +108,13 @@ class FusionSegmenter(FusionModel):
         branches = logits.unflatten(0, (num_branches, batch))
         if self.alpha is None:
             return FusionOutput(branches, branches.mean(0))
-        weights = F.softmax(self.alpha, dim=0).view(num_branches, 1, 1, 1, 1)
-        return FusionOutput(branches, (weights * branches.detach()).sum(0))
+        return alpha_ensemble(branches, self.alpha)
 
     def branch_names(self) -> list[str]:
         return list(self.branch_modalities)
 
     def fusion_points(self) -> list[str]:
-        points = [f"{name}{getattr(module, 'fusion_suffix', '')}" for name, module in self.named_modules()
-                  if getattr(module, "is_fusion_point", False)]
+        points = fusion_point_names(self)
         if not points and len(self.branch_modalities) > 1:
             points = ["logits (alpha ensemble)"]
         return points

@@ -17,7 +17,7 @@ from .asym import channel_shuffle, kept_channels, pixel_shift
 from .cen import CENSparsity, check_cen_params
 from .exchange import ExchangingLayer, channel_exchange
 from .modal import SharedConv2d, mean_of_others, split_modalities
-from .segmenter import FusionModel, FusionOutput
+from .segmenter import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
 from .unet import DownLayer, LayerFactory, LayerPosition, UNetDecoder, UNetEncoder, UNetSpec, init_pix2pix_, plain_layer
 
 
@@ -73,15 +73,13 @@ class TranslationNet(FusionModel):
         x = self.branch_inputs(x)
         num_branches, batch = x.shape[:2]
         branches = self.decoder(self.encoder(x.flatten(0, 1))).unflatten(0, (num_branches, batch))
-        weights = F.softmax(self.alpha, dim=0).view(num_branches, 1, 1, 1, 1)
-        return FusionOutput(branches, (weights * branches.detach()).sum(0))
+        return alpha_ensemble(branches, self.alpha)
 
     def branch_names(self) -> list[str]:
         return list(self.branch_modalities)
 
     def fusion_points(self) -> list[str]:
-        points = [f"{name}{getattr(module, 'fusion_suffix', '')}" for name, module in self.named_modules()
-                  if getattr(module, "is_fusion_point", False)]
+        points = fusion_point_names(self)
         if self.concat_inputs:
             points = ["input (channel concatenation)"]
         elif not points and len(self.branch_modalities) > 1:
