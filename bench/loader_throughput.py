@@ -143,7 +143,7 @@ def worker_table(root: Path, augment: Augment, args: argparse.Namespace, height:
         needed = math.ceil(3 * step / per_worker)
         result["workers_needed"] = needed
         print(f"to keep up (loader >= 3x step = {3 * step:g} samples/s): ~{needed} CPU workers at the best "
-              f"per-worker rate ({per_worker:.1f} samples/s); measured, not extrapolated, only up to {max(rates)}")
+              f"per-worker rate ({per_worker:.1f} samples/s), linear beyond the {max(rates)} workers measured")
     return result
 
 
