@@ -179,7 +179,8 @@ def reference_module(checkout: str | Path):
     try:
         return importlib.import_module("models.model")
     except ImportError as error:
-        raise ReferenceUnavailable(f"importing {folder / 'models' / 'model.py'} failed: {error}") from error
+        raise ReferenceUnavailable(f"importing {folder / 'models' / 'model.py'} failed: {error} (install what the "
+                                   f"reference imports, e.g. its utils/helpers.py's dependencies)") from error
     finally:
         sys.path.remove(str(folder))
 
@@ -191,6 +192,8 @@ def reference_variant(args: argparse.Namespace, device: torch.device, x: torch.T
     depth = {"resnet50": 50, "resnet101": 101, "resnet152": 152}.get(args.backbone)
     if depth is None:
         raise ReferenceUnavailable(f"the reference CEN has ResNet-50/101/152 only, not {args.backbone}")
+    if args.modalities != 2:  # its Exchange reads bn[0] and bn[1] only
+        raise ReferenceUnavailable(f"the reference CEN exchanges between exactly 2 modalities, not {args.modalities}")
     module = reference_module(checkout)
     torch.manual_seed(0)
     model = module.refinenet(depth, args.num_classes, args.modalities, 2e-2).to(device)

@@ -59,3 +59,51 @@ def test_peak_table_knows_the_lent_gpus(step_throughput):
     assert step_throughput.peak_tflops("NVIDIA H200") == 989.4
     assert step_throughput.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
     assert step_throughput.peak_tflops("Some GPU") is None
+
+
+FAKE_REFERENCE = '''
+import torch
+from torch import nn
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, num_parallel):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn2_list = nn.ModuleList(nn.BatchNorm2d(8) for _ in range(num_parallel))
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes, num_parallel):
+        super().__init__()
+        self.block = Bottleneck(num_parallel)
+        self.head = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, xs):
+        outs = [self.head(nn.functional.avg_pool2d(torch.relu(bn(self.block.conv(x))), 4))
+                for bn, x in zip(self.block.bn2_list, xs)]
+        return outs + [sum(o.detach() for o in outs) / len(outs)], None
+
+
+def refinenet(num_layers, num_classes, num_parallel, bn_threshold):
+    return Net(num_classes, num_parallel)
+'''
+
+
+def test_reference_variant_steps_a_list_of_modalities_model(step_throughput, tmp_path):
+    import torch
+
+    models = tmp_path / "semantic_segmentation" / "models"
+    models.mkdir(parents=True)
+    (models / "__init__.py").write_text("")
+    (models / "model.py").write_text(FAKE_REFERENCE)
+    args = step_throughput.parse_args(["--backbone", "resnet101", "--batch", "2", "--size", "16x16",
+                                       "--num-classes", "5", "--device", "cpu"])
+    x, target = torch.randn(2, 2, 3, 16, 16), torch.randint(0, 5, (2, 4, 4))
+    variant = step_throughput.reference_variant(args, torch.device("cpu"), x, target, str(tmp_path))
+    assert variant.label == "reference yikaiw/CEN (as-published)" and variant.flops > 0
+    variant.reset()
+    variant.step()
+    mini = step_throughput.parse_args(["--backbone", "resnet_mini"])
+    with pytest.raises(step_throughput.ReferenceUnavailable, match="ResNet-50/101/152 only"):
+        step_throughput.reference_variant(mini, torch.device("cpu"), x, target, str(tmp_path))
