@@ -143,6 +143,7 @@ class TrainConfig(Section):
     fused: bool | Literal["auto"] = "auto"  # fused Adam/SGD kernels (auto: when every parameter is on CUDA)
     cudnn_benchmark: bool = True  # cuDNN autotuning on CUDA (inputs keep one shape per run: crops)
     compile: bool = False  # torch.compile the model after it is prepared (DDP-wrapped); checkpoints stay uncompiled
+    compile_backend: str = "inductor"  # torch.compile backend; "aot_eager" traces the graphs without generating kernels
     seed: int = 0
     val_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(1, ge=1)

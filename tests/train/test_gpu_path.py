@@ -2,6 +2,7 @@
 conversion, a non-finite loss still fails the epoch by name, channels-last changes no output, and the config wiring."""
 
 import copy
+import math
 import os
 import time
 from types import SimpleNamespace
@@ -134,28 +135,33 @@ def test_unwrap_strips_compile_and_keeps_checkpoint_keys():
 
 
 # On this 2-core CPU, inductor's first compiled training step of CEN resnet_mini (48x64) took 189 s (C++ kernels built
-# with g++) and this test 255 s (passed, 2026-11-23): past the 60 s a test may take, so opt-in; the wiring always runs.
-RUN_COMPILE = os.environ.get("FUSIONLAB_TEST_COMPILE") == "1"
+# with g++) and the test 255 s (passed, 2026-11-23): opt-in. The aot_eager backend captures the same graphs (Dynamo,
+# AOTAutograd: the part that breaks on unsupported code) without generating kernels, and runs in every CI.
+RUN_INDUCTOR = os.environ.get("FUSIONLAB_TEST_COMPILE") == "1"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not RUN_COMPILE, reason="torch.compile on CPU takes ~3 min here (inductor builds C++ kernels); "
-                                            "set FUSIONLAB_TEST_COMPILE=1 to run it")
-def test_compiled_model_trains_an_epoch_and_checkpoints_plain_keys(small_synthetic, tmp_path):
-    cfg = parse_config(config_tree(small_synthetic, train={"epochs": 1, "compile": True}))
+@pytest.mark.parametrize("backend", [
+    "aot_eager",
+    pytest.param("inductor", marks=pytest.mark.skipif(
+        not RUN_INDUCTOR, reason="inductor on CPU takes ~3 min here (it builds C++ kernels); set "
+                                 "FUSIONLAB_TEST_COMPILE=1 to run it")),
+])
+def test_compiled_model_trains_an_epoch_and_checkpoints_plain_keys(small_synthetic, tmp_path, backend):
+    cfg = parse_config(config_tree(small_synthetic, train={"epochs": 1, "compile": True, "compile_backend": backend}))
     began = time.perf_counter()
     try:
         reports = run_local(cfg, tmp_path)
     except Exception as error:  # inductor needs a C++ compiler on CPU
-        if "compiler" in str(error).lower() or "InductorError" in type(error).__name__:
+        if backend == "inductor" and ("compiler" in str(error).lower() or "InductorError" in type(error).__name__):
             pytest.skip(f"torch.compile cannot build kernels on this machine: {error}")
         raise
     elapsed = time.perf_counter() - began
-    assert reports[-1]["train/loss"] == pytest.approx(reports[-1]["train/loss"])  # finite
+    assert math.isfinite(reports[-1]["train/loss"]) and math.isfinite(reports[-1]["val/miou"])
     checkpoint = sorted((tmp_path / "checkpoints" / cfg.run_name()).glob("epoch_*"))[-1]
     keys = list(load_checkpoint(checkpoint)["model"])
     assert keys == list(build_model(cfg, Manifest.load(cfg.data.path)).state_dict())
-    print(f"compiled 1-epoch run: {elapsed:.0f} s")
+    print(f"compiled ({backend}) 1-epoch run: {elapsed:.0f} s")
 
 
 def test_compile_switch_wraps_the_model_only_when_asked():

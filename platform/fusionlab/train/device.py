@@ -63,7 +63,7 @@ def maybe_compile(model: nn.Module, config: TrainConfig) -> nn.Module:
     """``torch.compile`` the prepared model (after DDP wrapping: TorchDynamo's DDPOptimizer splits the graph at the
     gradient buckets). The wrapper is ``OptimizedModule``; ``loop.unwrap`` strips it, so checkpoints save the
     uncompiled module's ``state_dict`` with unchanged keys."""
-    return torch.compile(model) if config.compile else model
+    return torch.compile(model, backend=config.compile_backend) if config.compile else model
 
 
 class EpochTotals:
