@@ -177,6 +177,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
     from fusionlab.inference import open_inputs, predict
     from fusionlab.inference.outputs import check_out
+    from fusionlab.inference.predict import translate
     from fusionlab.tracking import default_tracking_uri, load_model
 
     check_out(Path(args.out), args.overwrite)  # before loading anything
@@ -184,6 +185,16 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     inputs = open_inputs(args.input, predictor, args.split)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    if getattr(predictor, "target", None) is not None:  # a translation model: it generates images
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("predict", total=len(inputs))
+            samples, seconds = translate(predictor, inputs, args.out, overwrite=args.overwrite,
+                                         batch_size=args.batch_size, device=device,
+                                         advance=lambda n: progress.advance(task, n))
+        console.print(f"generated {samples} {predictor.target} images from {args.input} in {seconds:.1f} s: "
+                      f"{Path(args.out) / 'images'}, per-sample table {Path(args.out) / 'predictions.csv'}",
+                      highlight=False)
+        return 0
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("predict", total=len(inputs))
         summary = predict(predictor, inputs, args.out, overwrite=args.overwrite, batch_size=args.batch_size,

@@ -116,8 +116,10 @@ class FolderInputs:
         if missing:
             raise DatasetError(f"the model carries no input spec for {missing} (logged before specs were recorded); "
                                f"predict on an Arrow dataset instead of an image folder")
+        # Only the inputs' decoding matters here; a translation model has no classes, so a one-name label stands in.
+        classes = tuple(getattr(predictor, "classes", None) or ("output",))
         self.manifest = Manifest("images", "segmentation", self.specs,
-                                 LabelSpec(tuple(predictor.classes), predictor.ignore_index))
+                                 LabelSpec(classes, getattr(predictor, "ignore_index", 255)))
         self.samples = self._discover()
         self.ids = [safe_id(s.stem) for s in self.samples]
         _check_unique(self.ids, [s.stem for s in self.samples], str(self.root))

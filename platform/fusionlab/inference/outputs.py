@@ -1,4 +1,5 @@
-"""What predict writes: palette label PNGs, overlays, predictions.csv — into a temp dir renamed into place at the end.
+"""What predict writes — palette label PNGs, overlays and predictions.csv for a segmentation model, generated RGB
+PNGs and predictions.csv for a translation model — into a temp dir renamed into place at the end.
 
 A label PNG is 8-bit palette (mode "P"): its pixel values are the class indices, and viewers show class colours.
 """
@@ -19,7 +20,7 @@ from PIL import Image
 
 from fusionlab.data import DatasetError, ModalitySpec
 
-LABELS, OVERLAYS, TABLE = "labels", "overlays", "predictions.csv"
+LABELS, OVERLAYS, IMAGES, TABLE = "labels", "overlays", "images", "predictions.csv"
 OVERLAY_ALPHA = 0.5
 
 
@@ -57,29 +58,28 @@ def _save_png(image: Image.Image, path: Path) -> None:
     os.replace(partial, path)
 
 
-class PredictionWriter:
-    """``with PredictionWriter(out, classes) as writer: writer.write(...)``: everything lands in a hidden temp dir
-    beside ``out`` and is renamed to ``out`` on success; on failure the temp dir is removed and ``out`` untouched.
+class StagedOutput:
+    """``with Writer(out) as writer: writer.write(...)``: everything lands in a hidden temp dir beside ``out`` and is
+    renamed to ``out`` on success; on failure the temp dir is removed and ``out`` untouched.
 
     An existing non-empty ``out`` is refused unless ``overwrite``; even then only an earlier predict output (labels/,
-    overlays/, predictions.csv) is replaced, never a directory holding anything else.
+    overlays/, images/, predictions.csv) is replaced, never a directory holding anything else.
     """
 
-    def __init__(self, out: str | os.PathLike, classes: Sequence[str], ignore_index: int = 255,
-                 overwrite: bool = False):
+    folders: tuple[str, ...] = ()
+
+    def __init__(self, out: str | os.PathLike, overwrite: bool = False):
         self.out = Path(out)
-        self.classes = list(classes)
         self.overwrite = overwrite
-        self.palette = palette(len(self.classes), ignore_index).flatten().tolist()
-        self.colours = np.asarray(self.palette, dtype=np.float32).reshape(256, 3)
         check_out(self.out, overwrite)
         self.tmp = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
         self.rows: list[list] = []
 
-    def __enter__(self) -> PredictionWriter:
+    def __enter__(self):
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        (self.tmp / LABELS).mkdir(parents=True)
-        (self.tmp / OVERLAYS).mkdir()
+        self.tmp.mkdir(parents=True)
+        for folder in self.folders:
+            (self.tmp / folder).mkdir()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -89,6 +89,38 @@ class PredictionWriter:
                 self._move_into_place()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def header(self) -> list[str]:
+        raise NotImplementedError
+
+    def _write_table(self) -> None:
+        with open(self.tmp / TABLE, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.header())
+            writer.writerows(self.rows)
+
+    def _move_into_place(self) -> None:
+        old = None
+        if self.out.exists():
+            check_out(self.out, self.overwrite)  # it may have appeared while predicting
+            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(self.out, old)
+        os.rename(self.tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old)
+
+
+class PredictionWriter(StagedOutput):
+    """Segmentation: ``labels/<id>.png``, ``overlays/<id>.png`` and a row per sample with the class fractions."""
+
+    folders = (LABELS, OVERLAYS)
+
+    def __init__(self, out: str | os.PathLike, classes: Sequence[str], ignore_index: int = 255,
+                 overwrite: bool = False):
+        super().__init__(out, overwrite)
+        self.classes = list(classes)
+        self.palette = palette(len(self.classes), ignore_index).flatten().tolist()
+        self.colours = np.asarray(self.palette, dtype=np.float32).reshape(256, 3)
 
     def write(self, sample_id: str, source: str, prediction: np.ndarray, display: np.ndarray) -> np.ndarray:
         """``prediction`` ``[H, W]`` class indices, ``display`` ``[H, W, 3]`` uint8; returns per-class pixel counts."""
@@ -105,22 +137,24 @@ class PredictionWriter:
                           *(f"{f:.6f}" for f in fractions)])
         return counts
 
-    def _write_table(self) -> None:
-        with open(self.tmp / TABLE, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "source", "height", "width", "dominant_class",
-                             *(f"fraction_{name}" for name in self.classes)])
-            writer.writerows(self.rows)
+    def header(self) -> list[str]:
+        return ["id", "source", "height", "width", "dominant_class", *(f"fraction_{name}" for name in self.classes)]
 
-    def _move_into_place(self) -> None:
-        old = None
-        if self.out.exists():
-            check_out(self.out, self.overwrite)  # it may have appeared while predicting
-            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(self.out, old)
-        os.rename(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old)
+
+class ImageWriter(StagedOutput):
+    """Translation: the generated image of each sample as ``images/<id>.png`` (8-bit RGB) and a row per sample."""
+
+    folders = (IMAGES,)
+
+    def write(self, sample_id: str, source: str, image: torch.Tensor) -> None:
+        """``image`` ``[C, H, W]`` in [0, 1] (C = 3, or 1 for a gray target)."""
+        pixels = np.round(image.float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        _save_png(Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels),
+                  self.tmp / IMAGES / f"{sample_id}.png")
+        self.rows.append([sample_id, source, pixels.shape[0], pixels.shape[1], f"{IMAGES}/{sample_id}.png"])
+
+    def header(self) -> list[str]:
+        return ["id", "source", "height", "width", "image"]
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -133,7 +167,7 @@ def check_out(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise DatasetError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
-    foreign = [name for name in entries if name not in (LABELS, OVERLAYS, TABLE)]
+    foreign = [name for name in entries if name not in (LABELS, OVERLAYS, IMAGES, TABLE)]
     if foreign:
         raise DatasetError(f"{out} holds files that are not a predict output ({', '.join(foreign[:5])}); "
                            f"--overwrite replaces only an earlier predict output, choose another --out")

@@ -1,4 +1,5 @@
-"""The prediction loop: batches in, forward pass, argmax, label/overlay PNGs and a CSV out."""
+"""The prediction loops: batches in, forward pass, then label/overlay PNGs (segmentation) or generated images
+(translation), and a CSV out."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from .inputs import ArrowInputs, FolderInputs
-from .outputs import PredictionWriter, displayable
+from .outputs import ImageWriter, PredictionWriter, displayable
 
 
 @dataclass
@@ -49,3 +50,21 @@ def predict(predictor: torch.nn.Module, inputs: ArrowInputs | FolderInputs, out:
             if advance is not None:
                 advance(len(batch.ids))
     return PredictionSummary(Path(out), len(inputs), classes, counts, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def translate(predictor: torch.nn.Module, inputs: ArrowInputs | FolderInputs, out: str | os.PathLike, *,
+              overwrite: bool = False, batch_size: int = 8, device: torch.device | str = "cpu",
+              advance: Callable[[int], None] | None = None) -> tuple[int, float]:
+    """Generate every input sample's image with a translation model and write ``out`` (see ``ImageWriter``);
+    returns the number of samples and the seconds it took."""
+    start = time.perf_counter()
+    predictor = predictor.to(device).eval()
+    with ImageWriter(out, overwrite) as writer:
+        for batch in inputs.batches(batch_size):
+            images = predictor(batch.images.to(device)).cpu()
+            for k, sample_id in enumerate(batch.ids):
+                writer.write(sample_id, batch.sources[k], images[k])
+            if advance is not None:
+                advance(len(batch.ids))
+    return len(inputs), time.perf_counter() - start
