@@ -366,6 +366,12 @@ def check_task(config: Config, manifest, origin: str) -> None:
     if config.model.backbone not in backbones:
         raise ConfigError(f"{origin}: model.backbone: {config.model.backbone!r} is not a {manifest.task} backbone "
                           f"(dataset {manifest.name!r}); expected one of {sorted(backbones)}")
+    if config.search is not None:
+        others = ("/fid", "/kid") if manifest.task == "segmentation" else ("/miou", "/pixel_acc", "/mean_acc")
+        if config.search.metric.endswith(others):
+            hint = "val/fid with search.mode min" if manifest.task == "translation" else "val/miou"
+            raise ConfigError(f"{origin}: search.metric: {config.search.metric!r} is not logged by {manifest.task} "
+                              f"runs (dataset {manifest.name!r}); use e.g. {hint}")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:

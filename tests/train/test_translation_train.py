@@ -192,3 +192,11 @@ def test_models_and_backbones_must_suit_the_datasets_task(translation_data, smal
     with pytest.raises(ConfigError, match=r"model\.name: 'attention' is not a segmentation model"):
         parse_config(tree)
     assert Manifest.load(translation_data).task == "translation"
+
+
+def test_a_translation_search_must_rank_by_a_translation_metric(translation_data):
+    search = {"space": {"model.cen.lambda": {"type": "loguniform", "low": 1.0, "high": 100.0}}}
+    with pytest.raises(ConfigError, match=r"search\.metric: 'val/miou' is not logged by translation runs.*val/fid"):
+        translation_config(translation_data, search=search)
+    config = translation_config(translation_data, search={**search, "metric": "val/fid", "mode": "min"})
+    assert config.search.metric == "val/fid" and config.search.mode == "min"

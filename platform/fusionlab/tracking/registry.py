@@ -298,7 +298,8 @@ def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode
     client = registry_client(uri)
     candidates = find_candidates(client, experiments, metric)
     if not candidates:
-        raise RegistryError(f"no finished training run with {metric} in experiment(s) {list(experiments)}")
+        raise RegistryError(f"no finished training run with {metric} in experiment(s) {list(experiments)} "
+                            f"(segmentation runs log val/miou; translation runs val/fid: --metric val/fid --mode min)")
     _check_comparable(candidates, metric)
     best = best_candidate(candidates, mode)
     name = name or model_name(best.dataset, best.task)
