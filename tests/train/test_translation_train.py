@@ -200,3 +200,13 @@ def test_a_translation_search_must_rank_by_a_translation_metric(translation_data
         translation_config(translation_data, search=search)
     config = translation_config(translation_data, search={**search, "metric": "val/fid", "mode": "min"})
     assert config.search.metric == "val/fid" and config.search.mode == "min"
+
+
+def test_the_discriminator_follows_the_decoders_stage_schedule(translation_data):
+    from fusionlab.train.translation_loop import discriminator_lr
+
+    staged = translation_config(translation_data, train={"epochs": 4, "lr_decoder": [1e-3, 5e-4],
+                                                         "gan": {"lr_discriminator": 4e-4}})
+    assert [discriminator_lr(staged, epoch) for epoch in range(4)] == pytest.approx([4e-4, 4e-4, 2e-4, 2e-4])
+    frozen_decoder = translation_config(translation_data, train={"lr_decoder": [0.0, 1e-3]})
+    assert discriminator_lr(frozen_decoder, 0) == frozen_decoder.train.gan.lr_discriminator

@@ -30,11 +30,11 @@ def mean_of_others(v: torch.Tensor) -> torch.Tensor:
     return (v.sum(0, keepdim=True) - v) / (num_modalities - 1)
 
 
-class SharedConv2d(nn.Conv2d):
-    """A convolution whose weights all modalities share.
+class SharedByModalities:
+    """Mixin for a layer whose weights all modalities share: it runs once on the stacked batch.
 
-    It runs once on the stacked batch. ``loop_modalities`` switches to one call per modality (the reference
-    implementations' execution) so benchmarks can compare both on the same weights.
+    ``loop_modalities`` switches to one call per modality (the reference implementations' execution) so benchmarks
+    can compare both on the same weights.
     """
 
     def __init__(self, *args, num_modalities: int = 1, **kwargs):
@@ -43,16 +43,26 @@ class SharedConv2d(nn.Conv2d):
         self.loop_modalities = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.loop_modalities and self.num_modalities > 1:
-            parts = x.chunk(self.num_modalities)
-            return torch.cat([self._conv_forward(part, self.weight, self.bias) for part in parts])
-        return super().forward(x)
+        if not (self.loop_modalities and self.num_modalities > 1):
+            return super().forward(x)
+        parts = []
+        for part in x.chunk(self.num_modalities):
+            parts.append(super().forward(part))
+        return torch.cat(parts)
+
+
+class SharedConv2d(SharedByModalities, nn.Conv2d):
+    """A convolution whose weights all modalities share (see ``SharedByModalities``)."""
+
+
+class SharedConvTranspose2d(SharedByModalities, nn.ConvTranspose2d):
+    """A transposed convolution whose weights all modalities share (see ``SharedByModalities``)."""
 
 
 def set_modality_loop(model: nn.Module, enabled: bool) -> None:
     """Run every shared conv of ``model`` batched (default) or as a per-modality loop."""
     for module in model.modules():
-        if isinstance(module, SharedConv2d | SharedConvTranspose2d):
+        if isinstance(module, SharedByModalities):
             module.loop_modalities = enabled
 
 
@@ -86,20 +96,6 @@ class ModalBatchNorm2d(nn.Module):
     def modal_weights(self) -> list[nn.Parameter]:
         """The per-modality scaling-factor parameters, modality order (one when shared)."""
         return [bn.weight for bn in self.bns]
-
-
-class SharedConvTranspose2d(nn.ConvTranspose2d):
-    """A transposed convolution whose weights all modalities share; like ``SharedConv2d``, run once on the stack."""
-
-    def __init__(self, *args, num_modalities: int = 1, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.num_modalities = num_modalities
-        self.loop_modalities = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.loop_modalities and self.num_modalities > 1:
-            return torch.cat([nn.ConvTranspose2d.forward(self, part) for part in x.chunk(self.num_modalities)])
-        return super().forward(x)
 
 
 class ModalInstanceNorm2d(nn.Module):

@@ -41,6 +41,14 @@ def discriminator_optimizer(discriminator: nn.Module, config: Config) -> torch.o
                             betas=config.train.betas, fused=use_fused(config.train, discriminator.parameters()) or None)
 
 
+def discriminator_lr(config: Config, epoch: int) -> float:
+    """``train.gan.lr_discriminator`` scaled as the decoder's stage schedule scales its first rate."""
+    first = stage_lr(config.train.lr_decoder, 0, config.train.epochs)
+    if first == 0:
+        return config.train.gan.lr_discriminator
+    return config.train.gan.lr_discriminator * stage_lr(config.train.lr_decoder, epoch, config.train.epochs) / first
+
+
 def check_feature_weights(config: Config) -> None:
     """Before any worker starts: the Inception file FID/KID were asked to use must be there (the error says where
     it was looked for and how to get it)."""
@@ -106,10 +114,8 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
         ctx.report(history[-1], None)  # restored after its last epoch: see loop.train_loop
     for epoch in range(start_epoch, config.train.epochs):
         set_epoch_lr(optimizer_g, config.train, epoch)
-        for group in optimizer_d.param_groups:  # the discriminator follows the decoder's stage schedule
-            group["lr"] = config.train.gan.lr_discriminator * (
-                stage_lr(config.train.lr_decoder, epoch, config.train.epochs)
-                / stage_lr(config.train.lr_decoder, 0, config.train.epochs))
+        for group in optimizer_d.param_groups:
+            group["lr"] = discriminator_lr(config, epoch)
         metrics: dict[str, Any] = {"epoch": epoch}
         metrics.update(train_epoch(generator, discriminator, ctx.train_batches(epoch), (optimizer_g, optimizer_d),
                                    config, ctx, target_spec, epoch, autocast_here, after_generator_step))
