@@ -41,30 +41,22 @@ def evaluate_translation_model(predictor: torch.nn.Module, data: str | os.PathLi
                                weights: str | None = None, kid_subsets: int = 100) -> dict[str, float | str]:
     """FID, KID×100 and L1 (in the generator's [-1, 1] range, as training logs it) of a ``TranslationPredictor``'s
     images against the split's targets; ``features`` names the extractor used (see ``fusionlab.fid``)."""
-    from fusionlab.fid import frechet_distance, kernel_inception_distance, resolve_extractor
+    from fusionlab.config import FidConfig
+    from fusionlab.fid import resolve_extractor
 
-    from .translation import to_unit_range
+    from .translation import evaluate_translation
 
     dataset = ShardDataset(data, split, select_modalities_for(predictor, data))
     manifest = dataset.manifest
     if manifest.task != "translation" or getattr(predictor, "target", None) is None:
         raise ValueError(f"dataset {data} is a {manifest.task} dataset; this model is not a translation model")
+    if len(dataset) < 2:
+        raise ValueError(f"split {split!r} of {data} has {len(dataset)} sample(s); FID/KID need at least 2")
     extractor = resolve_extractor(features, weights)
     if isinstance(extractor, torch.nn.Module):
         extractor.to(device).eval()
-    spec = manifest.modalities[manifest.target]
-    predictor.eval()
-    real_features, fake_features, l1_sum, count = [], [], 0.0, 0
-    for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size if manifest.image_size else 1):
-        generated = predictor(batch["image"].to(device)).float()
-        real = to_unit_range(batch["target"].to(device), spec)
-        l1_sum += float((2 * (generated - real)).abs().mean(dim=(1, 2, 3)).sum())
-        count += real.shape[0]
-        real_features.append(extractor.features(real).double().cpu())
-        fake_features.append(extractor.features(generated).double().cpu())
-    if count < 2:
-        raise ValueError(f"split {split!r} of {data} has {count} sample(s); FID/KID need at least 2")
-    real_all, fake_all = torch.cat(real_features), torch.cat(fake_features)
-    kid, _ = kernel_inception_distance(real_all, fake_all, subsets=kid_subsets, subset_size=min(1000, count))
-    return {"fid": frechet_distance(real_all, fake_all), "kid": 100.0 * kid, "l1": l1_sum / count,
-            "features": extractor.name}
+    batches = torch.utils.data.DataLoader(dataset, batch_size=batch_size if manifest.image_size else 1)
+    metrics, _ = evaluate_translation(predictor.model.to(device), batches, FidConfig(kid_subsets=kid_subsets),
+                                      torch.device(device), manifest, list(predictor.modalities), extractor,
+                                      gather=lambda tensor: tensor, prefix=split)
+    return {**{key: metrics[f"{split}/{key}"] for key in ("fid", "kid", "l1")}, "features": extractor.name}

@@ -9,7 +9,6 @@ judges, and learns real targets against every output (detached). Images are comp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,13 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusionlab.config import Config
+from fusionlab.config import Config, FidConfig
 from fusionlab.data import Manifest
 from fusionlab.data.manifest import ModalitySpec
 from fusionlab.fid import frechet_distance, kernel_inception_distance
+from fusionlab.models import conditional_input
 
 from .context import Batch, WorkerContext
 from .device import EpochTotals, batch_to_device, image_to_device
+from .loop import freeze_batchnorm, metric_safe, unwrap
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 
@@ -45,21 +46,16 @@ def generated(output) -> torch.Tensor:
     return torch.cat([output.branches, output.ensemble.unsqueeze(0)])
 
 
-def judged(condition: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """The discriminator's input: every output ``[K, B, C, H, W]`` beside the inputs ``[B, M*3, H, W]``."""
-    repeated = condition.unsqueeze(0).expand(images.shape[0], *condition.shape)
-    return torch.cat([repeated, images], dim=2).flatten(0, 1)
+def judged(inputs: torch.Tensor, images: torch.Tensor, config: Config, device: torch.device) -> torch.Tensor:
+    """The discriminator's input: each image beside its sample's inputs ``[M, B, 3, H, W]``; ``images`` holds K
+    images per sample, output-major (``[K*B, C, H, W]``: image ``k*B + b`` belongs to sample b)."""
+    beside = inputs.repeat(1, images.shape[0] // inputs.shape[1], 1, 1, 1)
+    return image_to_device(conditional_input(beside, images), config.train, device)
 
 
 def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    from .loop import unwrap as bare
-
-    return bare(model)
 
 
 def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterable[Batch],
@@ -68,8 +64,6 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
                 after_generator_step: Callable[[], None]) -> dict[str, float]:
     """One epoch of alternating discriminator / generator steps; the epoch's mean losses over all workers. No host
     synchronisation inside a step: a non-finite generator loss raises ``FloatingPointError`` when the epoch ends."""
-    from .loop import freeze_batchnorm
-
     generator.train()
     discriminator.train()
     if config.train.freeze_bn:
@@ -79,19 +73,16 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
     totals = EpochTotals(["train/loss", "train/l1", "train/l1_branches", "train/gan", "train/discriminator"],
                          ctx.device)
     for batch in batches:
-        image = batch["image"].to(ctx.device, non_blocking=True)  # [B, M, 3, H, W]
-        condition = image_to_device(image.flatten(1, 2), config.train, ctx.device)
-        real = image_to_device(to_tanh_range(batch["target"].to(ctx.device, non_blocking=True), target_spec),
-                               config.train, ctx.device)
+        inputs = batch_to_device(batch["image"].transpose(0, 1), config.train, ctx.device)  # [M, B, 3, H, W]
+        real = to_tanh_range(batch["target"].to(ctx.device, non_blocking=True), target_spec)
         with autocast():
-            outputs = generated(generator(batch_to_device(image.transpose(0, 1), config.train, ctx.device)))
-        count = outputs.shape[0]
+            outputs = generated(generator(inputs))
+        count, batch_size = outputs.shape[:2]
 
         # Discriminator: the real pair against every output, detached; one forward for all of them.
         with autocast():
-            logits = discriminator(torch.cat([torch.cat([condition, real], dim=1),
-                                              judged(condition, outputs.detach())]))
-        batch_size = real.shape[0]
+            logits = discriminator(torch.cat([judged(inputs, real, config, ctx.device),
+                                              judged(inputs, outputs.detach().flatten(0, 1), config, ctx.device)]))
         d_loss = 0.5 * (adversarial_loss(logits[:batch_size], True) + adversarial_loss(logits[batch_size:], False))
         optimizer_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -99,7 +90,8 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
 
         # Generator: fool D with every output, and stay close to the target (L1).
         with autocast():
-            fake_logits = discriminator(judged(condition, outputs)).unflatten(0, (count, batch_size))
+            fake_logits = discriminator(judged(inputs, outputs.flatten(0, 1), config, ctx.device)).unflatten(
+                0, (count, batch_size))
         gan_losses = torch.stack([adversarial_loss(fake_logits[k], True) for k in range(count)])
         l1_losses = (outputs.float() - real.unsqueeze(0)).abs().mean(dim=(1, 2, 3, 4))
         loss = (gan.gan_weight * gan_losses.sum() + gan.l1_weight * l1_losses.sum()
@@ -109,15 +101,12 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
         optimizer_g.step()
         after_generator_step()
         totals.add(loss, l1_losses[-1], l1_losses[:-1].double().mean(), gan_losses.double().mean(), d_loss)
-    means = totals.finish(ctx.all_reduce_sum, epoch, what="generator loss",
-                          hint="lower train.lr_encoder / train.lr_decoder")
-    if math.isnan(means["train/l1"]):  # no batches
-        return {"train/loss": means["train/loss"], "train/l1": means["train/l1"]}
-    return means
+    return totals.finish(ctx.all_reduce_sum, epoch, what="generator loss",
+                         hint="lower train.lr_encoder / train.lr_decoder")
 
 
 @torch.no_grad()
-def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], config: Config, device: torch.device,
+def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], fid: FidConfig, device: torch.device,
                          manifest: Manifest, modalities: list[str], extractor, gather: Gather,
                          prefix: str = "val", keep_examples: int = 0
                          ) -> tuple[dict[str, float], list[dict[str, torch.Tensor]]]:
@@ -152,7 +141,6 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], config:
     real_all = gather(torch.cat(real_features))
     count = real_all.shape[0]
     l1 = gather_sum(l1_sums, gather)
-    fid_settings = config.train.fid
     metrics: dict[str, float] = {}
     for k, name in enumerate(names):
         fake_all = gather(torch.cat(fake_features[k]))
@@ -160,8 +148,8 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], config:
         metrics[f"{key}/l1"] = float(l1[k] / max(count, 1))
         if count >= 2:
             metrics[f"{key}/fid"] = frechet_distance(real_all, fake_all)
-            kid, _ = kernel_inception_distance(real_all, fake_all, subsets=fid_settings.kid_subsets,
-                                               subset_size=min(fid_settings.kid_subset_size, count))
+            kid, _ = kernel_inception_distance(real_all, fake_all, subsets=fid.kid_subsets,
+                                               subset_size=min(fid.kid_subset_size, count))
             metrics[f"{key}/kid"] = 100.0 * kid
     return metrics, examples
 
@@ -169,9 +157,3 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], config:
 def gather_sum(tensor: torch.Tensor, gather: Gather) -> torch.Tensor:
     """A sum over workers through ``gather`` (which concatenates along dim 0)."""
     return gather(tensor.unsqueeze(0)).sum(0)
-
-
-def metric_safe(name: str) -> str:
-    from .loop import metric_safe as safe
-
-    return safe(name)

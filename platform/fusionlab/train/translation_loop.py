@@ -16,6 +16,7 @@ from fusionlab.models import build, build_discriminator
 from .checkpoint import save_checkpoint
 from .context import WorkerContext
 from .device import configure_backends, maybe_compile, to_device, use_fused
+from .loop import autocast, encoder_lr, model_statistics, unwrap
 from .optim import build_optimizer, set_epoch_lr, stage_lr
 from .translation import evaluate_translation, train_epoch
 
@@ -70,8 +71,6 @@ def feature_extractor(config: Config, device: torch.device):
 
 
 def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config, manifest: Manifest) -> None:
-    from .loop import autocast, encoder_lr, model_statistics, unwrap
-
     torch.manual_seed(config.train.seed)
     configure_backends(config.train, ctx.device)
     generator, discriminator = (to_device(module, config.train, ctx.device)  # before the (fused) optimisers
@@ -121,9 +120,9 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
                                    config, ctx, target_spec, epoch, autocast_here, after_generator_step))
         last = epoch == config.train.epochs - 1
         if (epoch + 1) % config.train.val_every == 0 or last:
-            val_metrics, examples = evaluate_translation(generator, ctx.val_batches(), config, ctx.device, manifest,
-                                                         list(config.data.modalities), extractor, ctx.all_gather,
-                                                         keep_examples=EXAMPLES if ctx.rank == 0 else 0)
+            val_metrics, examples = evaluate_translation(
+                generator, ctx.val_batches(), config.train.fid, ctx.device, manifest, list(config.data.modalities),
+                extractor, ctx.all_gather, keep_examples=EXAMPLES if ctx.rank == 0 else 0)
             metrics.update(val_metrics)
             if tracker is not None:
                 tracker.log_translation_examples(examples, list(config.data.modalities), core.branch_names(),
@@ -162,6 +161,6 @@ def test_scores(core: nn.Module, config: Config, manifest: Manifest, device: tor
 
     dataset = ShardDataset(config.data.path, config.data.test_split, config.data.modalities)
     batches = torch.utils.data.DataLoader(dataset, batch_size=config.train.batch_size)
-    metrics, _ = evaluate_translation(core, batches, config, device, manifest, list(config.data.modalities),
+    metrics, _ = evaluate_translation(core, batches, config.train.fid, device, manifest, list(config.data.modalities),
                                       extractor, gather=lambda tensor: tensor, prefix="test")
     return metrics
