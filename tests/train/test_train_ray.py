@@ -9,13 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
 from fusionlab.config import parse_config
+from fusionlab.data import Manifest
 from fusionlab.tracking import default_tracking_uri, load_model
+from fusionlab.tracking.runs import servable
 from fusionlab.train.driver import run_ray
+from fusionlab.train.loop import build_model
 from fusionlab.train.evaluate import evaluate
 
 pytestmark = pytest.mark.slow
@@ -28,6 +32,12 @@ def only_run(uri: str, experiment: str):
     return client, runs[0]
 
 
+def untrained_val_miou(config, data) -> float:
+    torch.manual_seed(config.train.seed)
+    manifest = Manifest.load(data)
+    return evaluate(servable(build_model(config, manifest), manifest), data, "val")["miou"]
+
+
 def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray_local):
     config = parse_config(config_tree(small_synthetic, train={"epochs": 5, "lr_encoder": 2e-3, "lr_decoder": 2e-3},
                                       resources={"num_workers": 2}, tracking={"experiment": "e2e"}))
@@ -38,7 +48,12 @@ def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray
     assert run.data.params["resources.num_workers"] == "2"
     history = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val/miou"), key=lambda m: m.step)]
     assert len(history) == 5
-    assert history[-1] > history[0] + 0.02, f"ensemble val mIoU should rise: {history}"
+    # Learning, judged against the same network untrained (same seed, same evaluation path): epoch-to-epoch val
+    # mIoU on 8 images swings by a few points with the order Ray Data hands out batches, this gap does not.
+    untrained = untrained_val_miou(config, small_synthetic)
+    assert history[-1] > untrained + 0.05, f"val mIoU {history} should beat the untrained model's {untrained:.3f}"
+    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)]
+    assert losses[-1] < 0.9 * losses[0], f"train loss should fall: {losses}"
     for key in ("train/loss", "val/pixel_acc", "val/mean_acc", "val/rgb/miou", "val/depth/miou",
                 "exchange/fraction/encoder.layer1.0.bn2", "alpha/rgb"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 5, key
