@@ -19,8 +19,8 @@ from fusionlab.data import Manifest
 from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.tracking.runs import servable
 from fusionlab.train.driver import run_ray
-from fusionlab.train.loop import build_model
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.loop import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +30,10 @@ def only_run(uri: str, experiment: str):
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert len(runs) == 1, f"expected one MLflow run, found {len(runs)}"
     return client, runs[0]
+
+
+def metric_history(client, run_id: str, key: str) -> list[float]:
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
 def untrained_val_miou(config, data) -> float:
@@ -46,13 +50,13 @@ def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray
     assert run.info.status == "FINISHED"
     assert run.data.params["model.name"] == "cen" and run.data.params["model.cen.lambda"] == "0.0002"
     assert run.data.params["resources.num_workers"] == "2"
-    history = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val/miou"), key=lambda m: m.step)]
+    history = metric_history(client, run.info.run_id, "val/miou")
     assert len(history) == 5
     # Learning, judged against the same network untrained (same seed, same evaluation path): epoch-to-epoch val
     # mIoU on 8 images swings by a few points with the order Ray Data hands out batches, this gap does not.
     untrained = untrained_val_miou(config, small_synthetic)
     assert history[-1] > untrained + 0.05, f"val mIoU {history} should beat the untrained model's {untrained:.3f}"
-    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)]
+    losses = metric_history(client, run.info.run_id, "train/loss")
     assert losses[-1] < 0.9 * losses[0], f"train loss should fall: {losses}"
     for key in ("train/loss", "val/pixel_acc", "val/mean_acc", "val/rgb/miou", "val/depth/miou",
                 "exchange/fraction/encoder.layer1.0.bn2", "alpha/rgb"):
