@@ -40,8 +40,13 @@ class DataConfig(Section):
     modalities: list[str] | None = None  # input modalities in order; default: all but a translation target
     crop: tuple[int, int] | None = None  # training crop (H, W); default: the dataset's image size
     scale_range: tuple[float, float] = (0.5, 2.0)
+    # After the random scale, the shorter side is raised to at least this many pixels (the references: 350).
+    min_short_side: int | None = Field(None, ge=1)
+    # The random scale's interpolation: "reference" = RGB bicubic, depth (and labels) nearest; "bilinear" = every
+    # image bilinear (labels always nearest).
+    resize: Literal["reference", "bilinear"] = "bilinear"
     hflip: bool = True
-    train_split: str = "train"
+    train_split: str | list[str] = "train"  # a list trains on their union (the references: all of train)
     val_split: str = "val"
     test_split: str | None = "test"  # evaluated once after training (ensemble, full resolution) when the dataset has it
 
@@ -53,13 +58,31 @@ class DataConfig(Section):
         return value
 
 
+REFERENCE_CEN_LAMBDA = 2e-4  # yikaiw/CEN's segmentation default, added once per output
+
+
 class CenConfig(Section):
-    lambda_: float = Field(2e-4, alias="lambda", ge=0)  # L1 weight on the penalised BN scaling factors
+    # L1 weight on the penalised BN scaling factors. None: the reference's 2e-4 per output, i.e. 2e-4 with
+    # penalty per_output and (M + 1) * 2e-4 with penalty once (the same pressure).
+    lambda_: float | None = Field(None, alias="lambda", ge=0)
     threshold: float = Field(2e-2, ge=0)  # exchange channels whose |gamma| < threshold
     portion: float | None = Field(None, gt=0, le=1)  # fraction of each bn2 a modality penalises; default 1/M
     # "loss": lambda * sum|gamma| in the loss (the references, SGD); "proximal": a soft-threshold of lr * lambda
     # after every optimizer step, which is what makes the penalty produce zeros under Adam
     sparsity: Literal["loss", "proximal"] = "loss"
+    # "per_output": lambda * sum|gamma| added to each output's loss (M branches + the ensemble), as the references;
+    # "once": added once. The effective pressure is lambda * (M + 1) or lambda.
+    penalty: Literal["per_output", "once"] = "once"
+
+    def resolved_lambda(self, num_modalities: int) -> float:
+        if self.lambda_ is not None:
+            return self.lambda_
+        return REFERENCE_CEN_LAMBDA * (1 if self.penalty == "per_output" else num_modalities + 1)
+
+    def effective_lambda(self, num_modalities: int) -> float:
+        """The weight the penalty really gets per step (what the reference calls lambda times its M + 1 terms)."""
+        outputs = num_modalities + 1 if self.penalty == "per_output" else 1
+        return self.resolved_lambda(num_modalities) * outputs
 
 
 class AsymFusionConfig(Section):
@@ -72,6 +95,10 @@ class ModelConfig(Section):
     backbone: str = "resnet_mini"
     modality: str | None = None  # unimodal: which modality
     pretrained: str | None = None  # local torchvision-format ResNet weights
+    # Which torchvision ImageNet release model.pretrained must be (checked by the file's sha256); "any" skips it.
+    pretrained_version: Literal["imagenet1k_v1", "imagenet1k_v2", "any"] = "any"
+    # RefineNet's residual conv unit adds back relu(x) (the references' in-place ReLU) or x (Light-Weight RefineNet)
+    rcu_residual: Literal["post_activation", "pre_activation"] = "pre_activation"
     cen: CenConfig = CenConfig()
     asymfusion: AsymFusionConfig = AsymFusionConfig()
 
@@ -94,16 +121,22 @@ class ModelConfig(Section):
             raise ValueError(f"unknown backbone {value!r}; expected one of {known}")
         return value
 
-    def build_kwargs(self) -> dict[str, Any]:
-        """The registered constructor's own parameters."""
+    def build_kwargs(self, num_modalities: int) -> dict[str, Any]:
+        """The registered constructor's own parameters (CEN's ``l1_lambda`` is the effective weight: the reference's
+        per-output penalty is one term of weight lambda * (M + 1), the same gradient)."""
+        from fusionlab.models import BACKBONES
+
+        kwargs: dict[str, Any] = {}
+        if self.backbone in BACKBONES:  # the RefineNet segmenters
+            kwargs["rcu_residual"] = self.rcu_residual
         if self.name == "cen":
-            return {"threshold": self.cen.threshold, "portion": self.cen.portion, "l1_lambda": self.cen.lambda_,
-                    "sparsity": self.cen.sparsity}
-        if self.name == "asymfusion":
-            return {"shuffle_groups": self.asymfusion.shuffle_groups, "shift_offsets": self.asymfusion.shift_offsets}
-        if self.name == "unimodal" and self.modality:
-            return {"modality": self.modality}
-        return {}
+            kwargs.update(threshold=self.cen.threshold, portion=self.cen.portion,
+                          l1_lambda=self.cen.effective_lambda(num_modalities), sparsity=self.cen.sparsity)
+        elif self.name == "asymfusion":
+            kwargs.update(shuffle_groups=self.asymfusion.shuffle_groups, shift_offsets=self.asymfusion.shift_offsets)
+        elif self.name == "unimodal" and self.modality:
+            kwargs["modality"] = self.modality
+        return kwargs
 
 
 class GanConfig(Section):
@@ -113,6 +146,10 @@ class GanConfig(Section):
     gan_weight: float = Field(1.0, ge=0)
     lr_discriminator: float = Field(2e-4, gt=0)
     discriminator_filters: int = Field(64, ge=1)
+    # "per_branch": one discriminator per branch on (that branch's input, image), the ensemble not in the GAN loss
+    # (the reference); "shared": one conditional discriminator for every branch and the ensemble.
+    discriminators: Literal["per_branch", "shared"] = "shared"
+    eval_dropout: bool = False  # score the generator in train mode with dropout on (the reference) instead of eval
 
 
 class FidConfig(Section):
@@ -138,6 +175,9 @@ class TrainConfig(Section):
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's; pix2pix and the translation references use (0.5, 0.999)
     freeze_bn: bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on GPU, off on CPU
+    # Which epoch's model is kept, scored on test and logged: the best val epoch, the best epoch on the test split
+    # (the references' protocol: the per-epoch evaluation runs on test), or the last.
+    selection: Literal["best_val", "best_test", "last"] = "best_val"
     # The GPU path (train/device.py); "auto" means on CUDA only, so CPU runs are unchanged by default.
     channels_last: bool | Literal["auto"] = "auto"  # model and input batches in torch.channels_last
     fused: bool | Literal["auto"] = "auto"  # fused Adam/SGD kernels (auto: when every parameter is on CUDA)
@@ -222,12 +262,20 @@ class SearchConfig(Section):
 
 
 class Config(Section):
+    recipe: Literal["reference", "fusionlab"] = "fusionlab"  # fills every unset switch of fusionlab.recipes
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
     search: SearchConfig | None = None  # read by `fusionlab tune`
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, tree: Any) -> Any:
+        from fusionlab.recipes import apply_recipe
+
+        return apply_recipe(tree) if isinstance(tree, dict) else tree
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -266,8 +314,14 @@ class Config(Section):
         return f"{self.model.name}{which}-{self.model.backbone}-{data}-{modalities}-seed{self.train.seed}"
 
     def flat(self) -> dict[str, Any]:
-        """Dotted parameters for tracking (``model.cen.lambda``, ``train.epochs``, ...)."""
-        return flatten(self.model_dump(mode="json", by_alias=True))
+        """Dotted parameters for tracking (``model.cen.lambda``, ``train.epochs``, ...), with the CEN penalty's
+        resolved and effective lambda when the modalities are known."""
+        flat = flatten(self.model_dump(mode="json", by_alias=True))
+        if self.data.modalities and self.model.name == "cen":
+            count = len(self.data.modalities)
+            flat["model.cen.lambda"] = self.model.cen.resolved_lambda(count)
+            flat["model.cen.effective_lambda"] = self.model.cen.effective_lambda(count)
+        return flat
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -44,6 +44,7 @@ class AsymFusionNet(FusionSegmenter):
         shuffle_groups: int = REFERENCE_SHUFFLE_GROUPS,
         shift_offsets: Sequence[Sequence[int]] = REFERENCE_SHIFT_OFFSETS,
         in_channels: int = 3,
+        rcu_residual: str = "pre_activation",
     ):
         if len(modalities) < 2:
             raise ValueError(f"asymfusion needs at least 2 modalities, got {list(modalities)}")
@@ -62,4 +63,5 @@ class AsymFusionNet(FusionSegmenter):
                 return AsymBottleneck(**kwargs, groups=shuffle_groups, offsets=offsets)
             return Bottleneck(**kwargs)
 
-        super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=fusion_in_last_block)
+        super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=fusion_in_last_block,
+                         rcu_residual=rcu_residual)

@@ -14,10 +14,12 @@ from .segmenter import FusionModel, FusionOutput, FusionSegmenter
 class EarlyConcat(FusionModel):
     """One network whose input is the modalities concatenated along channels (``M * C`` input channels)."""
 
-    def __init__(self, spec: BackboneSpec, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3):
+    def __init__(self, spec: BackboneSpec, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3,
+                 rcu_residual: str = "pre_activation"):
         super().__init__(modalities, num_classes, in_channels)
         joined = "+".join(modalities)
-        self.net = FusionSegmenter(spec, num_classes, [joined], in_channels=in_channels * len(modalities))
+        self.net = FusionSegmenter(spec, num_classes, [joined], in_channels=in_channels * len(modalities),
+                                   rcu_residual=rcu_residual)
 
     def forward(self, x: torch.Tensor) -> FusionOutput:
         self.check_input(x)
@@ -33,10 +35,12 @@ class EarlyConcat(FusionModel):
 class LateFusion(FusionModel):
     """One complete network per modality (no shared weights); the fused prediction is their mean."""
 
-    def __init__(self, spec: BackboneSpec, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3):
+    def __init__(self, spec: BackboneSpec, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3,
+                 rcu_residual: str = "pre_activation"):
         super().__init__(modalities, num_classes, in_channels)
         self.nets = nn.ModuleList(
-            FusionSegmenter(spec, num_classes, [m], in_channels=in_channels, ensemble=False) for m in modalities
+            FusionSegmenter(spec, num_classes, [m], in_channels=in_channels, ensemble=False,
+                            rcu_residual=rcu_residual) for m in modalities
         )
 
     def forward(self, x: torch.Tensor) -> FusionOutput:

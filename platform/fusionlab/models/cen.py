@@ -66,6 +66,7 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
         l1_lambda: float = 2e-4,
         sparsity: str = "loss",
         in_channels: int = 3,
+        rcu_residual: str = "pre_activation",
     ):
         if len(modalities) < 2:
             raise ValueError(f"cen needs at least 2 modalities, got {list(modalities)}")
@@ -75,7 +76,8 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
         def exchange_block(position: BlockPosition, **kwargs) -> Bottleneck:
             return ExchangeBottleneck(**kwargs, threshold=threshold, portion=portion)
 
-        super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=exchange_block)
+        super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=exchange_block,
+                         rcu_residual=rcu_residual)
         self.threshold = threshold
         self.portion = portion
         self.l1_lambda = l1_lambda

@@ -16,11 +16,21 @@ def conv3x3(in_channels: int, out_channels: int, num_modalities: int, bias: bool
     return SharedConv2d(in_channels, out_channels, 3, padding=1, bias=bias, num_modalities=num_modalities)
 
 
-class ResidualConvUnits(nn.Module):
-    """A chain of RCUs: ``x + conv(relu(conv(relu(x))))``, the first conv of each with a bias."""
+RCU_RESIDUALS = ("post_activation", "pre_activation")
 
-    def __init__(self, channels: int, num_blocks: int, num_modalities: int):
+
+class ResidualConvUnits(nn.Module):
+    """A chain of RCUs: ``r + conv(relu(conv(relu(x))))``, the first conv of each with a bias.
+
+    ``residual="pre_activation"`` adds back ``r = x`` (Light-Weight RefineNet as published); ``"post_activation"``
+    adds back ``r = relu(x)``, what the CEN/AsymFusion code computes because its first ReLU runs in place on ``x``.
+    """
+
+    def __init__(self, channels: int, num_blocks: int, num_modalities: int, residual: str = "pre_activation"):
         super().__init__()
+        if residual not in RCU_RESIDUALS:
+            raise ValueError(f"rcu_residual must be one of {RCU_RESIDUALS}, got {residual!r}")
+        self.post_activation = residual == "post_activation"
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 nn.ReLU(),
@@ -33,6 +43,8 @@ class ResidualConvUnits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
+            if self.post_activation:
+                x = F.relu(x)  # block(x) starts with relu(x) too: the same value, as in the references
             x = x + block(x)
         return x
 
@@ -56,13 +68,14 @@ class ChainedResidualPooling(nn.Module):
 class RefineStage(nn.Module):
     """One refinement path: reduce the skip, adapt (2 RCUs), join the coarser path, pool (CRP), refine (3 RCUs)."""
 
-    def __init__(self, in_channels: int, dim: int, out_dim: int | None, joins_coarser: bool, num_modalities: int):
+    def __init__(self, in_channels: int, dim: int, out_dim: int | None, joins_coarser: bool, num_modalities: int,
+                 rcu_residual: str = "pre_activation"):
         super().__init__()
         self.dimred = conv3x3(in_channels, dim, num_modalities)
-        self.adapt = ResidualConvUnits(dim, 2, num_modalities)
+        self.adapt = ResidualConvUnits(dim, 2, num_modalities, rcu_residual)
         self.joint = conv3x3(dim, dim, num_modalities) if joins_coarser else None
         self.pool = ChainedResidualPooling(dim, 4, num_modalities)
-        self.refine = ResidualConvUnits(dim, 3, num_modalities)
+        self.refine = ResidualConvUnits(dim, 3, num_modalities, rcu_residual)
         self.project = conv3x3(dim, out_dim, num_modalities) if out_dim is not None else None
 
     def forward(self, skip: torch.Tensor, coarser: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,6 +96,7 @@ class RefineNetDecoder(nn.Module):
         num_classes: int,
         num_modalities: int,
         dropout: float = 0.5,
+        rcu_residual: str = "pre_activation",
     ):
         super().__init__()
         deepest_first = encoder_channels[::-1]
@@ -93,6 +107,7 @@ class RefineNetDecoder(nn.Module):
                 dims[i + 1] if i < 3 else None,
                 joins_coarser=i > 0,
                 num_modalities=num_modalities,
+                rcu_residual=rcu_residual,
             )
             for i in range(4)
         )

@@ -86,6 +86,7 @@ class FusionSegmenter(FusionModel):
         shared_bn: bool = False,
         block_factory: BlockFactory = plain_block,
         ensemble: bool = True,
+        rcu_residual: str = "pre_activation",
     ):
         super().__init__(modalities, num_classes, in_channels)
         branches = tuple(branch_modalities or modalities)
@@ -96,7 +97,8 @@ class FusionSegmenter(FusionModel):
         self.branch_index = [self.modalities.index(m) for m in branches]
         num_branches = len(branches)
         self.encoder = ResNetEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
-        self.decoder = RefineNetDecoder(spec.out_channels, spec.decoder_dims, num_classes, num_branches)
+        self.decoder = RefineNetDecoder(spec.out_channels, spec.decoder_dims, num_classes, num_branches,
+                                        rcu_residual=rcu_residual)
         self.alpha = nn.Parameter(torch.ones(num_branches)) if ensemble else None
 
     def forward(self, x: torch.Tensor) -> FusionOutput:

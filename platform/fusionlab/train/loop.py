@@ -25,7 +25,7 @@ from .optim import build_optimizer, set_epoch_lr
 
 def build_model(config: Config, manifest: Manifest) -> FusionModel:
     model = build(config.model.name, backbone=config.model.backbone, num_classes=manifest.label.num_classes,
-                  modalities=config.data.modalities, **config.model.build_kwargs())
+                  modalities=config.data.modalities, **config.model.build_kwargs(len(config.data.modalities)))
     if config.model.pretrained:
         load_imagenet_resnet(model, config.model.pretrained)
     return model

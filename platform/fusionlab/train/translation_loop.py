@@ -26,7 +26,7 @@ EXAMPLES = 4  # validation samples drawn in the image grid
 def build_generator(config: Config, manifest: Manifest) -> nn.Module:
     return build(config.model.name, backbone=config.model.backbone, task="translation",
                  num_classes=manifest.modalities[manifest.target].channels, modalities=config.data.modalities,
-                 **config.model.build_kwargs())
+                 **config.model.build_kwargs(len(config.data.modalities)))
 
 
 def build_pair(config: Config, manifest: Manifest) -> tuple[nn.Module, nn.Module]:

@@ -432,7 +432,7 @@ def estimate(run: GridRun) -> Estimate:
     model = run.config.model
     task = "translation" if is_translation(run.config) else "segmentation"
     per_sample = step_flops(model.name, model.backbone, facts.num_classes, facts.modalities, facts.crop,
-                            json.dumps(model.build_kwargs(), sort_keys=True), task)
+                            json.dumps(model.build_kwargs(len(facts.modalities)), sort_keys=True), task)
     epochs = run.config.train.epochs
     total = float(epochs) * facts.train_samples * per_sample
     spec = run.grid.estimate

@@ -1,0 +1,69 @@
+"""Training recipes: the references' behaviour, and fusionlab's where it does better, one switch apart.
+
+A config's top-level ``recipe`` (``reference`` or ``fusionlab``) fills in every switch below that the config does not
+set itself; a switch set explicitly always wins. ``recipe_label`` says afterwards which recipe a run really followed
+(``custom`` with the keys that differ when switches were mixed), and is logged and shown in reports.
+
+Each switch is a dotted config key; README's "Where fusionlab differs" lists them with what they change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RECIPE_NAMES = ("reference", "fusionlab")
+
+# The references' values (yikaiw/CEN, yikaiw/AsymFusion; ../shared/PAPERS.md) and fusionlab's, per switch.
+SWITCHES: dict[str, dict[str, Any]] = {
+    # Light-Weight RefineNet's residual conv unit: the references' in-place ReLU makes the residual relu(x).
+    "model.rcu_residual": {"reference": "post_activation", "fusionlab": "pre_activation"},
+    # CEN's L1 term: added once per output (M branches + the ensemble) as the references do, or once.
+    "model.cen.penalty": {"reference": "per_output", "fusionlab": "once"},
+    # Which torchvision ImageNet file model.pretrained must be (the references trained from the v1 weights).
+    "model.pretrained_version": {"reference": "imagenet1k_v1", "fusionlab": "any"},
+    # After the random scale the shorter side is clamped to at least this many pixels (None: no clamp).
+    "data.min_short_side": {"reference": 350, "fusionlab": None},
+    # Interpolation of the random scale: RGB bicubic, depth and labels nearest (reference); images bilinear.
+    "data.resize": {"reference": "reference", "fusionlab": "bilinear"},
+    # The epoch whose model is kept: best on the test split every validation (reference), or best on val.
+    "train.selection": {"reference": "best_test", "fusionlab": "best_val"},
+    # fp32 everywhere (reference), or bf16 autocast on GPU.
+    "train.amp": {"reference": "off", "fusionlab": "auto"},
+    # Translation (pix2pix objective): one discriminator per branch on (its input, image), the ensemble left out
+    # of the adversarial loss (reference); or one shared discriminator that also judges the ensemble.
+    "train.gan.discriminators": {"reference": "per_branch", "fusionlab": "shared"},
+    # Translation: the generator scored in train mode, dropout on, as the reference does; or in eval mode.
+    "train.gan.eval_dropout": {"reference": True, "fusionlab": False},
+}
+
+
+def get_dotted(tree: dict[str, Any], key: str) -> tuple[bool, Any]:
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` with every switch it leaves unset filled in from its ``recipe`` (default ``fusionlab``)."""
+    from .config import set_dotted
+
+    recipe = tree.get("recipe", "fusionlab")
+    if recipe not in RECIPE_NAMES:
+        return tree  # the schema rejects it with the expected names
+    for key, values in SWITCHES.items():
+        present, _ = get_dotted(tree, key)
+        if not present:
+            tree = set_dotted(tree, key, values[recipe])
+    return tree
+
+
+def recipe_label(flat: dict[str, Any]) -> str:
+    """``reference`` / ``fusionlab`` when every switch has that recipe's value, else ``custom (key=value, ...)``
+    naming the switches that differ from the declared recipe. ``flat``: a config's dotted parameters."""
+    declared = flat.get("recipe", "fusionlab")
+    differing = [f"{key}={flat.get(key)}" for key, values in SWITCHES.items()
+                 if key in flat and flat[key] != values[declared]]
+    return declared if not differing else f"custom: {declared} but " + ", ".join(differing)
