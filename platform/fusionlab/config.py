@@ -45,7 +45,12 @@ class DataConfig(Section):
     # The random scale's interpolation: "reference" = RGB bicubic, depth (and labels) nearest; "bilinear" = every
     # image bilinear (labels always nearest).
     resize: Literal["reference", "bilinear"] = "bilinear"
+    # Where an image smaller than the crop is padded: evenly on all sides (the references' Pad) or bottom/right.
+    pad: Literal["centre", "bottom_right"] = "bottom_right"
     hflip: bool = True
+    # Translation: validation and test images resized to (H, W) (bilinear, antialiased) before the generator scores
+    # them; None: full resolution. The CEN translation reference scores 512-px Taskonomy at 256.
+    eval_size: tuple[int, int] | None = None
     train_split: str | list[str] = "train"  # a list trains on their union (the references: all of train)
     val_split: str = "val"
     test_split: str | None = "test"  # evaluated once after training (ensemble, full resolution) when the dataset has it
@@ -146,8 +151,9 @@ class GanConfig(Section):
     gan_weight: float = Field(1.0, ge=0)
     lr_discriminator: float = Field(2e-4, gt=0)
     discriminator_filters: int = Field(64, ge=1)
-    # "per_branch": one discriminator per branch on (that branch's input, image), the ensemble not in the GAN loss
-    # (the reference); "shared": one conditional discriminator for every branch and the ensemble.
+    # "per_branch" (the reference): one PatchGAN, its weights shared by the branches, judges each branch's
+    # (own input, output) pair, the ensemble not in the GAN loss; "shared": one discriminator on (all inputs, image)
+    # for every branch and the ensemble.
     discriminators: Literal["per_branch", "shared"] = "shared"
     eval_dropout: bool = False  # score the generator in train mode with dropout on (the reference) instead of eval
 
@@ -297,6 +303,15 @@ class Config(Section):
             if portion_space is not None and (portion_space.high or max(portion_space.values or [0])) > 1 / count:
                 raise ValueError(f"search.space.model.cen.portion must stay within (0, 1/M] = (0, {1 / count:.4g}] "
                                  f"for {count} modalities")
+        train_splits = self.data.train_split if isinstance(self.data.train_split, list) else [self.data.train_split]
+        selecting_on = {"best_val": self.data.val_split, "best_test": self.data.test_split}.get(self.train.selection)
+        if self.train.selection == "best_test" and not self.data.test_split:
+            raise ValueError("train.selection best_test needs data.test_split (the split it selects on)")
+        if selecting_on in train_splits:
+            raise ValueError(f"train.selection {self.train.selection} selects on split {selecting_on!r}, which "
+                             f"data.train_split {self.data.train_split} trains on; with recipe reference the val "
+                             f"split is trained on, so select with best_test (the references) or set "
+                             f"data.train_split: train")
         if self.search is not None:
             known = flatten(self.model_dump(mode="json", by_alias=True))
             unknown = [key for key in self.search.space if key not in known]

@@ -25,6 +25,10 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "data.min_short_side": {"reference": 350, "fusionlab": None},
     # Interpolation of the random scale: RGB bicubic, depth and labels nearest (reference); images bilinear.
     "data.resize": {"reference": "reference", "fusionlab": "bilinear"},
+    # An image smaller than the crop is padded evenly on every side (reference) or at the bottom and right.
+    "data.pad": {"reference": "centre", "fusionlab": "bottom_right"},
+    # The references train on the whole official train split, which fusionlab's converters split into train + val.
+    "data.train_split": {"reference": ["train", "val"], "fusionlab": "train"},
     # The epoch whose model is kept: best on the test split every validation (reference), or best on val.
     "train.selection": {"reference": "best_test", "fusionlab": "best_val"},
     # fp32 everywhere (reference), or bf16 autocast on GPU.

@@ -9,7 +9,7 @@ from report_store import GRID_RUNS, PAPER, FixtureRun, scores, write_store
 
 from fusionlab.cli import main
 from fusionlab.tracking import default_tracking_uri
-from fusionlab.tracking.report import ReportError, collect, markdown, table_columns, table_rows, write_report
+from fusionlab.tracking.report import ReportError, collect, frame, markdown, table_columns, table_rows, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -135,3 +135,23 @@ def test_a_model_uri_that_does_not_resolve_is_a_clear_error_not_a_traceback(grid
     for uri in ("runs:/0123456789abcdef0123456789abcdef/model", "models:/no-such-model@champion"):
         assert main(["--workdir", str(workdir), "evaluate", "--model", uri, "--data", str(data)]) == 1
         assert f"cannot load model '{uri}'" in capsys.readouterr().out
+
+
+def test_caption_says_which_recipe_and_selection_produced_each_row(tmp_path):
+    reference = {"fusionlab.recipe": "reference", "fusionlab.selection": "best_test"}
+    ours = {"fusionlab.recipe": "fusionlab", "fusionlab.selection": "best_val"}
+    runs = [FixtureRun("RGB only", "unimodal", 0, scores(0.30, 0.31), modality="rgb", tags=reference),
+            FixtureRun("CEN", "cen", 0, scores(0.55, 0.50), paper=PAPER, tags=reference)]
+    write_store(tmp_path, "fixture-reference", runs)
+    text = markdown(collect(default_tracking_uri(tmp_path), "fixture-reference"))
+    assert "Recipe: reference (every row)." in text
+    assert "Selected: the best epoch on the test split (the references' protocol: selected on test" in text
+
+    mixed = [runs[0], FixtureRun("CEN", "cen", 0, scores(0.55, 0.50), paper=PAPER, tags=ours)]
+    write_store(tmp_path / "mixed", "fixture-mixed", mixed)
+    report = collect(default_tracking_uri(tmp_path / "mixed"), "fixture-mixed")
+    text = markdown(report)
+    assert "Recipe: reference (RGB only); fusionlab (CEN)." in text
+    assert "the best epoch on the val split, test scored once with it (CEN)" in text
+    csv = frame(report)
+    assert list(csv["recipe"]) == ["reference", "fusionlab"] and list(csv["selection"]) == ["best_test", "best_val"]

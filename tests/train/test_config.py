@@ -19,7 +19,9 @@ def test_valid_config_loads_with_defaults_and_overrides(small_synthetic, tmp_pat
     assert config.train.epochs == 7 and config.model.cen.lambda_ == 1e-3 and config.resources.num_workers == 2
     flat = config.flat()
     assert flat["model.cen.lambda"] == 1e-3 and flat["model.cen.threshold"] == 0.02 and flat["model.name"] == "cen"
-    assert config.model.build_kwargs() == {"threshold": 0.02, "portion": None, "l1_lambda": 1e-3, "sparsity": "loss"}
+    # the fusionlab recipe adds the penalty once: the effective weight is lambda itself
+    assert config.model.build_kwargs(2) == {"rcu_residual": "pre_activation", "threshold": 0.02, "portion": None,
+                                            "l1_lambda": 1e-3, "sparsity": "loss"}
 
 
 def test_default_modalities_come_from_the_dataset_and_are_recorded(small_synthetic):

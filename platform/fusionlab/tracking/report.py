@@ -33,10 +33,17 @@ from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.fid.local import LOCAL_NAME
 
 from . import plots
-from .runs import KIND_TAG, load_model
+from .runs import KIND_TAG, RECIPE_TAG, SELECTION_TAG, load_model
 
 TASK_TAG, FID_FEATURES_TAG = "fusionlab.task", "fusionlab.fid_features"
 CEN_PARAMETERS = {"model.cen.lambda": "λ", "model.cen.threshold": "θ", "model.cen.portion": "portion"}
+SELECTION_WORDS = {
+    "best_test": "the best epoch on the test split (the references' protocol: selected on test, so the test figure "
+                 "is optimistic)",
+    "best_val": "the best epoch on the val split, test scored once with it",
+    "last": "the last epoch",
+}
+NOT_RECORDED = "not recorded"  # runs from before recipes and selection were tracked
 
 
 class ReportError(FusionlabError):
@@ -125,6 +132,14 @@ class Row:
     @property
     def unimodal(self) -> bool:
         return self.runs[0].model == "unimodal"
+
+    @property
+    def recipe(self) -> str:
+        return self.runs[0].tags.get(RECIPE_TAG, NOT_RECORDED)
+
+    @property
+    def selection(self) -> str:
+        return self.runs[0].tags.get(SELECTION_TAG, NOT_RECORDED)
 
 
 @dataclass
@@ -340,10 +355,27 @@ def caption(report: Report) -> str:
     note = comparability_note(report)
     if note is not None:
         lines.append(note)
+    lines += protocol_lines(report)
     if report.stopped_early:
         lines.append(f"{report.stopped_early} trial(s) were stopped early by the scheduler: their scores are from "
                      f"the epoch they stopped at.")
     return "\n".join(lines)
+
+
+def protocol_lines(report: Report) -> list[str]:
+    """Which recipe trained the rows and which epoch's model they score, one line each (rows named if mixed)."""
+    lines = []
+    for what, attribute, words in (("Recipe", "recipe", {}), ("Selected", "selection", SELECTION_WORDS)):
+        groups: dict[str, list[str]] = {}
+        for row in report.rows:
+            groups.setdefault(getattr(row, attribute), []).append(row.label)
+        if len(groups) == 1:
+            value = next(iter(groups))
+            lines.append(f"{what}: {words.get(value, value)} (every row).")
+        else:
+            parts = [f"{words.get(value, value)} ({', '.join(labels)})" for value, labels in groups.items()]
+            lines.append(f"{what}: " + "; ".join(parts) + ".")
+    return lines
 
 
 def markdown(report: Report) -> str:
@@ -363,7 +395,8 @@ def frame(report: Report) -> pd.DataFrame:
     for row in report.rows:
         record: dict[str, Any] = {"method": row.label, "model": row.method, "modalities": row.modalities,
                                   "backbone": row.backbone, "split": report.split, "seeds": len(row.runs),
-                                  "parameters": row.parameters, "run_ids": " ".join(r.run_id for r in row.runs)}
+                                  "parameters": row.parameters, "recipe": row.recipe, "selection": row.selection,
+                                  "run_ids": " ".join(r.run_id for r in row.runs)}
         for key in report.varied_keys():
             record[key] = row.varied.get(key)
         for metric in task.metrics:

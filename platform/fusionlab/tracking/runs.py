@@ -26,10 +26,13 @@ from fusionlab.data import Manifest
 from fusionlab.errors import FusionlabError
 from fusionlab.models import FusionModel
 from fusionlab.models.predictor import SegmentationPredictor
+from fusionlab.recipes import recipe_label
 
 from . import plots
 
 RUN_KEY_TAG = "fusionlab.run_key"
+RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
+SELECTION_TAG = "fusionlab.selection"  # train.selection: best_val | best_test | last
 KIND_TAG = "fusionlab.kind"  # "train" for a training run; "sweep" / "grid" for a parent run
 MODEL_NAME = "model"
 # The MLflow UI opens an experiment of this kind on its runs table (not the GenAI traces overview).
@@ -77,6 +80,7 @@ class RunTracker:
         client = MlflowClient(uri)
         experiment_id = ensure_experiment(uri, config.tracking.experiment)
         key = config.run_name()
+        tags = {**(tags or {}), RECIPE_TAG: recipe_label(config.flat()), SELECTION_TAG: config.train.selection}
         found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
                                    order_by=["attributes.start_time DESC"], max_results=1)
         if found:

@@ -575,7 +575,25 @@ def print_dry_run(grid: Grid, console) -> list[Estimate]:
         console.print(escape(f"  [{number}] {source}"), highlight=False)
     if spec.source:
         console.print(escape(f"  grid: {spec.source}"), highlight=False)
+    for line in _protocol_lines(runs):
+        console.print(escape(line), highlight=False)
     return estimates
+
+
+def _protocol_lines(runs: list[GridRun]) -> list[str]:
+    """The recipe and selection every run follows (the runs listed where they differ)."""
+    from fusionlab.recipes import recipe_label
+
+    lines = []
+    for what, describe in (("recipe", lambda c: recipe_label(c.flat())), ("selection", lambda c: c.train.selection)):
+        groups: dict[str, list[str]] = {}
+        for run in runs:
+            groups.setdefault(describe(run.config), []).append(run.label)
+        if len(groups) == 1:
+            lines.append(f"  {what}: {next(iter(groups))} (every run)")
+        else:
+            lines += [f"  {what}: {value} ({', '.join(labels)})" for value, labels in groups.items()]
+    return lines
 
 
 def _caption(grid: Grid, estimates: list[Estimate], unit: str, unestimated: list[str] | None = None) -> str:
