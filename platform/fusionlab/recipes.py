@@ -33,8 +33,9 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "train.selection": {"reference": "best_test", "fusionlab": "best_val"},
     # fp32 everywhere (reference), or bf16 autocast on GPU.
     "train.amp": {"reference": "off", "fusionlab": "auto"},
-    # Translation (pix2pix objective): one discriminator per branch on (its input, image), the ensemble left out
-    # of the adversarial loss (reference); or one shared discriminator that also judges the ensemble.
+    # Translation (pix2pix objective): one PatchGAN, shared by the branches, judging each branch's (own input,
+    # output) pair, the ensemble left out of the adversarial loss (reference); or one discriminator on (all inputs,
+    # image) that also judges the ensemble.
     "train.gan.discriminators": {"reference": "per_branch", "fusionlab": "shared"},
     # Translation: the generator scored in train mode, dropout on, as the reference does; or in eval mode.
     "train.gan.eval_dropout": {"reference": True, "fusionlab": False},

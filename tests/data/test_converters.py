@@ -298,7 +298,7 @@ def write_taskonomy(src: Path, count: int = 5) -> dict[str, dict[str, np.ndarray
 
 def test_taskonomy_round_trip(tmp_path):
     expected = write_taskonomy(tmp_path / "src")
-    manifest = convert("taskonomy", tmp_path / "src", tmp_path / "out", val_fraction=0.5)
+    manifest = convert("taskonomy", tmp_path / "src", tmp_path / "out", val_fraction=0.5, encoding="raw")
     assert manifest.task == "translation" and manifest.target == "rgb" and manifest.label is None
     specs = manifest.modalities
     assert sorted(specs) == ["depth_zbuffer", "normal", "reshading", "rgb"]
@@ -311,6 +311,76 @@ def test_taskonomy_round_trip(tmp_path):
         assert samples[sample_id].split == split_of(sample_id, 0.5)
         for domain, array in arrays.items():
             np.testing.assert_array_equal(samples[sample_id].modalities[domain].reshape(array.shape), array)
+
+
+def reference_dataset_item(arrays: dict[str, np.ndarray], domain: str) -> np.ndarray:
+    """yikaiw/CEN image2image_translation/utils/dataset.py, __getitem__'s per-image encoding, as its authors ran it
+    (their Pillow decoded 16-bit PNGs as int32, so ``1 + img`` does not wrap), and its Normalize(0.5, 0.5)."""
+    max_v = {"edge_texture": 11355, "edge_occlusion": 11584, "depth_euclidean": 11.1, "depth_zbuffer": 11.1}
+    min_v = {"edge_texture": 0, "edge_occlusion": 0, "depth_euclidean": 0, "depth_zbuffer": 0}
+    img = np.array(arrays[domain]).astype(np.int32 if arrays[domain].dtype == np.uint16 else np.uint8)
+    if len(img.shape) == 2:
+        img = np.concatenate([img[:, :, np.newaxis]] * 3, 2)
+    if "depth" in domain:
+        img = np.log(1 + img)
+    if domain in max_v:
+        img = (img - min_v[domain]) * 255.0 / (max_v[domain] - min_v[domain])
+    img = img.astype("uint8")
+    return (img.astype(np.float32) / 255 - 0.5) / 0.5  # ToTensor, Normalize((0.5,) * 3, (0.5,) * 3), HWC
+
+
+def test_taskonomy_reference_encoding_serves_what_the_reference_dataset_feeds(tmp_path):
+    expected = write_taskonomy(tmp_path / "src", count=3)
+    edges = {sample_id: rng.integers(0, 11356, (H, W)).astype(np.uint16) for sample_id in expected}
+    for sample_id, array in edges.items():
+        save_png(tmp_path / "src" / "edge_texture" / f"{sample_id}_domain_edge_texture.png", array)
+        expected[sample_id]["edge_texture"] = array
+    next(iter(expected.values()))["depth_zbuffer"][0, :3] = [0, 65535, 1]  # no depth, far, near
+    for sample_id, arrays in expected.items():
+        save_png(tmp_path / "src" / "depth_zbuffer" / f"{sample_id}_domain_depth_zbuffer.png",
+                 arrays["depth_zbuffer"])
+    manifest = convert("taskonomy", tmp_path / "src", tmp_path / "out", val_fraction=0.0)
+    assert manifest.source["encoding"] == "reference"
+    for domain in ("depth_zbuffer", "edge_texture", "reshading"):
+        assert (manifest.modalities[domain].dtype, manifest.modalities[domain].channels) == ("uint8", 1), domain
+    from fusionlab.data.torch_dataset import ShardDataset
+
+    inputs = ["normal", "reshading", "depth_zbuffer", "edge_texture"]
+    dataset = ShardDataset(tmp_path / "out", "train", inputs)
+    for item, sample in zip(dataset, DatasetReader(tmp_path / "out").iter_samples("train"), strict=True):
+        arrays = expected[sample.sample_id]
+        for m, domain in enumerate(inputs):
+            served = item["image"][m].permute(1, 2, 0).numpy()
+            np.testing.assert_allclose(served, reference_dataset_item(arrays, domain), atol=1e-6, err_msg=domain)
+        np.testing.assert_allclose(item["target"].permute(1, 2, 0).numpy(), reference_dataset_item(arrays, "rgb"),
+                                   atol=1e-6)
+    first = DatasetReader(tmp_path / "out").iter_samples("train").__next__().modalities["depth_zbuffer"]
+    assert first.reshape(H, W)[0, :3].tolist() == [0, 254, 15]  # log(1 + x) * 255 / 11.1, truncated
+
+
+def test_taskonomy_splits_from_the_reference_lists(tmp_path):
+    write_taskonomy(tmp_path / "src", count=6)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train_domain.txt").write_text("".join(f"{{domain}}/point_{i}_view_{i % 2}_domain_{{domain}}.png\n"
+                                                    for i in (0, 1, 2, 3)))
+    (lists / "val_domain.txt").write_text("{domain}/point_4_view_0_domain_{domain}.png")
+    split_lists = {"train": lists / "train_domain.txt", "test": lists / "val_domain.txt"}
+    manifest = convert("taskonomy", tmp_path / "src", tmp_path / "out", split_lists=split_lists, val_fraction=0.0)
+    samples = read_back(tmp_path / "out")
+    assert {i: s.split for i, s in samples.items()} == {
+        "point_0_view_0": "train", "point_1_view_1": "train", "point_2_view_0": "train", "point_3_view_1": "train",
+        "point_4_view_0": "test"}, "point_5 is in no list"
+    assert manifest.source["split_lists"]["test"].endswith("val_domain.txt")
+    carved = convert("taskonomy", tmp_path / "src", tmp_path / "carved", split_lists=split_lists, val_fraction=0.5)
+    assert set(carved.splits) <= {"train", "val", "test"} and carved.rows("test") == 1
+    assert carved.rows("train") + carved.rows("val") == 4
+    (lists / "val_domain.txt").write_text("{domain}/point_9_view_0_domain_{domain}.png\n")
+    with pytest.raises(DatasetError, match=r"1 listed sample\(s\) in no domain folder, e.g. point_9_view_0"):
+        convert("taskonomy", tmp_path / "src", tmp_path / "missing", split_lists=split_lists)
+    (lists / "val_domain.txt").write_text("{domain}/point_0_view_0_domain_{domain}.png\n")
+    with pytest.raises(DatasetError, match=r"val_domain\.txt:1: point_0_view_0 is listed in both 'train' and 'test'"):
+        convert("taskonomy", tmp_path / "src", tmp_path / "twice", split_lists=split_lists)
 
 
 def test_taskonomy_split_is_stable_when_samples_are_added(tmp_path):

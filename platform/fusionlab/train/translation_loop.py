@@ -12,13 +12,14 @@ from fusionlab.config import Config
 from fusionlab.data import Manifest
 from fusionlab.fid import resolve_extractor
 from fusionlab.models import build, build_discriminator
+from fusionlab.models.discriminator import build_branch_discriminator
 
 from .checkpoint import save_checkpoint
 from .context import WorkerContext
 from .device import configure_backends, maybe_compile, to_device, use_fused
 from .loop import autocast, encoder_lr, model_statistics, unwrap
 from .optim import build_optimizer, set_epoch_lr, stage_lr
-from .translation import evaluate_translation, train_epoch
+from .translation import evaluate_translation, scoring_options, train_epoch
 
 EXAMPLES = 4  # validation samples drawn in the image grid
 
@@ -30,11 +31,19 @@ def build_generator(config: Config, manifest: Manifest) -> nn.Module:
 
 
 def build_pair(config: Config, manifest: Manifest) -> tuple[nn.Module, nn.Module]:
+    """The generator and its discriminator (``train.gan.discriminators``: see ``translation``'s docstring)."""
     generator = build_generator(config, manifest)
-    discriminator = build_discriminator(len(config.data.modalities),
-                                        manifest.modalities[manifest.target].channels,
-                                        base=config.train.gan.discriminator_filters)
-    return generator, discriminator
+    out_channels = manifest.modalities[manifest.target].channels
+    base = config.train.gan.discriminator_filters
+    if config.train.gan.discriminators == "per_branch":
+        return generator, build_branch_discriminator(branch_channels(generator), out_channels, base=base)
+    return generator, build_discriminator(len(config.data.modalities), out_channels, base=base)
+
+
+def branch_channels(generator: nn.Module) -> int:
+    """Channels of one branch's input (3; 3 * M for the early-fusion concat's single branch)."""
+    probe = torch.zeros(len(generator.modalities), 1, generator.in_channels, 1, 1)
+    return generator.branch_inputs(probe).shape[2]
 
 
 def discriminator_optimizer(discriminator: nn.Module, config: Config) -> torch.optim.Optimizer:
@@ -122,7 +131,7 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
         if (epoch + 1) % config.train.val_every == 0 or last:
             val_metrics, examples = evaluate_translation(
                 generator, ctx.val_batches(), config.train.fid, ctx.device, manifest, list(config.data.modalities),
-                extractor, ctx.all_gather, keep_examples=EXAMPLES if ctx.rank == 0 else 0)
+                extractor, ctx.all_gather, keep_examples=EXAMPLES if ctx.rank == 0 else 0, **scoring_options(config))
             metrics.update(val_metrics)
             if tracker is not None:
                 tracker.log_translation_examples(examples, list(config.data.modalities), core.branch_names(),
@@ -162,5 +171,6 @@ def test_scores(core: nn.Module, config: Config, manifest: Manifest, device: tor
     dataset = ShardDataset(config.data.path, config.data.test_split, config.data.modalities)
     batches = torch.utils.data.DataLoader(dataset, batch_size=config.train.batch_size)
     metrics, _ = evaluate_translation(core, batches, config.train.fid, device, manifest, list(config.data.modalities),
-                                      extractor, gather=lambda tensor: tensor, prefix="test")
+                                      extractor, gather=lambda tensor: tensor, prefix="test",
+                                      **scoring_options(config))
     return metrics
