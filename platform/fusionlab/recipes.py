@@ -42,6 +42,29 @@ SWITCHES: dict[str, dict[str, Any]] = {
 }
 
 
+# Where the translation reference (yikaiw/CEN image2image_translation) differs from the segmentation one: it adds
+# the L1 term once, resizes every domain bilinearly (PIL) to 286 before its 256 crop, and has no 350-px clamp.
+TRANSLATION_REFERENCE: dict[str, Any] = {
+    "model.cen.penalty": "once",
+    "data.resize": "bilinear",
+    "data.min_short_side": None,
+}
+
+
+def switch_value(key: str, recipe: str, task: str) -> Any:
+    """The value of switch ``key`` in ``recipe`` for ``task`` (segmentation or translation)."""
+    if recipe == "reference" and task == "translation" and key in TRANSLATION_REFERENCE:
+        return TRANSLATION_REFERENCE[key]
+    return SWITCHES[key][recipe]
+
+
+def task_of(backbone: Any) -> str:
+    """Translation runs are the ones on a translation backbone (the U-Nets); the config validates the pairing."""
+    from fusionlab.models import TRANSLATION_BACKBONES
+
+    return "translation" if backbone in TRANSLATION_BACKBONES else "segmentation"
+
+
 def get_dotted(tree: dict[str, Any], key: str) -> tuple[bool, Any]:
     node: Any = tree
     for part in key.split("."):
@@ -58,10 +81,11 @@ def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
     recipe = tree.get("recipe", "fusionlab")
     if recipe not in RECIPE_NAMES:
         return tree  # the schema rejects it with the expected names
-    for key, values in SWITCHES.items():
+    task = task_of(get_dotted(tree, "model.backbone")[1])
+    for key in SWITCHES:
         present, _ = get_dotted(tree, key)
         if not present:
-            tree = set_dotted(tree, key, values[recipe])
+            tree = set_dotted(tree, key, switch_value(key, recipe, task))
     return tree
 
 
@@ -69,6 +93,7 @@ def recipe_label(flat: dict[str, Any]) -> str:
     """``reference`` / ``fusionlab`` when every switch has that recipe's value, else ``custom (key=value, ...)``
     naming the switches that differ from the declared recipe. ``flat``: a config's dotted parameters."""
     declared = flat.get("recipe", "fusionlab")
-    differing = [f"{key}={flat.get(key)}" for key, values in SWITCHES.items()
-                 if key in flat and flat[key] != values[declared]]
+    task = task_of(flat.get("model.backbone"))
+    differing = [f"{key}={flat.get(key)}" for key in SWITCHES
+                 if key in flat and flat[key] != switch_value(key, declared, task)]
     return declared if not differing else f"custom: {declared} but " + ", ".join(differing)

@@ -1,0 +1,60 @@
+"""Recipes: ``recipe`` fills every switch a config leaves unset, an explicit switch wins, and the label says which."""
+
+import pytest
+
+from fusionlab.config import ConfigError, parse_config
+from fusionlab.recipes import SWITCHES, TRANSLATION_REFERENCE, get_dotted, recipe_label
+
+SEGMENTATION = {"data": {"path": "data/x", "modalities": ["rgb", "depth"]}, "model": {"name": "cen"}}
+TRANSLATION = {"data": {"path": "data/x", "modalities": ["normal", "reshading"]},
+               "model": {"name": "cen", "backbone": "unet_mini"}}
+
+
+def parsed(tree, **top):
+    return parse_config({**tree, **top}, require_data=False)
+
+
+@pytest.mark.parametrize("recipe", ["reference", "fusionlab"])
+def test_every_switch_is_a_config_key_filled_from_the_recipe(recipe):
+    flat = parsed(SEGMENTATION, recipe=recipe).flat()
+    for key, values in SWITCHES.items():
+        assert key in flat, key
+        assert flat[key] == values[recipe], key
+    assert recipe_label(flat) == recipe
+
+
+def test_the_default_recipe_is_fusionlab_and_the_two_recipes_differ_in_every_switch():
+    assert parsed(SEGMENTATION).recipe == "fusionlab"
+    assert all(values["reference"] != values["fusionlab"] for values in SWITCHES.values())
+
+
+def test_an_explicit_switch_wins_and_the_label_names_it():
+    config = parsed({**SEGMENTATION, "train": {"amp": "bf16"}}, recipe="reference")
+    assert config.train.amp == "bf16" and config.model.rcu_residual == "post_activation"
+    assert recipe_label(config.flat()) == "custom: reference but train.amp=bf16"
+
+
+def test_translation_runs_get_the_translation_reference_values():
+    config = parsed(TRANSLATION, recipe="reference")
+    flat = config.flat()
+    for key, value in TRANSLATION_REFERENCE.items():
+        assert get_dotted(config.model_dump(mode="json", by_alias=True), key) == (True, value)
+    assert config.model.cen.penalty == "once" and config.train.gan.discriminators == "per_branch"
+    assert recipe_label(flat) == "reference"
+
+
+def test_reference_penalty_pressure_is_the_references_lambda_per_output():
+    reference = parsed(SEGMENTATION, recipe="reference")
+    ours = parsed(SEGMENTATION, recipe="fusionlab")
+    # the reference adds 2e-4 * sum|gamma| for each of M + 1 = 3 outputs; fusionlab once, lambda scaled to match
+    assert reference.model.cen.resolved_lambda(2) == pytest.approx(2e-4)
+    assert ours.model.cen.resolved_lambda(2) == pytest.approx(6e-4)
+    assert reference.model.build_kwargs(2)["l1_lambda"] == pytest.approx(ours.model.build_kwargs(2)["l1_lambda"])
+    assert reference.flat()["model.cen.effective_lambda"] == pytest.approx(6e-4)
+
+
+def test_selecting_on_a_split_that_is_trained_on_is_refused():
+    with pytest.raises(ConfigError, match="train.selection best_val selects on split 'val'"):
+        parsed({**SEGMENTATION, "train": {"selection": "best_val"}}, recipe="reference")
+    with pytest.raises(ConfigError, match="recipe"):
+        parsed(SEGMENTATION, recipe="paper")
