@@ -215,6 +215,47 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _layers(text: str) -> tuple[int, int, int, int]:
+    try:
+        layers = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        layers = ()
+    if len(layers) != 4 or min(layers) < 1:
+        raise argparse.ArgumentTypeError(f"expected four bottleneck counts such as 3,4,23,3, got {text!r}")
+    return layers
+
+
+def cmd_import_checkpoint(args: argparse.Namespace, console: Console) -> int:
+    from rich.markup import escape
+
+    from fusionlab.checkpoint_import import backbone_label, import_checkpoint
+    from fusionlab.models import get_backbone
+    from fusionlab.models.resnet import BackboneSpec
+    from fusionlab.tracking import default_tracking_uri
+
+    backbone = BackboneSpec(args.layers) if args.layers else args.backbone
+    try:
+        get_backbone(backbone)  # an unknown name fails here, before the file is read
+    except ValueError as error:
+        console.print(f"[red]error:[/] --backbone: {escape(str(error))}", highlight=False)
+        return 2
+    result = import_checkpoint(args.model, args.file, backbone=backbone, num_classes=args.num_classes,
+                               modalities=args.modalities,
+                               tracking_uri=args.tracking_uri or default_tracking_uri(args.workdir),
+                               experiment=args.experiment, run_name=args.run_name, data=args.data,
+                               evaluate_splits=args.evaluate, threshold=args.threshold)
+    checkpoint = result.checkpoint
+    best = "-" if checkpoint.best_val is None else f"{checkpoint.best_val:.4g}"
+    console.print(f"imported {escape(args.file)} (sha256 {checkpoint.sha256[:12]}, epoch_start "
+                  f"{checkpoint.epoch_start}, best_val {best}) as {args.model} {backbone_label(backbone)}, "
+                  f"{len(checkpoint.state)} tensors mapped: {result.model_uri}", highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    for key, value in sorted(result.metrics.items()):
+        console.print(f"{key} {value:.4f}", highlight=False)
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.tune.sweep import resume_sweep, start_sweep
 
@@ -452,6 +493,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     predict.add_argument("--overwrite", action="store_true", help="replace an earlier predict output at --out")
     predict.set_defaults(handler=cmd_predict)
+
+    imports = commands.add_parser("import-checkpoint", help="log a CEN / AsymFusion reference checkpoint "
+                                  "(.pth.tar) as a model that evaluate, predict and promote can use")
+    imports.add_argument("model", choices=["cen", "asymfusion"])
+    imports.add_argument("file", help="the reference's checkpoint (model-best.pth.tar: segmenter, epoch_start, "
+                                      "best_val)")
+    depth = imports.add_mutually_exclusive_group(required=True)
+    depth.add_argument("--backbone", help="resnet50, resnet101 or resnet152 (the reference's -enc 50/101/152)")
+    depth.add_argument("--layers", type=_layers, help="bottlenecks per stage at the standard widths instead of a "
+                                                      "named backbone, e.g. 2,2,2,2")
+    imports.add_argument("--num-classes", type=int, required=True)
+    imports.add_argument("--modalities", type=_csv, default=["rgb", "depth"],
+                         help="in the reference's order: its branch m is the m-th (default rgb,depth)")
+    imports.add_argument("--threshold", type=float, default=2e-2, help="cen: the exchange threshold it was trained "
+                                                                      "with (the reference's bn_threshold)")
+    imports.add_argument("--data", default=None, help="the dataset it will be used on: its input encodings and "
+                                                      "classes (default: NYUDv2's, as the references)")
+    imports.add_argument("--evaluate", action="append", default=[], metavar="SPLIT",
+                         help="score the model on this split of --data and log <split>/miou etc. (repeatable)")
+    imports.add_argument("--experiment", default="imports", help="MLflow experiment of the run")
+    imports.add_argument("--run-name", default=None)
+    imports.set_defaults(handler=cmd_import_checkpoint)
 
     tune = commands.add_parser("tune", help="Optuna + ASHA search over the config's search section (Ray Tune)")
     tune.add_argument("config", nargs="?")

@@ -77,10 +77,23 @@ def encoder_state_from_torchvision(
     return state
 
 
-def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> None:
-    """Copy torchvision-format ResNet weights into every encoder of ``model`` (strictly, in place)."""
-    origin = "state dict" if isinstance(source, Mapping) else str(source)
-    weights = dict(source) if isinstance(source, Mapping) else read_state_dict(source)
+def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping[str, torch.Tensor],
+                         version: str = "any", arch: str | None = None) -> None:
+    """Copy torchvision-format ResNet weights into every encoder of ``model`` (strictly, in place).
+
+    A file is first identified by its sha256 and refused unless it is the ImageNet release ``version`` asks for
+    (``any``: every file; ``arch``, the backbone, only narrows the files an error lists); what was found is kept as
+    ``model.pretrained_file`` for the run's record."""
+    from .pretrained_release import ANY, PretrainedReleaseError, check_pretrained_release
+
+    if isinstance(source, Mapping):
+        if version != ANY:
+            raise PretrainedReleaseError(f"an in-memory state dict has no file to check against pretrained "
+                                         f"version {version}; pass the file, or version 'any'")
+        origin, weights, found = "state dict", dict(source), None
+    else:
+        found = check_pretrained_release(source, version, arch)
+        origin, weights = str(source), read_state_dict(source)
     encoders = model.encoders()
     if not encoders:
         raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet encoder to load weights into")
@@ -89,3 +102,5 @@ def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping
         state = encoder_state_from_torchvision(weights, target, origin)
         keep_own = {k: v for k, v in target.items() if k not in state}  # only optional counters
         encoder.load_state_dict({**keep_own, **state}, strict=True)
+    if found is not None:
+        model.pretrained_file = found

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Sequence
 
+from .resnet import BackboneSpec
 from .segmenter import FusionModel
 
 TASKS = ("segmentation", "translation")
@@ -47,14 +48,15 @@ def list_models(pattern: str = "*", task: str | None = "segmentation") -> list[s
 def build(
     name: str,
     *,
-    backbone: str | None = None,
+    backbone: str | BackboneSpec | None = None,
     num_classes: int,
     modalities: Sequence[str],
     task: str = "segmentation",
     **params,
 ) -> FusionModel:
     """Build a registered model of ``task``. ``num_classes`` is the output channels for translation; ``backbone``
-    defaults to the task's (``resnet50``, ``pix2pix_unet``); ``params`` are the model's own keyword arguments."""
+    defaults to the task's (``resnet50``, ``pix2pix_unet``); a segmentation model also takes a ``BackboneSpec``
+    (any ``layers``); ``params`` are the model's own keyword arguments."""
     models = _task_models(task)
     try:
         constructor = models[name]

@@ -39,7 +39,10 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-def get_backbone(name: str) -> BackboneSpec:
+def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
+    """A named backbone, or ``name`` itself when it is a BackboneSpec (any ``layers``, e.g. the golden vectors')."""
+    if isinstance(name, BackboneSpec):
+        return name
     try:
         return BACKBONES[name]
     except KeyError:

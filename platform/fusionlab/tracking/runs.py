@@ -35,13 +35,16 @@ RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionla
 SELECTION_TAG = "fusionlab.selection"  # train.selection: best_val | best_test | last
 KIND_TAG = "fusionlab.kind"  # "train" for a training run; "sweep" / "grid" for a parent run
 MODEL_NAME = "model"
+PRETRAINED_SHA256_TAG = "fusionlab.pretrained.sha256"  # the model.pretrained file's
+PRETRAINED_RELEASE_TAG = "fusionlab.pretrained.release"  # e.g. "resnet101 imagenet1k_v1", or "unknown"
 # The MLflow UI opens an experiment of this kind on its runs table (not the GenAI traces overview).
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
-    """What every training run records about its data and model (read by ``promote`` and ``report``)."""
-    return {
+    """What every training run records about its data and model (read by ``promote`` and ``report``), and the
+    ImageNet file its encoder started from (``model.pretrained_file``, set when it was loaded)."""
+    tags = {
         KIND_TAG: "train",
         "fusionlab.dataset": manifest.name,
         "fusionlab.task": manifest.task,
@@ -49,6 +52,11 @@ def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
         "fusionlab.parameters": str(sum(p.numel() for p in model.parameters())),
         "fusionlab.modalities": ",".join(model.modalities),
     }
+    pretrained = getattr(model, "pretrained_file", None)
+    if pretrained is not None:
+        tags[PRETRAINED_SHA256_TAG] = pretrained.sha256
+        tags[PRETRAINED_RELEASE_TAG] = f"{pretrained.arch} {pretrained.release}" if pretrained.release else "unknown"
+    return tags
 
 
 def default_tracking_uri(workdir: str | os.PathLike) -> str:

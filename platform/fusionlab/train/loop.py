@@ -27,7 +27,7 @@ def build_model(config: Config, manifest: Manifest) -> FusionModel:
     model = build(config.model.name, backbone=config.model.backbone, num_classes=manifest.label.num_classes,
                   modalities=config.data.modalities, **config.model.build_kwargs(len(config.data.modalities)))
     if config.model.pretrained:
-        load_imagenet_resnet(model, config.model.pretrained)
+        load_imagenet_resnet(model, config.model.pretrained, config.model.pretrained_version, config.model.backbone)
     return model
 
 
