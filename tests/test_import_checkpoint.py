@@ -59,7 +59,8 @@ def own_predictions(golden: Golden, data) -> tuple[torch.Tensor, torch.Tensor]:
     batch = next(iter(torch.utils.data.DataLoader(ShardDataset(data, "test", ["rgb", "depth"]), batch_size=8)))
     with torch.no_grad():
         ensemble = model(batch["image"].transpose(0, 1)).ensemble
-    logits = F.interpolate(ensemble, size=SIZE, mode="bilinear", align_corners=False)
+    # scored as the references score: cv2.resize(INTER_CUBIC) of the logits = torch's bicubic, half-pixel centres
+    logits = F.interpolate(ensemble, size=SIZE, mode="bicubic", align_corners=False)
     return logits.argmax(1), batch["label"]
 
 
@@ -96,7 +97,7 @@ def test_the_run_records_the_model_and_its_source(imported):
     assert params["model.name"] == "cen" and params["model.backbone"] == "resnet-layers-2-2-2-2"
     assert params["model.num_classes"] == "40" and params["data.modalities"] == "['rgb', 'depth']"
     assert params["recipe"] == "reference" and params["model.rcu_residual"] == "post_activation"
-    assert params["model.cen.threshold"] == "0.02"
+    assert params["model.cen.threshold"] == "0.02" and params["model.eval_upsample"] == "bicubic"
     assert params["import.sha256"] == hashlib.sha256(imported["checkpoint"].read_bytes()).hexdigest()
     assert params["import.file"] == str(imported["checkpoint"].resolve())
     assert params["import.epoch_start"] == str(EPOCH_START) and float(params["import.best_val"]) == BEST_VAL

@@ -29,6 +29,7 @@ from fusionlab.recipes import SWITCHES
 RECIPE = "reference"
 # The references keep the epoch with the best mIoU on their "val" list, which is NYUDv2's 654-image test split.
 SELECTION = "best_test"
+EVAL_UPSAMPLE = SWITCHES["model.eval_upsample"][RECIPE]  # the references score cv2.resize(INTER_CUBIC) logits
 REFERENCE_THRESHOLD = 2e-2  # yikaiw/CEN's segmentation bn_threshold
 
 
@@ -94,7 +95,8 @@ def model_params(name: str, model: FusionModel, backbone: str | BackboneSpec, ch
     params: dict[str, object] = {
         "recipe": RECIPE, "model.name": name, "model.backbone": backbone_label(backbone),
         "model.layers": list(spec.layers), "model.num_classes": model.num_classes,
-        "model.rcu_residual": SWITCHES["model.rcu_residual"][RECIPE], "data.modalities": list(model.modalities),
+        "model.rcu_residual": SWITCHES["model.rcu_residual"][RECIPE], "model.eval_upsample": EVAL_UPSAMPLE,
+        "data.modalities": list(model.modalities),
         "data.path": str(data) if data is not None else None,
         "import.file": str(Path(checkpoint.path).resolve()), "import.sha256": checkpoint.sha256,
         "import.epoch_start": checkpoint.epoch_start, "import.best_val": checkpoint.best_val,
@@ -126,11 +128,11 @@ def import_checkpoint(name: str, path: str | os.PathLike, *, backbone: str | Bac
     load_reference_state(model, checkpoint.state, str(path), get_backbone(backbone))
     metrics = {}
     for split in evaluate_splits:
-        scores = evaluate(servable(model, manifest), data, split)
+        scores = evaluate(servable(model, manifest, EVAL_UPSAMPLE), data, split)
         metrics.update({f"{split}/{key}": value for key, value in scores.items()})
     run_name = run_name or f"{name}-{backbone_label(backbone)}-reference-{checkpoint.sha256[:8]}"
     run_id = log_imported_model(tracking_uri, experiment, run_name, model, manifest,
                                 params=model_params(name, model, backbone, checkpoint, data), source=str(path),
                                 sha256=checkpoint.sha256, recipe=RECIPE, selection=SELECTION, metrics=metrics,
-                                dataset_known=data is not None)
+                                dataset_known=data is not None, upsample=EVAL_UPSAMPLE)
     return ImportResult(run_id, model_uri(run_id), checkpoint, metrics, notes)

@@ -104,6 +104,9 @@ class ModelConfig(Section):
     pretrained_version: Literal["imagenet1k_v1", "imagenet1k_v2", "any"] = "any"
     # RefineNet's residual conv unit adds back relu(x) (the references' in-place ReLU) or x (Light-Weight RefineNet)
     rcu_residual: Literal["post_activation", "pre_activation"] = "pre_activation"
+    # How validation, test scores and the logged model upsample the 1/4-resolution logits to the label's size:
+    # bicubic as the references' cv2.resize(INTER_CUBIC), or bilinear (also what the training loss uses).
+    eval_upsample: Literal["bilinear", "bicubic"] = "bilinear"
     cen: CenConfig = CenConfig()
     asymfusion: AsymFusionConfig = AsymFusionConfig()
 

@@ -19,6 +19,9 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "model.rcu_residual": {"reference": "post_activation", "fusionlab": "pre_activation"},
     # CEN's L1 term: added once per output (M branches + the ensemble) as the references do, or once.
     "model.cen.penalty": {"reference": "per_output", "fusionlab": "once"},
+    # Segmentation scores (validation, test, the logged model): logits upsampled bicubically, as the references'
+    # cv2.resize(INTER_CUBIC), or bilinearly.
+    "model.eval_upsample": {"reference": "bicubic", "fusionlab": "bilinear"},
     # Which torchvision ImageNet file model.pretrained must be (the references trained from the v1 weights).
     "model.pretrained_version": {"reference": "imagenet1k_v1", "fusionlab": "any"},
     # After the random scale the shorter side is clamped to at least this many pixels (None: no clamp).

@@ -21,7 +21,8 @@ SOURCE_SHA256_TAG = "fusionlab.import.sha256"
 
 def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionModel, manifest: Manifest, *,
                        params: dict[str, Any], source: str, sha256: str, recipe: str, selection: str,
-                       metrics: dict[str, float] | None = None, dataset_known: bool = True) -> str:
+                       metrics: dict[str, float] | None = None, dataset_known: bool = True,
+                       upsample: str = "bilinear") -> str:
     """Create a finished run holding ``model`` (logged for ``manifest``'s inputs and classes) and return its id.
 
     ``dataset_known=False``: ``manifest`` only describes the inputs (no dataset was given), so the run records no
@@ -41,7 +42,7 @@ def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionMo
     try:
         if metrics:
             tracker.log_metrics(metrics, step=0)
-        tracker.log_model(model, manifest)
+        tracker.log_model(model, manifest, upsample)
     except BaseException:
         tracker.close("FAILED")
         raise

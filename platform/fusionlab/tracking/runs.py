@@ -126,7 +126,7 @@ class RunTracker:
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_final(self, model: FusionModel, manifest: Manifest, confusion: torch.Tensor | None,
-                  examples: list[dict[str, torch.Tensor]]) -> None:
+                  examples: list[dict[str, torch.Tensor]], upsample: str = "bilinear") -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
             figures = [
@@ -140,7 +140,7 @@ class RunTracker:
             for figure in figures:
                 if figure is not None:
                     self.client.log_artifact(self.run_id, str(figure), artifact_path="plots")
-        self.log_model(model, manifest)
+        self.log_model(model, manifest, upsample)
 
     def log_translation_examples(self, examples: list[dict[str, Any]], modalities: list[str],
                                  branch_names: list[str], artifact_file: str) -> None:
@@ -164,8 +164,8 @@ class RunTracker:
                     self.client.log_artifact(self.run_id, str(figure), artifact_path="plots")
         self.log_translation_model(model, manifest)
 
-    def log_model(self, model: FusionModel, manifest: Manifest) -> None:
-        predictor = servable(model.cpu().eval(), manifest)
+    def log_model(self, model: FusionModel, manifest: Manifest, upsample: str = "bilinear") -> None:
+        predictor = servable(model.cpu().eval(), manifest, upsample)
         height, width = manifest.image_size or (64, 64)
         example = torch.zeros(2, len(model.modalities), model.in_channels, height, width)  # batch >= 2: see DESIGN
         self._log_pytorch(predictor, example)
@@ -214,13 +214,14 @@ def model_requirements() -> list[str]:
             f"fusionlab=={version('fusionlab')}"]
 
 
-def servable(model: FusionModel, manifest: Manifest) -> SegmentationPredictor:
-    """The model as it is logged: with the inputs' encodings and normalisation and the class names."""
+def servable(model: FusionModel, manifest: Manifest, upsample: str = "bilinear") -> SegmentationPredictor:
+    """The model as it is logged: with the inputs' encodings and normalisation, the class names and how its logits
+    are upsampled to the input's size (``model.eval_upsample``)."""
     specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities
              if name in manifest.modalities}
     label = manifest.label
     return SegmentationPredictor(model, specs, label.classes if label else None,
-                                 label.ignore_index if label else 255)
+                                 label.ignore_index if label else 255, upsample)
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationPredictor:
