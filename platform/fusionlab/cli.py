@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from fusionlab.errors import FusionlabError
+
 
 def _csv(text: str) -> list[str]:
     items = [item.strip() for item in text.split(",") if item.strip()]
@@ -84,8 +86,19 @@ def cmd_data_convert(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.data.converters import convert
 
     options = {"val_fraction": args.val_fraction} if args.val_fraction is not None else {}
+    if args.encoding is not None:
+        options["encoding"] = args.encoding
+    if args.split_list:
+        options["split_lists"] = dict(parse_split_list(item) for item in args.split_list)
     convert(args.kind, args.src, args.out, overwrite=args.overwrite, **options)
     return cmd_data_inspect(argparse.Namespace(dir=args.out, verify=False), console)
+
+
+def parse_split_list(item: str) -> tuple[str, str]:
+    split, sep, path = item.partition("=")
+    if not sep or not split or not path:
+        raise FusionlabError(f"--split-list expects SPLIT=FILE (e.g. train=train_domain.txt), got {item!r}")
+    return split, path
 
 
 def cmd_data_inspect(args: argparse.Namespace, console: Console) -> int:
@@ -458,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true")
     convert.add_argument("--val-fraction", type=float, default=None,
                          help="nyudv2/sunrgbd: fraction of train carved out as the val split (default 0.1)")
+    convert.add_argument("--encoding", choices=["reference", "raw"], default=None,
+                         help="taskonomy: the reference's depth/edge encoding (default) or the files' own values")
+    convert.add_argument("--split-list", action="append", metavar="SPLIT=FILE",
+                         help="taskonomy: take a split's samples from a list file, as the reference's data/*.txt "
+                              "(repeat: --split-list train=train_domain.txt --split-list test=val_domain.txt)")
     convert.set_defaults(handler=cmd_data_convert)
     inspect = data_commands.add_parser("inspect", help="summarise a dataset; --verify checks every checksum")
     inspect.add_argument("dir")
@@ -558,7 +576,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from fusionlab.config import ConfigError
     from fusionlab.data import DatasetError
-    from fusionlab.errors import FusionlabError
 
     args = build_parser().parse_args(argv)
     console = Console(width=max(Console().width, 160))

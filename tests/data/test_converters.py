@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from fusionlab.data import DatasetError, DatasetReader
+from fusionlab.data import DatasetError, DatasetReader, Manifest
 from fusionlab.data.converters import CONVERTERS, convert
 from fusionlab.data.converters.common import split_of
 from fusionlab.data.converters.nyudv2 import NYU40_CLASSES
@@ -441,3 +441,20 @@ def test_validation_split_is_carved_from_train_only(tmp_path):
     assert splits == {sid: split_of(sid, 0.3) for sid in splits}
     assert 0 < list(splits.values()).count("val") < len(splits)
     assert manifest.source["val_from_train"] == 0.3
+
+
+def test_taskonomy_lists_and_encoding_from_the_command_line(tmp_path, capsys):
+    from fusionlab.cli import main
+
+    write_taskonomy(tmp_path / "src", count=3)
+    (tmp_path / "train.txt").write_text("{domain}/point_0_view_0_domain_{domain}.png\n"
+                                        "{domain}/point_1_view_1_domain_{domain}.png\n")
+    (tmp_path / "test.txt").write_text("{domain}/point_2_view_0_domain_{domain}.png\n")
+    assert main(["data", "convert", "taskonomy", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
+                 "--split-list", f"train={tmp_path / 'train.txt'}", "--split-list", f"test={tmp_path / 'test.txt'}",
+                 "--encoding", "raw", "--val-fraction", "0"]) == 0
+    manifest = Manifest.load(tmp_path / "out")
+    assert manifest.source["encoding"] == "raw" and (manifest.rows("train"), manifest.rows("test")) == (2, 1)
+    assert main(["data", "convert", "taskonomy", str(tmp_path / "src"), "--out", str(tmp_path / "bad"),
+                 "--split-list", "train.txt"]) != 0
+    assert "--split-list expects SPLIT=FILE" in capsys.readouterr().out
