@@ -32,8 +32,10 @@ def only_run(uri: str, experiment: str):
     return client, runs[0]
 
 
-def metric_history(client, run_id: str, key: str) -> list[float]:
-    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+def metric_history(client, run_id: str, key: str, epochs: int | None = None) -> list[float]:
+    """The values by step; ``epochs``: only the per-epoch ones (the selected epoch's are logged again after them)."""
+    ordered = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+    return [m.value for m in ordered if epochs is None or m.step < epochs]
 
 
 def untrained_val_miou(config, data) -> float:
@@ -50,27 +52,48 @@ def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray
     assert run.info.status == "FINISHED"
     assert run.data.params["model.name"] == "cen" and run.data.params["model.cen.lambda"] == "0.0002"
     assert run.data.params["resources.num_workers"] == "2"
-    history = metric_history(client, run.info.run_id, "val/miou")
+    history = metric_history(client, run.info.run_id, "val/miou", epochs=5)
     assert len(history) == 5
+    selected = int(run.data.metrics["selected_epoch"])
+    assert run.data.tags["fusionlab.selection"] == "best_val" and history[selected] == max(history)
     # Learning, judged against the same network untrained (same seed, same evaluation path): epoch-to-epoch val
     # mIoU on 8 images swings by a few points with the order Ray Data hands out batches, this gap does not.
     untrained = untrained_val_miou(config, small_synthetic)
-    assert history[-1] > untrained + 0.05, f"val mIoU {history} should beat the untrained model's {untrained:.3f}"
+    assert max(history) > untrained + 0.05, f"val mIoU {history} should beat the untrained model's {untrained:.3f}"
     losses = metric_history(client, run.info.run_id, "train/loss")
     assert losses[-1] < 0.9 * losses[0], f"train loss should fall: {losses}"
     for key in ("train/loss", "val/pixel_acc", "val/mean_acc", "val/rgb/miou", "val/depth/miou",
                 "exchange/fraction/encoder.layer1.0.bn2", "alpha/rgb"):
-        assert len(client.get_metric_history(run.info.run_id, key)) == 5, key
+        assert len(metric_history(client, run.info.run_id, key, epochs=5)) == 5, key
     plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"gamma_histograms.png", "exchange_by_layer.png", "confusion_matrix.png", "predictions.png"}
     for name in plots:
         local = client.download_artifacts(run.info.run_id, f"plots/{name}", str(tmp_path / "dl"))
         assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # The logged model is the selected epoch's: it scores on val what that epoch logged, which is also the final
+    # value of each val metric (logged again after the last epoch).
     predictor = load_model(f"runs:/{run.info.run_id}/model", default_tracking_uri(tmp_path))
     metrics = evaluate(predictor, small_synthetic, "val")
-    assert metrics["miou"] == pytest.approx(run.data.metrics["val/miou"], abs=1e-6)
-    assert metrics["pixel_acc"] == pytest.approx(run.data.metrics["val/pixel_acc"], abs=1e-6)
+    assert metrics["miou"] == pytest.approx(history[selected], abs=1e-6)
+    assert run.data.metrics["val/miou"] == history[selected]
+    pixel_acc = metric_history(client, run.info.run_id, "val/pixel_acc", epochs=5)[selected]
+    assert metrics["pixel_acc"] == pytest.approx(pixel_acc, abs=1e-6)
+
+
+def test_best_test_on_ray_evaluates_the_test_split_every_epoch(small_synthetic, tmp_path, ray_local):
+    config = parse_config(config_tree(small_synthetic, train={"epochs": 2, "selection": "best_test"},
+                                      resources={"num_workers": 2}, tracking={"experiment": "best-test"}))
+    run_ray(config, tmp_path)
+    client, run = only_run(default_tracking_uri(tmp_path), "best-test")
+    assert run.data.tags["fusionlab.selection"] == "best_test" and run.data.tags["fusionlab.selection_split"] == "test"
+    assert not any(key.startswith("val/") for key in run.data.metrics), "test scores are never called val"
+    per_epoch = metric_history(client, run.info.run_id, "test/miou", epochs=2)
+    selected = int(run.data.metrics["selected_epoch"])
+    assert len(per_epoch) == 2 and per_epoch[selected] == max(per_epoch) == run.data.metrics["test/miou"]
+    # each worker scored its share of the test split (Ray Data), summed: the logged model's figure on all of it
+    predictor = load_model(f"runs:/{run.info.run_id}/model", default_tracking_uri(tmp_path))
+    assert evaluate(predictor, small_synthetic, "test")["miou"] == pytest.approx(per_epoch[selected], abs=1e-6)
 
 
 def kill_tree(process: subprocess.Popen, marker: str) -> None:
@@ -134,7 +157,7 @@ def test_translation_on_two_workers_scores_fid_over_the_whole_split(tmp_path, ra
     run_ray(parse_config(tree), tmp_path / "runs")
     client, run = only_run(default_tracking_uri(tmp_path / "runs"), "translation-e2e")
     assert run.info.status == "FINISHED" and run.data.tags["fusionlab.task"] == "translation"
-    assert len(client.get_metric_history(run.info.run_id, "val/fid")) == 2
+    assert len(metric_history(client, run.info.run_id, "val/fid", epochs=2)) == 2
 
     predictor = load_model(f"runs:/{run.info.run_id}/model", default_tracking_uri(tmp_path / "runs"))
     dataset = ShardDataset(data, "val", ["normal", "reshading"])
@@ -145,5 +168,6 @@ def test_translation_on_two_workers_scores_fid_over_the_whole_split(tmp_path, ra
     extractor = LocalFeatures()
     expected_fid = frechet_distance(extractor.features(targets), extractor.features(generated))
     expected_l1 = float((2 * (generated - targets)).abs().mean())
+    # the logged generator is the selected epoch's, whose val figures are the final ones
     assert run.data.metrics["val/fid"] == pytest.approx(expected_fid, rel=1e-3)
     assert run.data.metrics["val/l1"] == pytest.approx(expected_l1, rel=1e-3)

@@ -90,7 +90,9 @@ def test_cen_translation_learns_and_logs_fid_kid_and_image_grids(translation_dat
     assert run.data.tags["fusionlab.fid_features"].startswith("local-"), "FID without Inception is labelled"
     assert {"test/fid", "test/kid", "test/l1", "test/normal/fid"} <= set(run.data.metrics)
     history = client.get_metric_history(run.info.run_id, "val/fid")
-    assert sorted(m.step for m in history) == list(range(6))
+    assert sorted(m.step for m in history) == list(range(7)), "every epoch, and the selected one's again at step 6"
+    selected = int(run.data.metrics["selected_epoch"])
+    assert run.data.metrics["val/fid"] == min(r["val/fid"] for r in reports) == reports[selected]["val/fid"]
 
     artifacts = artifact_paths(client, run.info.run_id)
     assert {f"images/epoch_{epoch:04d}.png" for epoch in range(6)} <= set(artifacts)

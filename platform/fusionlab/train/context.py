@@ -20,6 +20,7 @@ from fusionlab.data.transforms import Augment
 
 from .checkpoint import load_checkpoint
 from .progress import format_progress
+from .selection import evaluation_split
 
 Batch = dict[str, torch.Tensor]
 
@@ -31,7 +32,7 @@ class WorkerContext(Protocol):
 
     def prepare_model(self, model: nn.Module) -> nn.Module: ...
     def train_batches(self, epoch: int) -> Iterable[Batch]: ...
-    def val_batches(self) -> Iterable[Batch]: ...
+    def val_batches(self) -> Iterable[Batch]: ...  # the per-epoch evaluation: selection.evaluation_split
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
     def all_gather(self, tensor: torch.Tensor) -> torch.Tensor: ...
     def restore(self) -> dict[str, Any] | None: ...
@@ -59,7 +60,7 @@ class LocalContext:
         modalities = config.data.modalities
         self.train_set = ShardDataset(config.data.path, config.data.train_split, modalities, seed=config.train.seed)
         self.train_set.augment = training_augment(config, self.train_set.manifest.image_size)
-        self.val_set = ShardDataset(config.data.path, config.data.val_split, modalities)
+        self.val_set = ShardDataset(config.data.path, evaluation_split(config), modalities)
         self.checkpoint_root = Path(checkpoint_root)
         self.reports: list[dict[str, Any]] = []
 

@@ -12,6 +12,7 @@ from fusionlab.data import Manifest
 
 from .context import LocalContext, RayWorkerContext, training_augment
 from .loop import train_loop
+from .selection import evaluation_split
 
 
 def tracking_uri(config: Config, workdir: Path) -> str:
@@ -131,7 +132,7 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     augment = training_augment(config, manifest.image_size)
     datasets = {
         "train": ray_split_dataset(config.data.path, config.data.train_split, config.data.modalities, augment),
-        "val": ray_split_dataset(config.data.path, config.data.val_split, config.data.modalities).materialize(),
+        "val": ray_split_dataset(config.data.path, evaluation_split(config), config.data.modalities).materialize(),
     }
     use_gpu = config.resources.use_gpu
     if use_gpu == "auto":

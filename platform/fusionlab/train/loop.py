@@ -21,6 +21,9 @@ from .device import EpochTotals, batch_to_device, configure_backends, maybe_comp
 from .losses import segmentation_loss, upsample
 from .metrics import ConfusionMatrix, scores
 from .optim import build_optimizer, set_epoch_lr
+from .selection import Selection, evaluation_prefix, selection_tags
+
+EXAMPLES = 4  # evaluation samples drawn in the predictions plot
 
 
 def build_model(config: Config, manifest: Manifest) -> FusionModel:
@@ -44,10 +47,17 @@ def freeze_batchnorm(model: nn.Module) -> None:
             module.eval()
 
 
-def autocast(config: Config, device: torch.device):
+def autocast_dtype(config: Config, device: torch.device) -> torch.dtype | None:
+    """The forward's autocast precision: ``train.amp`` off (the reference recipe) is fp32 on every device, auto is
+    bf16 on CUDA only."""
     if config.train.amp == "off" or (config.train.amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+        return None
+    return torch.bfloat16
+
+
+def autocast(config: Config, device: torch.device):
+    dtype = autocast_dtype(config, device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def encoder_lr(optimizer: torch.optim.Optimizer) -> float:
@@ -80,8 +90,10 @@ def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: Worke
 
 @torch.no_grad()
 def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, manifest: Manifest,
-             keep_examples: int = 0) -> tuple[dict[str, float], torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """Metrics for every branch and the ensemble from confusion matrices summed over all workers."""
+             keep_examples: int = 0, prefix: str = "val"
+             ) -> tuple[dict[str, float], torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Metrics for every branch and the ensemble (``<prefix>/miou``) from confusion matrices summed over all
+    workers."""
     core = unwrap(model)
     model.eval()
     names = core.branch_names()
@@ -93,9 +105,9 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
         label = batch["label"].to(ctx.device)
         with autocast(config, ctx.device):
             output = model(image)
-        size = tuple(label.shape[-2:])
-        predictions = [upsample(b.float(), size).argmax(1) for b in output.branches]
-        predictions.append(upsample(output.ensemble.float(), size).argmax(1))
+        size, mode = tuple(label.shape[-2:]), config.model.eval_upsample
+        predictions = [upsample(b.float(), size, mode).argmax(1) for b in output.branches]
+        predictions.append(upsample(output.ensemble.float(), size, mode).argmax(1))
         for matrix, prediction in zip(matrices, predictions, strict=True):
             matrix.update(prediction, label)
         if len(examples) < keep_examples:
@@ -105,8 +117,8 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
     metrics = {}
     stacked = ctx.all_reduce_sum(torch.stack([m.matrix for m in matrices]))
     for name, matrix in zip([*names, None], stacked, strict=True):
-        prefix = "val" if name is None else f"val/{metric_safe(name)}"
-        metrics.update({f"{prefix}/{key}": value for key, value in scores(matrix).items()})
+        key_prefix = prefix if name is None else f"{prefix}/{metric_safe(name)}"
+        metrics.update({f"{key_prefix}/{key}": value for key, value in scores(matrix).items()})
     return metrics, stacked[-1].cpu(), examples
 
 
@@ -136,7 +148,7 @@ def test_scores(core: FusionModel, config: Config, manifest: Manifest, device: t
 
     from .evaluate import evaluate
 
-    predictor = servable(core, manifest).to(device)
+    predictor = servable(core, manifest, config.model.eval_upsample).to(device)
     metrics = evaluate(predictor, config.data.path, config.data.test_split, device=device)
     return {f"test/{key}": value for key, value in metrics.items()}
 
@@ -154,11 +166,14 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     model = to_device(build_model(config, manifest), config.train, ctx.device)  # before the (fused) optimiser
     optimizer = build_optimizer(model, config.train)
     start_epoch, history = 0, []
+    selection = Selection.for_run(config, "miou", lower_is_better=False, keep_state=ctx.rank == 0)
     state = ctx.restore()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"] + 1, state["history"]
+        selection.load_state_dict(state.get("selection"), state["epoch"], model)
+    del state  # the restored tensors: not kept for the whole run beside the live ones
     model = maybe_compile(ctx.prepare_model(model), config.train)
     core = unwrap(model)
 
@@ -167,11 +182,10 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         from fusionlab.tracking import RunTracker
         from fusionlab.tracking.runs import run_tags
 
-        tags = {**run_tags(manifest, core), **payload.get("tags", {})}
+        tags = {**run_tags(manifest, core), **selection_tags(config), **payload.get("tags", {})}
         tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags)
         tracker.catch_up(history)  # epochs checkpointed before an interruption but not yet logged
 
-    last_matrix, examples = None, []
     if history and start_epoch >= config.train.epochs:
         # Restored after its last epoch (a sweep killed between the run's end and Tune recording it): report the
         # final metrics again, so the relaunched trial ends with its result instead of an empty one.
@@ -183,9 +197,11 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         metrics: dict[str, Any] = {"epoch": epoch, "train/loss": loss}
         last = epoch == config.train.epochs - 1
         if (epoch + 1) % config.train.val_every == 0 or last:
-            val_metrics, last_matrix, examples = validate(model, ctx.val_batches(), config, ctx, manifest,
-                                                          keep_examples=4 if last else 0)
+            val_metrics, matrix, examples = validate(model, ctx.val_batches(), config, ctx, manifest,
+                                                     keep_examples=EXAMPLES if ctx.rank == 0 else 0,
+                                                     prefix=evaluation_prefix(config))
             metrics.update(val_metrics)
+            selection.offer(epoch, val_metrics, core, final=last, matrix=matrix, examples=examples)
         metrics.update(model_statistics(core))
         history.append(metrics)
         checkpoint_dir = None
@@ -193,6 +209,7 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
             checkpoint_dir = ctx.new_checkpoint_dir()
             save_checkpoint(checkpoint_dir, {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                                              "epoch": epoch, "history": history,
+                                             "selection": selection.state_dict(epoch),
                                              "config": config.model_dump(mode="json", by_alias=True)})
         ctx.report(metrics, checkpoint_dir)  # persisted before it is logged: a crash never logs an epoch twice
         if checkpoint_dir is not None and checkpoint_dir.exists():
@@ -201,10 +218,13 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
             tracker.log_epoch(metrics)
 
     if tracker is not None:
-        if start_epoch < config.train.epochs:  # the final model, test scores and plots, once
+        if start_epoch < config.train.epochs:  # the selected model, its test scores and plots, once
+            selection.load_into(core)
+            final = selection.final_metrics()
             test_split = config.data.test_split
-            if test_split and test_split in manifest.splits:
-                scores_ = test_scores(core, config, manifest, ctx.device)
-                tracker.log_metrics(scores_, step=config.train.epochs - 1)
-            tracker.log_final(core, manifest, last_matrix, examples)
+            if selection.mode != "best_test" and test_split and test_split in manifest.splits:
+                final.update(test_scores(core, config, manifest, ctx.device))
+            tracker.log_metrics(final, step=selection.final_step(config.train.epochs))
+            tracker.log_final(core, manifest, selection.extras.get("matrix"), selection.extras.get("examples", []),
+                              config.model.eval_upsample)
         tracker.close()

@@ -9,11 +9,12 @@ import torch.nn.functional as F
 from fusionlab.models import FusionModel, FusionOutput
 
 
-def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Logits at 1/4 resolution -> the label's resolution (bilinear, as the references)."""
+def upsample(logits: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Logits at 1/4 resolution -> the label's resolution: bilinear, as the references' training loss; scoring may
+    ask for bicubic (``model.eval_upsample``), as the references' cv2.resize(INTER_CUBIC) evaluation."""
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(logits, size=size, mode=mode, align_corners=False)
 
 
 def segmentation_loss(output: FusionOutput, label: torch.Tensor, model: FusionModel,

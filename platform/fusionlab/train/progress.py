@@ -7,11 +7,12 @@ from typing import Any
 
 def format_progress(metrics: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {int(metrics['epoch']) + 1}/{epochs}", f"train/loss {metrics['train/loss']:.4f}"]
-    if "val/miou" in metrics:
-        parts.append(f"val/miou {metrics['val/miou']:.4f}")
-    for key in ("val/l1", "val/fid", "val/kid"):  # translation
-        if key in metrics:
-            parts.append(f"{key} {metrics[key]:.4g}")
+    for split in ("val", "test"):  # test: the per-epoch evaluation under train.selection best_test
+        if f"{split}/miou" in metrics:
+            parts.append(f"{split}/miou {metrics[f'{split}/miou']:.4f}")
+        for key in (f"{split}/l1", f"{split}/fid", f"{split}/kid"):  # translation
+            if key in metrics:
+                parts.append(f"{key} {metrics[key]:.4g}")
     if "exchange/fraction" in metrics:
         parts.append(f"exchanged {metrics['exchange/fraction']:.1%}")
     return "[fusionlab] " + "  ".join(parts)

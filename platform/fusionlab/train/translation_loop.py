@@ -19,6 +19,7 @@ from .context import WorkerContext
 from .device import configure_backends, maybe_compile, to_device, use_fused
 from .loop import autocast, encoder_lr, model_statistics, unwrap
 from .optim import build_optimizer, set_epoch_lr, stage_lr
+from .selection import Selection, evaluation_prefix, selection_tags
 from .translation import evaluate_translation, scoring_options, train_epoch
 
 EXAMPLES = 4  # validation samples drawn in the image grid
@@ -87,6 +88,7 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
     optimizer_g = build_optimizer(generator, config.train)
     optimizer_d = discriminator_optimizer(discriminator, config)
     start_epoch, history = 0, []
+    selection = Selection.for_run(config, "fid", lower_is_better=True, keep_state=ctx.rank == 0)
     state = ctx.restore()
     if state is not None:
         generator.load_state_dict(state["model"])
@@ -94,6 +96,8 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
         discriminator.load_state_dict(state["discriminator"])
         optimizer_d.load_state_dict(state["discriminator_optimizer"])
         start_epoch, history = state["epoch"] + 1, state["history"]
+        selection.load_state_dict(state.get("selection"), state["epoch"], generator)
+    del state  # the restored tensors: not kept for the whole run beside the live ones
     generator = maybe_compile(ctx.prepare_model(generator), config.train)
     discriminator = maybe_compile(ctx.prepare_model(discriminator), config.train)
     core = unwrap(generator)
@@ -105,7 +109,8 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
         from fusionlab.tracking import RunTracker
         from fusionlab.tracking.runs import run_tags
 
-        tags = {**run_tags(manifest, core), "fusionlab.fid_features": extractor.name, **payload.get("tags", {})}
+        tags = {**run_tags(manifest, core), "fusionlab.fid_features": extractor.name, **selection_tags(config),
+                **payload.get("tags", {})}
         tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags)
         tracker.catch_up(history)
 
@@ -117,7 +122,6 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
     def autocast_here():
         return autocast(config, ctx.device)
 
-    examples: list[dict[str, torch.Tensor]] = []
     if history and start_epoch >= config.train.epochs:
         ctx.report(history[-1], None)  # restored after its last epoch: see loop.train_loop
     for epoch in range(start_epoch, config.train.epochs):
@@ -131,8 +135,10 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
         if (epoch + 1) % config.train.val_every == 0 or last:
             val_metrics, examples = evaluate_translation(
                 generator, ctx.val_batches(), config.train.fid, ctx.device, manifest, list(config.data.modalities),
-                extractor, ctx.all_gather, keep_examples=EXAMPLES if ctx.rank == 0 else 0, **scoring_options(config))
+                extractor, ctx.all_gather, keep_examples=EXAMPLES if ctx.rank == 0 else 0,
+                prefix=evaluation_prefix(config), **scoring_options(config))
             metrics.update(val_metrics)
+            selection.offer(epoch, val_metrics, core, final=last, examples=examples)
             if tracker is not None:
                 tracker.log_translation_examples(examples, list(config.data.modalities), core.branch_names(),
                                                  f"images/epoch_{epoch:04d}.png")
@@ -145,7 +151,8 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
                 "model": core.state_dict(), "optimizer": optimizer_g.state_dict(),
                 "discriminator": unwrap(discriminator).state_dict(),
                 "discriminator_optimizer": optimizer_d.state_dict(),
-                "epoch": epoch, "history": history, "config": config.model_dump(mode="json", by_alias=True)})
+                "epoch": epoch, "history": history, "selection": selection.state_dict(epoch),
+                "config": config.model_dump(mode="json", by_alias=True)})
         ctx.report(metrics, checkpoint_dir)
         if checkpoint_dir is not None and checkpoint_dir.exists():
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -153,12 +160,14 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
             tracker.log_epoch(metrics)
 
     if tracker is not None:
-        if start_epoch < config.train.epochs:
+        if start_epoch < config.train.epochs:  # the selected generator, its test scores and plots (loop.train_loop)
+            selection.load_into(core)
+            final = selection.final_metrics()
             test_split = config.data.test_split
-            if test_split and test_split in manifest.splits:
-                tracker.log_metrics(test_scores(core, config, manifest, ctx.device, extractor),
-                                    step=config.train.epochs - 1)
-            tracker.log_translation_final(core, manifest, examples)
+            if selection.mode != "best_test" and test_split and test_split in manifest.splits:
+                final.update(test_scores(core, config, manifest, ctx.device, extractor))
+            tracker.log_metrics(final, step=selection.final_step(config.train.epochs))
+            tracker.log_translation_final(core, manifest, selection.extras.get("examples", []))
         tracker.close()
 
 
