@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from fusionlab.data import DatasetError
+from fusionlab.data import DatasetError, DatasetReader
+from fusionlab.data.order import epoch_order
+from fusionlab.data.ray_dataset import RayEpochs
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import Augment
 
@@ -50,6 +52,55 @@ def test_ray_dataset_matches_torch_dataset(tiny_dataset, ray_local):
     for index, row in enumerate(rows):
         assert np.array_equal(row["image"], reference[index]["image"].numpy())
         assert np.array_equal(row["label"], reference[index]["label"].numpy())
-    augmented = ray_split_dataset(out, "train", augment=Augment(crop=(8, 8)), seed=0)
-    batch = next(iter(augmented.iter_torch_batches(batch_size=4)))
-    assert batch["image"].shape == (4, 2, 3, 8, 8) and batch["label"].shape == (4, 8, 8)
+
+
+def test_a_list_of_splits_is_their_union_in_order(tiny_dataset):
+    out, samples = tiny_dataset
+    union = ShardDataset(out, ["val", "train"])
+    assert len(union) == 14 and DatasetReader(out).manifest.rows(["val", "train"]) == 14
+    assert torch.equal(union[0]["label"], torch.from_numpy(samples[10].label.astype(np.int64)))
+    assert torch.equal(union[4]["label"], torch.from_numpy(samples[0].label.astype(np.int64)))
+    with pytest.raises(DatasetError, match=r"has no split 'extra'; it has \['train', 'val'\]"):
+        ShardDataset(out, ["train", "extra"])
+    with pytest.raises(DatasetError, match="distinct splits"):
+        ShardDataset(out, ["train", "train"])
+
+
+def test_epoch_order_is_the_in_process_shuffle_dealt_to_workers():
+    generator = torch.Generator().manual_seed(3 * 1000 + 2)  # the in-process path's loader before epoch_order
+    loader = torch.utils.data.DataLoader(range(10), batch_size=1, shuffle=True, generator=generator)
+    shuffled = [int(batch) for batch in loader]
+    assert epoch_order(10, seed=3, epoch=2).tolist() == shuffled
+    parts = [epoch_order(10, 3, 2, rank, 3).tolist() for rank in range(3)]
+    assert parts == [shuffled[0:9:3], shuffled[1:9:3], shuffled[2:9:3]], "DistributedSampler's deal, equal parts"
+    assert epoch_order(10, 3, 1).tolist() != shuffled
+
+
+def training_rows(epochs: RayEpochs, epoch: int) -> dict[str, torch.Tensor]:
+    batches = list(epochs.dataset(epoch).iter_torch_batches(batch_size=3, drop_last=False))
+    return {key: torch.cat([b[key] for b in batches]) for key in ("index", "image", "label")}
+
+
+@pytest.mark.slow
+def test_ray_epochs_follow_the_in_process_order_and_augmentation(tiny_dataset, ray_local):
+    """One Ray worker trains on exactly the rows, order and crops of the in-process path; epochs differ; two
+    workers get disjoint seeded parts."""
+    out, _ = tiny_dataset
+    augment = Augment(crop=(8, 8))
+    local = ShardDataset(out, ["train", "val"], augment=augment, seed=5)
+    epochs = RayEpochs(out, ["train", "val"], None, augment, seed=5)
+    seen = []
+    for epoch in range(2):
+        rows = training_rows(epochs, epoch)
+        local.set_epoch(epoch)
+        order = epoch_order(len(local), 5, epoch)
+        assert rows["index"].tolist() == order.tolist()
+        expected = [local[int(i)] for i in order]
+        assert torch.equal(rows["image"], torch.stack([e["image"] for e in expected]))
+        assert torch.equal(rows["label"], torch.stack([e["label"] for e in expected]))
+        seen.append(rows["index"].tolist())
+    assert seen[0] != seen[1] and sorted(seen[0]) == sorted(seen[1]) == list(range(14))
+    parts = [training_rows(RayEpochs(out, "train", None, augment, 5, rank, 2), 0)["index"].tolist()
+             for rank in range(2)]
+    assert parts == [epoch_order(10, 5, 0, rank, 2).tolist() for rank in range(2)]
+    assert not set(parts[0]) & set(parts[1]) and len(parts[0]) == len(parts[1]) == 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,18 @@ class Manifest:
         if self.task == "translation" and self.target not in self.modalities:
             raise DatasetError(f"translation target {self.target!r} is not one of {list(self.modalities)}")
 
-    def rows(self, split: str) -> int:
+    def rows(self, split: str | Sequence[str]) -> int:
         return sum(shard.rows for shard in self.shards(split))
 
-    def shards(self, split: str) -> list[ShardInfo]:
-        if split not in self.splits:
-            raise DatasetError(f"dataset {self.name!r} has no split {split!r}; it has {sorted(self.splits)}")
-        return self.splits[split]
+    def shards(self, split: str | Sequence[str]) -> list[ShardInfo]:
+        """A split's shards; for a list of splits, their union (in the order given)."""
+        names = [split] if isinstance(split, str) else list(split)
+        if not names or len(set(names)) != len(names):
+            raise DatasetError(f"expected a split or a list of distinct splits, got {names}")
+        for name in names:
+            if name not in self.splits:
+                raise DatasetError(f"dataset {self.name!r} has no split {name!r}; it has {sorted(self.splits)}")
+        return [shard for name in names for shard in self.splits[name]]
 
     @property
     def digest(self) -> str:

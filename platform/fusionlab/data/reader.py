@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,7 +22,7 @@ class DatasetReader:
             raise DatasetError(f"dataset directory not found: {self.root}")
         self.manifest = Manifest.load(self.root)
 
-    def shard_paths(self, split: str) -> list[Path]:
+    def shard_paths(self, split: str | Sequence[str]) -> list[Path]:
         paths = [self.root / shard.file for shard in self.manifest.shards(split)]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
@@ -44,8 +44,8 @@ class DatasetReader:
                 if rows != shard.rows:
                     raise DatasetError(f"shard {path}: {rows} rows, the manifest says {shard.rows}")
 
-    def read_table(self, split: str) -> pa.Table:
-        """All rows of a split, still encoded (memory-mapped)."""
+    def read_table(self, split: str | Sequence[str]) -> pa.Table:
+        """All rows of a split (or of a list of splits, in that order), still encoded (memory-mapped)."""
         tables = []
         for path in self.shard_paths(split):
             try:

@@ -16,11 +16,11 @@ class ShardDataset(torch.utils.data.Dataset):
     """Rows stay encoded in memory-mapped Arrow; each item is decoded and transformed on access.
 
     Augmentation draws from a generator keyed on ``(seed, epoch, index)``: reproducible, different every epoch
-    (call ``set_epoch``).
+    (call ``set_epoch``). ``split`` may be a list of splits: their union, in that order.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str, modalities: Sequence[str] | None = None,
-                 augment: Augment | None = None, seed: int = 0):
+    def __init__(self, root: str | os.PathLike, split: str | Sequence[str],
+                 modalities: Sequence[str] | None = None, augment: Augment | None = None, seed: int = 0):
         reader = DatasetReader(root)
         self.manifest = reader.manifest
         self.split = split

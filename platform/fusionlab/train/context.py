@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from fusionlab.config import Config
+from fusionlab.data import Manifest
+from fusionlab.data.order import epoch_order
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import Augment
 
@@ -43,7 +45,9 @@ def training_augment(config: Config, image_size: tuple[int, int] | None) -> Augm
     crop = config.data.crop or image_size
     if crop is None:
         raise ValueError("data.crop is required for datasets whose images vary in size")
-    return Augment(crop=tuple(crop), scale_range=config.data.scale_range, hflip=config.data.hflip)
+    data = config.data
+    return Augment(crop=tuple(crop), scale_range=data.scale_range, hflip=data.hflip,
+                   min_short_side=data.min_short_side, resize=data.resize, pad=data.pad)
 
 
 def val_batch_size(config: Config, image_size: tuple[int, int] | None) -> int:
@@ -69,10 +73,11 @@ class LocalContext:
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         self.train_set.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(self.config.train.seed * 1000 + epoch)
-        loader = torch.utils.data.DataLoader(self.train_set, batch_size=self.config.train.batch_size, shuffle=True,
-                                             drop_last=True, generator=generator)
-        yield from loader
+        order = epoch_order(len(self.train_set), self.config.train.seed, epoch).tolist()
+        # A generator of its own: without one the DataLoader draws its base seed from torch's global generator,
+        # shifting every dropout mask after it (the Ray path draws nothing there).
+        yield from torch.utils.data.DataLoader(self.train_set, batch_size=self.config.train.batch_size,
+                                               sampler=order, drop_last=True, generator=torch.Generator())
 
     def val_batches(self) -> Iterator[Batch]:
         size = val_batch_size(self.config, self.val_set.manifest.image_size)
@@ -103,7 +108,11 @@ class LocalContext:
 
 
 class RayWorkerContext:
-    """Inside ``train_fn_per_worker``: Ray Data shards, DDP, ``ray.train.report`` / ``get_checkpoint``."""
+    """Inside ``train_fn_per_worker``: Ray Data, DDP, ``ray.train.report`` / ``get_checkpoint``.
+
+    Training rows come from a Ray Data pipeline this worker builds per epoch (``RayEpochs``: the in-process order
+    and augmentation, this worker's part of it); validation from the driver's dataset, split between the workers.
+    """
 
     def __init__(self, config: Config):
         import ray.train
@@ -113,7 +122,12 @@ class RayWorkerContext:
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
-        self._train = ray.train.get_dataset_shard("train")
+        from fusionlab.data.ray_dataset import RayEpochs
+
+        data = config.data
+        augment = training_augment(config, Manifest.load(data.path).image_size)
+        self._train = RayEpochs(data.path, data.train_split, data.modalities, augment, config.train.seed, self.rank,
+                                self.world_size)
         self._val = ray.train.get_dataset_shard("val")
         self._checkpoint = ray.train.get_checkpoint()
 
@@ -123,9 +137,8 @@ class RayWorkerContext:
         return ray.train.torch.prepare_model(model)
 
     def train_batches(self, epoch: int) -> Iterable[Batch]:
-        return self._train.iter_torch_batches(batch_size=self.config.train.batch_size, drop_last=True,
-                                              local_shuffle_buffer_size=4 * self.config.train.batch_size,
-                                              device=self.device)
+        return self._train.dataset(epoch).iter_torch_batches(batch_size=self.config.train.batch_size, drop_last=True,
+                                                             device=self.device)
 
     def val_batches(self) -> Iterable[Batch]:
         return self._val.iter_torch_batches(batch_size=self.config.train.batch_size, device=self.device)

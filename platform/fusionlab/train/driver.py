@@ -10,7 +10,7 @@ from typing import Any
 from fusionlab.config import Config
 from fusionlab.data import Manifest
 
-from .context import LocalContext, RayWorkerContext, training_augment
+from .context import LocalContext, RayWorkerContext
 from .loop import train_loop
 from .selection import evaluation_split
 
@@ -128,10 +128,8 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     uri = prepare_tracking(config, workdir)
     ensure_ray(config, address)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the epoch lines are the progress
-    manifest = Manifest.load(config.data.path)
-    augment = training_augment(config, manifest.image_size)
+    # Training rows: each worker builds its epoch's pipeline (RayWorkerContext), seeded as the in-process path.
     datasets = {
-        "train": ray_split_dataset(config.data.path, config.data.train_split, config.data.modalities, augment),
         "val": ray_split_dataset(config.data.path, evaluation_split(config), config.data.modalities).materialize(),
     }
     use_gpu = config.resources.use_gpu
