@@ -2,9 +2,10 @@
 
 All modalities and the label move together. The random scale resizes images bilinearly (``resize="bilinear"``) or
 as the references do (``"reference"``: rgb bicubic, depth nearest, any other modality bicubic — by modality name, as
-their ``ResizeAndScale``), labels always by nearest neighbour; padding is 0 for the (normalised) images — the mean
-colour, as the references pad RGB with the ImageNet mean — and the ignore index for labels. One-channel modalities
-are replicated to 3 channels last, as the references feed depth.
+their ``ResizeAndScale``), labels always by nearest neighbour. Padding, at the bottom and right or evenly on every
+side (``pad="centre"``, the references' ``Pad``), is 0 for the (normalised) images — the mean colour, as the
+references pad RGB with the ImageNet mean — and the ignore index for labels. One-channel modalities are replicated to
+3 channels last, as the references feed depth.
 """
 
 from __future__ import annotations
