@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 RECIPE_NAMES = ("reference", "fusionlab")
+REQUIRED_SECTIONS = ("data",)
 
 # The references' values (yikaiw/CEN, yikaiw/AsymFusion; ../shared/PAPERS.md) and fusionlab's, per switch.
 SWITCHES: dict[str, dict[str, Any]] = {
@@ -87,6 +88,8 @@ def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
     task = task_of(get_dotted(tree, "model.backbone")[1])
     for key in SWITCHES:
         present, _ = get_dotted(tree, key)
+        if key.split(".")[0] in REQUIRED_SECTIONS and key.split(".")[0] not in tree:
+            continue  # leave the schema's "required key is missing" to say so
         if not present:
             tree = set_dotted(tree, key, switch_value(key, recipe, task))
     return tree
