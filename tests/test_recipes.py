@@ -58,3 +58,16 @@ def test_selecting_on_a_split_that_is_trained_on_is_refused():
         parsed({**SEGMENTATION, "train": {"selection": "best_val"}}, recipe="reference")
     with pytest.raises(ConfigError, match="recipe"):
         parsed(SEGMENTATION, recipe="paper")
+
+
+def test_a_search_under_the_references_selection_is_told_to_select_on_val():
+    search = {"space": {"model.cen.threshold": {"type": "uniform", "low": 0.01, "high": 0.03}}}
+    with pytest.raises(ConfigError, match="search.metric val/miou is not logged under train.selection best_test"):
+        parsed({**SEGMENTATION, "search": search}, recipe="reference")
+    tree = {**SEGMENTATION, "search": search, "train": {"selection": "best_val"},
+            "data": {**SEGMENTATION["data"], "train_split": "train"}}
+    assert parsed(tree, recipe="reference").search.metric == "val/miou"
+
+
+def test_the_resolved_lambda_is_logged_as_written():
+    assert parsed(SEGMENTATION).flat()["model.cen.lambda"] == 6e-4  # exactly: 3 x 2e-4, not 0.0006000000000000001

@@ -148,12 +148,15 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     else:
         result = run_ray(config, args.workdir, address=args.address)
         final = result.metrics or {}
-    if "val/miou" in final:
-        console.print(f"done: val/miou {final['val/miou']:.4f}, val/pixel_acc {final['val/pixel_acc']:.4f}, "
-                      f"val/mean_acc {final['val/mean_acc']:.4f}")
-    elif "val/fid" in final:
-        console.print(f"done: val/fid {final['val/fid']:.4g}, val/kid×100 {final['val/kid']:.4g}, "
-                      f"val/l1 {final['val/l1']:.4f}")
+    for split in ("val", "test"):  # the last epoch's evaluation: on test under train.selection best_test
+        if f"{split}/miou" in final:
+            console.print(f"done: {split}/miou {final[f'{split}/miou']:.4f}, {split}/pixel_acc "
+                          f"{final[f'{split}/pixel_acc']:.4f}, {split}/mean_acc {final[f'{split}/mean_acc']:.4f}")
+            break
+        if f"{split}/fid" in final:
+            console.print(f"done: {split}/fid {final[f'{split}/fid']:.4g}, {split}/kid×100 "
+                          f"{final[f'{split}/kid']:.4g}, {split}/l1 {final[f'{split}/l1']:.4f}")
+            break
     return 0
 
 

@@ -82,7 +82,8 @@ class CenConfig(Section):
     def resolved_lambda(self, num_modalities: int) -> float:
         if self.lambda_ is not None:
             return self.lambda_
-        return REFERENCE_CEN_LAMBDA * (1 if self.penalty == "per_output" else num_modalities + 1)
+        outputs = 1 if self.penalty == "per_output" else num_modalities + 1
+        return round(REFERENCE_CEN_LAMBDA * outputs, 15)  # 6e-4, not 0.0006000000000000001, in the params
 
     def effective_lambda(self, num_modalities: int) -> float:
         """The weight the penalty really gets per step (what the reference calls lambda times its M + 1 terms)."""
@@ -315,6 +316,10 @@ class Config(Section):
                              f"data.train_split {self.data.train_split} trains on; with recipe reference the val "
                              f"split is trained on, so select with best_test (the references) or set "
                              f"data.train_split: train")
+        if self.search is not None and self.train.selection == "best_test" and self.search.metric.startswith("val/"):
+            raise ValueError(f"search.metric {self.search.metric} is not logged under train.selection best_test "
+                             f"(its per-epoch evaluation is on the test split, as test/...); a search should "
+                             f"select on val: set train.selection best_val and data.train_split train")
         if self.search is not None:
             known = flatten(self.model_dump(mode="json", by_alias=True))
             unknown = [key for key in self.search.space if key not in known]

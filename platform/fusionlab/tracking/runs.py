@@ -32,7 +32,7 @@ from . import plots
 
 RUN_KEY_TAG = "fusionlab.run_key"
 RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
-SELECTION_TAG = "fusionlab.selection"  # train.selection: best_val | best_test | last
+SELECTION_TAG = "fusionlab.selection"  # train.selection, set by the training loop (train/selection.py)
 KIND_TAG = "fusionlab.kind"  # "train" for a training run; "sweep" / "grid" for a parent run
 MODEL_NAME = "model"
 PRETRAINED_SHA256_TAG = "fusionlab.pretrained.sha256"  # the model.pretrained file's
@@ -88,7 +88,7 @@ class RunTracker:
         client = MlflowClient(uri)
         experiment_id = ensure_experiment(uri, config.tracking.experiment)
         key = config.run_name()
-        tags = {**(tags or {}), RECIPE_TAG: recipe_label(config.flat()), SELECTION_TAG: config.train.selection}
+        tags = {**(tags or {}), RECIPE_TAG: recipe_label(config.flat())}
         found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
                                    order_by=["attributes.start_time DESC"], max_results=1)
         if found:
