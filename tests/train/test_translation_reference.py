@@ -82,7 +82,8 @@ class ReferenceDiscriminator(nn.Module):
 
     def forward(self, x, label):
         if isinstance(label, list):
-            x = [torch.cat([x_, label_], 1) for (x_, label_) in zip(x, label)]
+            # the reference zips M inputs with M + 1 outputs: the ensemble drops out
+            x = [torch.cat([x_, label_], 1) for (x_, label_) in zip(x, label, strict=False)]
         else:
             x = [torch.cat([x_, label], 1) for x_ in x]
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
@@ -196,7 +197,7 @@ def reference_step(generator, discriminator, batch, base):
     D_fake_losses = [BCE_loss(D_fake_decision, fake_) for D_fake_decision in D_fake_decisions]
 
     D_loss = sum([(D_real_loss + D_fake_loss) * 0.5 for (D_real_loss, D_fake_loss)
-                  in zip(D_real_losses, D_fake_losses)])
+                  in zip(D_real_losses, D_fake_losses, strict=True)])
     D.zero_grad()
     D_loss.backward()
     d_step_grads = {name: p.grad.clone() for name, p in D.named_parameters() if p.grad is not None}

@@ -21,7 +21,6 @@ from .codec import as_hwc
 from .manifest import DatasetError, Manifest, ModalitySpec
 from .sample import Sample
 
-
 # yikaiw/CEN ResizeAndScale: {'rgb': cv2.INTER_CUBIC, 'depth': cv2.INTER_NEAREST}, every other input cubic.
 REFERENCE_INTERPOLATION = {"rgb": "bicubic", "depth": "nearest"}
 RESIZE_MODES = ("reference", "bilinear")

@@ -11,7 +11,6 @@ from torch import nn
 
 from .segmenter import FusionModel
 
-
 UPSAMPLE_MODES = ("bilinear", "bicubic")
 
 
