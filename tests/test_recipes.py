@@ -2,8 +2,8 @@
 
 import pytest
 
-from fusionlab.config import ConfigError, parse_config
-from fusionlab.recipes import SWITCHES, TRANSLATION_REFERENCE, get_dotted, recipe_label
+from fusionlab.config import ConfigError, get_dotted, parse_config
+from fusionlab.recipes import SWITCHES, TRANSLATION_REFERENCE, recipe_label
 
 SEGMENTATION = {"data": {"path": "data/x", "modalities": ["rgb", "depth"]}, "model": {"name": "cen"}}
 TRANSLATION = {"data": {"path": "data/x", "modalities": ["normal", "reshading"]},

@@ -367,6 +367,16 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return tree
 
 
+def get_dotted(tree: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """``(True, value)`` at the dotted ``key`` of a nested dict, ``(False, None)`` where a part is missing."""
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     """A copy of ``tree`` with ``value`` at the dotted ``key`` (intermediate mappings created as needed)."""
     tree = dict(tree)

@@ -69,18 +69,9 @@ def task_of(backbone: Any) -> str:
     return "translation" if backbone in TRANSLATION_BACKBONES else "segmentation"
 
 
-def get_dotted(tree: dict[str, Any], key: str) -> tuple[bool, Any]:
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
     """``tree`` with every switch it leaves unset filled in from its ``recipe`` (default ``fusionlab``)."""
-    from .config import set_dotted
+    from .config import get_dotted, set_dotted
 
     recipe = tree.get("recipe", "fusionlab")
     if recipe not in RECIPE_NAMES:

@@ -64,6 +64,7 @@ from fusionlab.config import (
     absolute_data_path,
     apply_overrides,
     create_synthetic_data,
+    get_dotted,
     parse_config,
 )
 
@@ -241,24 +242,15 @@ def _check_labels(spec: GridFile, path: Path) -> None:
         seen[slug] = cell.label
 
 
-def _lookup(tree: dict[str, Any], key: str) -> tuple[bool, Any]:
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def _check_owned_keys(spec: GridFile, path: Path) -> None:
     why = {"tracking.experiment": "it is grid.name", "tracking.run_name": "it is derived from the cell label",
            "train.seed": "it is each of grid.seeds"}
     for key in GRID_OWNED_KEYS:
-        if _lookup(spec.base, key)[0]:
+        if get_dotted(spec.base, key)[0]:
             raise GridError(f"{path}: base: {key}: set by the grid ({why[key]}); remove it")
         for cell in spec.cells:
             expanded = _apply_set({}, cell.set)
-            if _lookup(expanded, key)[0]:
+            if get_dotted(expanded, key)[0]:
                 raise GridError(f"{path}: cell {cell.label!r}: {key}: set by the grid ({why[key]}); remove it")
 
 
@@ -420,10 +412,9 @@ RGB_CHANNELS = 3
 
 
 def is_translation(config: Config) -> bool:
-    """Translation runs are the ones on a translation backbone (the U-Nets); the config validates the pairing."""
-    from fusionlab.models import TRANSLATION_BACKBONES
+    from fusionlab.recipes import task_of
 
-    return config.model.backbone in TRANSLATION_BACKBONES
+    return task_of(config.model.backbone) == "translation"
 
 
 def estimate(run: GridRun) -> Estimate:
