@@ -14,3 +14,10 @@ def small_synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "synthetic"
     write_synthetic(out, train=32, val=8, test=8, size=(48, 64), seed=0)
     return out
+
+
+@pytest.fixture
+def no_inception_file(monkeypatch, tmp_path):
+    """FID falls back to the local extractor unless a test provides the Inception file."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FUSIONLAB_INCEPTION_WEIGHTS", raising=False)

@@ -25,10 +25,7 @@ def data64(tmp_path_factory):
     return out
 
 
-@pytest.fixture(autouse=True)
-def no_inception_file(monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FUSIONLAB_INCEPTION_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("no_inception_file")  # tests/train/conftest.py
 
 
 def config_for(dataset, epochs=2, model="cen", **gan):

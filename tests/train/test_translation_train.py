@@ -34,11 +34,7 @@ def translation_data(tmp_path_factory):
     return out
 
 
-@pytest.fixture(autouse=True)
-def no_inception_file(monkeypatch, tmp_path):
-    """FID falls back to the local extractor unless a test provides the Inception file."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FUSIONLAB_INCEPTION_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("no_inception_file")  # tests/train/conftest.py
 
 
 def translation_config(dataset, **sections):
