@@ -343,7 +343,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     uri = args.tracking_uri or default_tracking_uri(args.workdir)
     out = Path(args.out) if args.out else Path(args.workdir) / "reports" / args.experiment
-    report, written, parents = write_report(uri, args.experiment, out, args.split)
+    report, written, parents = write_report(uri, args.experiment, out, args.split, overwrite=args.overwrite)
     table = Table(title=f"report: {args.experiment}", title_justify="left")
     for index, column in enumerate(table_columns(report, compact=True)):
         table.add_column(column, justify="left" if index < 3 else "right", no_wrap=True)
@@ -465,13 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--test", type=int, default=16)
     synth.add_argument("--size", type=_size, default=None, help="HxW (default 120x160; 64x64 for translation)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--overwrite", action="store_true")
+    synth.add_argument("--overwrite", action="store_true", help="replace an earlier fusionlab dataset at --out")
     synth.set_defaults(handler=cmd_data_synth)
     convert = data_commands.add_parser("convert", help="convert a public dataset from its own format")
     convert.add_argument("kind", choices=["nyudv2", "sunrgbd", "cityscapes", "taskonomy"])
     convert.add_argument("src")
     convert.add_argument("--out", required=True)
-    convert.add_argument("--overwrite", action="store_true")
+    convert.add_argument("--overwrite", action="store_true", help="replace an earlier fusionlab dataset at --out")
     convert.add_argument("--val-fraction", type=float, default=None,
                          help="nyudv2/sunrgbd: fraction of train carved out as the val split (default 0.1)")
     convert.add_argument("--encoding", choices=["reference", "raw"], default=None,
@@ -554,7 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="an experiment's runs as the papers' table (Markdown, CSV, plots)")
     report.add_argument("--experiment", required=True, help="the MLflow experiment (a grid's name, a sweep's)")
-    report.add_argument("--out", default=None, help="default: WORKDIR/reports/EXPERIMENT")
+    report.add_argument("--out", default=None, help="default: WORKDIR/reports/EXPERIMENT (an earlier report there "
+                        "is replaced)")
+    report.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it is a non-empty directory that is not a fusionlab report")
     report.add_argument("--split", choices=["test", "val"], default=None,
                         help="default: test when every run has test scores, else val")
     report.set_defaults(handler=cmd_report)

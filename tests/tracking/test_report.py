@@ -9,7 +9,16 @@ from report_store import GRID_RUNS, PAPER, FixtureRun, scores, write_store
 
 from fusionlab.cli import main
 from fusionlab.tracking import default_tracking_uri
-from fusionlab.tracking.report import ReportError, collect, frame, markdown, table_columns, table_rows, write_report
+from fusionlab.tracking.report import (
+    REPORT_MARKER,
+    ReportError,
+    collect,
+    frame,
+    markdown,
+    table_columns,
+    table_rows,
+    write_report,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -61,10 +70,11 @@ def test_report_files_plots_and_parent_run_logging(grid_store, tmp_path):
     workdir, ids = grid_store
     uri = default_tracking_uri(workdir)
     out = tmp_path / "report"
-    out.mkdir()
-    (out / "stale.txt").write_text("from an older report")
+    (out / "plots").mkdir(parents=True)  # an earlier report, with a plot this one does not draw
+    (out / REPORT_MARKER).write_text("")
+    (out / "plots" / "stale.png").write_bytes(PNG)
     report, written, parents = write_report(uri, "fixture-grid", out)
-    assert written == out and not (out / "stale.txt").exists()  # replaced as a whole
+    assert written == out and not (out / "plots" / "stale.png").exists()  # replaced as a whole
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
     frame = pd.read_csv(out / "report.csv")
     cen = frame[frame.method == "CEN"].iloc[0]

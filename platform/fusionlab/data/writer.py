@@ -1,9 +1,11 @@
 """Streaming, atomic, deterministic writer of sharded Parquet datasets.
 
 Rows are validated, encoded and buffered per split; a shard is flushed when its encoded bytes reach the bound.
-Everything goes to a hidden temporary directory beside the destination; ``manifest.json`` is written last and the
-directory is renamed into place, so an interrupted or failed write leaves no dataset behind. The same samples in
-the same order give byte-identical shards.
+Everything goes to a hidden staging directory beside the destination (``fusionlab.staging``); ``manifest.json`` is
+written last and the directory is renamed into place, so an interrupted or failed write leaves no dataset behind.
+An existing destination is replaced only when asked (``overwrite``) and only when it is a fusionlab dataset: never a
+file, nor a directory holding anything but a dataset's manifest and shards. The same samples in the same order give
+byte-identical shards.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from fusionlab.staging import Staging, existing_entries
 
 from .codec import as_hwc, encode
 from .manifest import MANIFEST_NAME, DatasetError, Manifest, ShardInfo
@@ -53,13 +55,13 @@ class DatasetWriter:
     def __init__(self, out: str | os.PathLike, manifest: Manifest, *, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
                  overwrite: bool = False):
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise DatasetError(f"{self.out} already exists; choose another --out or allow overwriting")
+        check_out(self.out, overwrite)
         self.manifest = replace(manifest, splits={}, image_size=None)
         self.max_shard_bytes = max_shard_bytes
         self.overwrite = overwrite
         self.schema = arrow_schema(self.manifest)
-        self.tmp = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
+        self._staging = Staging(self.out)
+        self.tmp = self._staging.path
         self._buffers: dict[str, list[dict]] = {}
         self._buffer_bytes: dict[str, int] = {}
         self._seen_ids: set[str] = set()
@@ -67,8 +69,7 @@ class DatasetWriter:
         self._closed = False
 
     def __enter__(self) -> DatasetWriter:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir()
+        self._staging.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -158,25 +159,35 @@ class DatasetWriter:
                 raise DatasetError(f"{self.out}: no samples were written")
             self.manifest.image_size = next(iter(self._sizes)) if len(self._sizes) == 1 else None
             (self.tmp / MANIFEST_NAME).write_text(self.manifest.to_json())
-            self._move_into_place()
-        except BaseException:
-            self.abort()
-            raise
-        self._closed = True
+            check_out(self.out, self.overwrite)  # it may have appeared while writing
+            self._staging.commit()
+        finally:
+            self.abort()  # removes the staging directory unless it was committed
         return self.manifest
-
-    def _move_into_place(self) -> None:
-        old = None
-        if self.out.exists():
-            if not self.overwrite:
-                raise DatasetError(f"{self.out} appeared while writing; not replacing it")
-            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(self.out, old)
-        os.rename(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old)
 
     def abort(self) -> None:
         self._closed = True
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._staging.abort()
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` this writer may not replace: a file or link, an existing dataset unless ``overwrite``, and
+    always a directory that is not a fusionlab dataset (no manifest of fusionlab's format, or files it does not
+    list). Called before any work is done."""
+    entries = existing_entries(out, DatasetError)
+    if not entries:
+        return
+    try:
+        manifest = Manifest.load(out)
+    except DatasetError as error:
+        raise DatasetError(f"{out} exists and is not a fusionlab dataset ({error}); --overwrite replaces only a "
+                           f"fusionlab dataset: choose another --out") from None
+    listed = {MANIFEST_NAME, *(shard.file for shards in manifest.splits.values() for shard in shards)}
+    foreign = [name for name in entries if name not in listed]
+    if foreign:
+        raise DatasetError(f"{out} holds files that are not part of its dataset ({', '.join(foreign[:5])}); "
+                           f"--overwrite replaces only a fusionlab dataset: choose another --out")
+    if not overwrite:
+        raise DatasetError(f"{out} already exists (a fusionlab dataset); choose another --out or pass --overwrite "
+                           f"to replace it")
 

@@ -1,5 +1,6 @@
 """What predict writes — palette label PNGs, overlays and predictions.csv for a segmentation model, generated RGB
-PNGs and predictions.csv for a translation model — into a temp dir renamed into place at the end.
+PNGs and predictions.csv for a translation model — into a staging dir (``fusionlab.staging``) renamed into place at
+the end.
 
 A label PNG is 8-bit palette (mode "P"): its pixel values are the class indices, and viewers show class colours.
 """
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from fusionlab.data import DatasetError, ModalitySpec
+from fusionlab.staging import Staging, existing_entries
 
 LABELS, OVERLAYS, IMAGES, TABLE = "labels", "overlays", "images", "predictions.csv"
 OVERLAY_ALPHA = 0.5
@@ -60,7 +60,7 @@ def _save_png(image: Image.Image, path: Path) -> None:
 
 class StagedOutput:
     """``with Writer(out) as writer: writer.write(...)``: everything lands in a hidden temp dir beside ``out`` and is
-    renamed to ``out`` on success; on failure the temp dir is removed and ``out`` untouched.
+    renamed to ``out`` on success; on failure (SIGTERM included) the temp dir is removed and ``out`` untouched.
 
     An existing non-empty ``out`` is refused unless ``overwrite``; even then only an earlier predict output (labels/,
     overlays/, images/, predictions.csv) is replaced, never a directory holding anything else.
@@ -72,12 +72,12 @@ class StagedOutput:
         self.out = Path(out)
         self.overwrite = overwrite
         check_out(self.out, overwrite)
-        self.tmp = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
+        self._staging = Staging(self.out)
+        self.tmp = self._staging.path
         self.rows: list[list] = []
 
     def __enter__(self):
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True)
+        self._staging.__enter__()
         for folder in self.folders:
             (self.tmp / folder).mkdir()
         return self
@@ -86,9 +86,10 @@ class StagedOutput:
         try:
             if exc_type is None:
                 self._write_table()
-                self._move_into_place()
+                check_out(self.out, self.overwrite)  # it may have appeared while predicting
+                self._staging.commit()
         finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._staging.abort()  # removes the staging dir unless it was committed
 
     def header(self) -> list[str]:
         raise NotImplementedError
@@ -98,16 +99,6 @@ class StagedOutput:
             writer = csv.writer(handle)
             writer.writerow(self.header())
             writer.writerows(self.rows)
-
-    def _move_into_place(self) -> None:
-        old = None
-        if self.out.exists():
-            check_out(self.out, self.overwrite)  # it may have appeared while predicting
-            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(self.out, old)
-        os.rename(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old)
 
 
 class PredictionWriter(StagedOutput):
@@ -158,11 +149,7 @@ class ImageWriter(StagedOutput):
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise DatasetError(f"{out} exists and is not a directory; choose another --out")
-    entries = sorted(p.name for p in out.iterdir())
+    entries = existing_entries(out, DatasetError)
     if not entries:
         return
     if not overwrite:

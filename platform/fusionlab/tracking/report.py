@@ -9,17 +9,16 @@ translation: FID, KID×100, L1, lower is better). Where a grid cell has publishe
 ``fusionlab.paper``), the figure and our difference sit beside ours (for translation only when the FIDs come from
 the FID Inception network, tag ``fusionlab.fid_features``); where the table has unimodal rows, every row also shows
 its ranking metric against the best of them. An experiment holds one task's runs. Files: ``report.md``,
-``report.csv`` and ``plots/*.png``, written to a temporary directory and then moved into place, and logged under
-``report/`` to the experiment's sweep or grid parent run(s).
+``report.csv`` and ``plots/*.png``, written to a staging directory (``fusionlab.staging``) and then moved into place,
+and logged under ``report/`` to the experiment's sweep or grid parent run(s). A marker file (``.fusionlab-report``)
+tells an earlier report, which is replaced, from a directory of someone else's, which is not (unless ``overwrite``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from fusionlab.errors import FusionlabError
 from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.fid.local import LOCAL_NAME
+from fusionlab.staging import Staging, existing_entries
 
 from . import plots
 from .runs import KIND_TAG, RECIPE_TAG, SELECTION_TAG, load_model
@@ -451,33 +451,45 @@ def _plots(report: Report, uri: str, folder: Path) -> list[Path]:
 # --- writing ---------------------------------------------------------------------------------------------------------
 
 
+REPORT_MARKER = ".fusionlab-report"
+REPORT_FILES = ("report.md", "report.csv", "plots", REPORT_MARKER)
+
+
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """Refuse an ``out`` that ``write_report`` may not replace: a file or link always; unless ``overwrite``, a
+    non-empty directory that is not an earlier report (no marker) or that holds files a report does not write."""
+    entries = existing_entries(out, ReportError)
+    if not entries or overwrite:
+        return
+    if REPORT_MARKER not in entries:
+        raise ReportError(f"{out} is not empty and is not a fusionlab report (no {REPORT_MARKER} marker); not "
+                          f"replacing it: choose another --out, or pass --overwrite to replace it")
+    foreign = [name for name in entries if name not in REPORT_FILES]
+    if foreign:
+        raise ReportError(f"{out} is an earlier report that also holds other files ({', '.join(foreign[:5])}); not "
+                          f"replacing it: choose another --out, or pass --overwrite to replace it")
+
+
 def write_report(uri: str, experiment: str, out: str | Path, split: str | None = None,
-                 log_to_parent: bool = True) -> tuple[Report, Path, list[str]]:
-    """Collect, write ``out`` (replaced as a whole) and log it to the parent run(s).
+                 log_to_parent: bool = True, overwrite: bool = False) -> tuple[Report, Path, list[str]]:
+    """Collect, write ``out`` (an earlier report there is replaced as a whole; anything else only with
+    ``overwrite``, see ``check_out``) and log it to the parent run(s).
 
     Returns the report, where it was written and the ids of the parent runs it was logged to."""
-    report = collect(uri, experiment, split)
     out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    check_out(out, overwrite)
+    report = collect(uri, experiment, split)
     parents: list[str] = []
-    try:
-        (staging / "report.md").write_text(markdown(report))
-        frame(report).to_csv(staging / "report.csv", index=False)
-        _plots(report, uri, staging / "plots")
+    staging = Staging(out)
+    with staging as folder:
+        (folder / "report.md").write_text(markdown(report))
+        frame(report).to_csv(folder / "report.csv", index=False)
+        _plots(report, uri, folder / "plots")
         if log_to_parent:
-            parents = _log_to_parents(uri, experiment, staging)
-        if out.exists():
-            retired = out.with_name(f".{out.name}-old")
-            shutil.rmtree(retired, ignore_errors=True)
-            out.rename(retired)
-            staging.rename(out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            parents = _log_to_parents(uri, experiment, folder)
+        (folder / REPORT_MARKER).write_text(f"written by fusionlab report for experiment {experiment!r}\n")
+        check_out(out, overwrite)  # it may have appeared while writing
+        staging.commit()
     return report, out, parents
 
 

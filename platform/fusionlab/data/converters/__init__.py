@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..manifest import DatasetError, Manifest
+from ..writer import check_out
 from .cityscapes import convert_cityscapes
 from .nyudv2 import convert_nyudv2
 from .sunrgbd import convert_sunrgbd
@@ -30,6 +31,7 @@ def convert(kind: str, src: str | Path, out: str | Path, **options) -> Manifest:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise DatasetError(f"{kind} converter: unknown options {unknown}; it accepts {accepted}")
+    check_out(Path(out), options.get("overwrite", False))  # before reading the source: nothing half-written
     return converter(src, out, **options)
 
 
