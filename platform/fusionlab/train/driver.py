@@ -109,7 +109,9 @@ def ensure_ray(config: Config, address: str | None) -> None:
     # Logical CPUs for the workers plus one for Ray Data's read/decode tasks, which otherwise wait for a free CPU
     # while the workers hold them all (DESIGN.md section 5).
     needed = math.ceil(config.resources.num_workers * config.resources.cpus_per_worker) + 1
-    ray.init(num_cpus=max(os.cpu_count() or 1, needed))
+    from .local_ray import init_local_ray
+
+    init_local_ray(num_cpus=max(os.cpu_count() or 1, needed))
 
 
 def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = None,

@@ -58,7 +58,9 @@ def ensure_tune_ray(config: Config, address: str | None) -> None:
     # died, and until then the next trial's Ray Data tasks would find no free CPU.
     workers = math.ceil(config.resources.num_workers * config.resources.cpus_per_worker)
     needed = concurrent * (workers + 1) + workers
-    ray.init(num_cpus=max(os.cpu_count() or 1, needed), resources={DRIVER_RESOURCE: concurrent})
+    from fusionlab.train.local_ray import init_local_ray
+
+    init_local_ray(num_cpus=max(os.cpu_count() or 1, needed), resources={DRIVER_RESOURCE: concurrent})
 
 
 def start_sweep(config: Config, workdir: str | os.PathLike, address: str | None = None):

@@ -1,0 +1,46 @@
+"""The Ray that fusionlab starts on this machine when no address is given, listening on the loopback interface only.
+
+Ray 2.60's ``ray.init()`` takes the node's IP from its route to the outside (``_node_ip_address="127.0.0.1"`` is
+resolved back to that IP), and with it the GCS, the raylet (node manager and object manager), every worker's gRPC
+server and the dashboard agent listen on all interfaces (``::`` / ``0.0.0.0``); there is no bind-address setting.
+Where the node IP is loopback, every one of them binds 127.0.0.1: Ray's single-machine mode (its default on macOS and
+Windows), which ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` selects. Ray reads that variable once, at import, into
+``ray_constants.ENABLE_RAY_CLUSTER`` (fusionlab has imported Ray by then), so both are set while ``ray.init`` starts
+the node; the processes it starts inherit the variable. Token authentication stays as Ray sets it (on for a new
+local cluster unless ``RAY_AUTH_MODE`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fusionlab.errors import FusionlabError
+
+LOOPBACK = "127.0.0.1"
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def init_local_ray(**kwargs: Any) -> None:
+    """``ray.init(**kwargs)`` for a new single-machine Ray bound to 127.0.0.1; refuses to go on if Ray took another
+    IP."""
+    import ray
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(_node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, **kwargs)
+    finally:  # once started, the node answers get_node_ip_address itself; a later ray.init(address=...) is unchanged
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = saved_env
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:
+        ray.shutdown()
+        raise FusionlabError(f"the local Ray took node IP {node_ip}, not {LOOPBACK}, so it would listen on every "
+                             f"interface; start one yourself (`ray start --head --node-ip-address={LOOPBACK}`) and "
+                             f"pass its address (--address or RAY_ADDRESS)")
