@@ -130,7 +130,9 @@ def cmd_data_inspect(args: argparse.Namespace, console: Console) -> int:
     if args.verify:
         reader.verify()
         count = sum(len(shards) for shards in manifest.splits.values())
-        console.print(f"[green]verified[/] {count} shards: sizes, sha256 checksums and row counts match the manifest")
+        labels = ", every label is a class or the ignore index" if manifest.label is not None else ""
+        console.print(f"[green]verified[/] {count} shards: sizes, sha256 checksums and row counts match the "
+                      f"manifest{labels}")
     return 0
 
 

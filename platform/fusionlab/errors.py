@@ -3,3 +3,7 @@
 
 class FusionlabError(ValueError):
     """Bad input or a refused request; the message names the file/field/value and what was expected."""
+
+
+class TrainingDiverged(FusionlabError, FloatingPointError):
+    """A loss went NaN or inf: the same config and data diverge again, so it is not retried."""

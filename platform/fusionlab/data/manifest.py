@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -145,6 +145,9 @@ class Manifest:
             label = data.get("label")
             label = LabelSpec(**{**label, "classes": tuple(label["classes"])}) if label else None
             splits = {split: [ShardInfo(**shard) for shard in shards] for split, shards in data["splits"].items()}
+            for split, shards in splits.items():
+                for shard in shards:
+                    check_shard_file(shard.file, f"{origin}: split {split!r}")
             size = data.get("image_size")
             return cls(name=data["name"], task=data["task"], modalities=modalities, label=label,
                        target=data.get("target"), splits=splits, image_size=tuple(size) if size else None,
@@ -161,4 +164,29 @@ class Manifest:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise DatasetError(f"{path}: invalid JSON ({error})") from None
-        return cls.from_dict(data, origin=str(path))
+        manifest = cls.from_dict(data, origin=str(path))
+        manifest.check_confined(root, origin=str(path))
+        return manifest
+
+    def check_confined(self, root: str | os.PathLike, origin: str = MANIFEST_NAME) -> None:
+        """Every shard, symlinks followed, lies inside ``root``: a manifest cannot make fusionlab read other files."""
+        inside = Path(root).resolve()
+        for split, shards in self.splits.items():
+            for shard in shards:
+                resolved = (inside / shard.file).resolve()
+                if not resolved.is_relative_to(inside):
+                    raise DatasetError(f"{origin}: split {split!r} shard file {shard.file!r} resolves to {resolved}, "
+                                       f"outside the dataset directory {inside}")
+
+
+def check_shard_file(file: Any, where: str) -> None:
+    """A shard's ``file`` is a relative path that stays below the dataset directory (checked as text; symlinks are
+    resolved by ``Manifest.check_confined``)."""
+    if not isinstance(file, str) or not file:
+        raise DatasetError(f"{where} shard file must be a non-empty relative path, got {file!r}")
+    if PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute() or file.startswith(("/", "\\")):
+        raise DatasetError(f"{where} shard file {file!r} is an absolute path; shard files are relative to the "
+                           f"dataset directory")
+    if ".." in PurePosixPath(file.replace("\\", "/")).parts:
+        raise DatasetError(f"{where} shard file {file!r} contains '..'; shard files stay inside the dataset "
+                           f"directory")

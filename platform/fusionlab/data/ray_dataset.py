@@ -23,6 +23,14 @@ from .transforms import Augment, prepare, select_modalities
 from .writer import ROW_GROUP_ROWS
 
 INDEX, PLACE = "_index", "_place"  # a row's index in the split, its place in the worker's epoch order
+PATH = "path"  # the shard a row came from (``read_parquet(include_paths=True)``), named in decode errors
+
+
+def read_shards(paths: list[str], manifest: Manifest):
+    """``read_parquet`` in the shards' order, each row with its shard's path unless a column already holds that name."""
+    import ray.data
+
+    return ray.data.read_parquet(paths, shuffle=None, include_paths=PATH not in manifest.modalities)
 
 
 class _PrepareRow:
@@ -35,7 +43,8 @@ class _PrepareRow:
         self.augment, self.seed, self.epoch = augment, seed, epoch
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        sample = decode_row(row, self.manifest, where="ray dataset")
+        where = f"shard {os.path.basename(row[PATH])}" if PATH in row else "ray dataset"
+        sample = decode_row(row, self.manifest, where=where)
         rng = np.random.default_rng([self.seed, self.epoch, int(row[INDEX])]) if self.augment else None
         out = {key: value.numpy() for key, value in prepare(sample, self.manifest, self.modalities, self.augment,
                                                             rng).items()}
@@ -50,12 +59,11 @@ def ray_split_dataset(root: str | os.PathLike, split: str | Sequence[str], modal
                       with_ids: bool = False):
     """``ray.data.Dataset`` of model-ready rows, unaugmented: ``image`` [M, 3, H, W] and ``label`` (or
     ``target``), plus ``sample_id`` with ``with_ids`` (strings, which ``iter_torch_batches`` cannot batch)."""
-    import ray.data
 
     reader = DatasetReader(root)
     paths = [str(path) for path in reader.shard_paths(split)]
     chosen = select_modalities(reader.manifest, modalities)
-    return ray.data.read_parquet(paths, shuffle=None).map(_PrepareRow(reader.manifest, chosen, with_ids))
+    return read_shards(paths, reader.manifest).map(_PrepareRow(reader.manifest, chosen, with_ids))
 
 
 class _Place:
@@ -97,13 +105,12 @@ class RayEpochs:
         return len(self.index_of)
 
     def dataset(self, epoch: int):
-        import ray.data
 
         order = epoch_order(len(self), self.seed, epoch, self.rank, self.world_size)
         place = np.full(len(self), -1, np.int64)
         place[order] = np.arange(len(order))
         with _ordered_sort():
-            rows = ray.data.read_parquet(self.paths, shuffle=None)
+            rows = read_shards(self.paths, self.manifest)
         rows = rows.map_batches(_Place(self.index_of, place), batch_format="pyarrow", batch_size=None)
         rows = rows.sort(PLACE, boundaries=list(range(ROW_GROUP_ROWS, len(order), ROW_GROUP_ROWS)))
         return rows.map(_PrepareRow(self.manifest, self.modalities, False, self.augment, self.seed, epoch))

@@ -6,11 +6,12 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .codec import decode
-from .manifest import DatasetError, Manifest
+from .manifest import DatasetError, LabelSpec, Manifest
 from .sample import Sample
 from .writer import sha256_of
 
@@ -29,30 +30,61 @@ class DatasetReader:
             raise DatasetError(f"{self.root}: shard files listed in the manifest are missing: {missing}")
         return paths
 
-    def verify(self, split: str | None = None) -> None:
-        """Check every shard's size, sha256 and row count against the manifest."""
-        for name in [split] if split else sorted(self.manifest.splits):
-            for shard, path in zip(self.manifest.shards(name), self.shard_paths(name), strict=True):
-                size = path.stat().st_size
-                if size != shard.bytes:
-                    raise DatasetError(f"shard {path}: {size} bytes, the manifest says {shard.bytes}")
-                digest = sha256_of(path)
-                if digest != shard.sha256:
-                    raise DatasetError(f"shard {path}: checksum mismatch (sha256 {digest}, the manifest says "
-                                       f"{shard.sha256})")
-                rows = pq.ParquetFile(path).metadata.num_rows
-                if rows != shard.rows:
-                    raise DatasetError(f"shard {path}: {rows} rows, the manifest says {shard.rows}")
+    def verify(self, split: str | None = None, *, labels: bool = True) -> None:
+        """Check every shard's size, row count and sha256 against the manifest (sizes and Parquet footers of all
+        shards first: a truncated or swapped file is refused before any hashing); with ``labels``, also decode every
+        label and check it against the classes."""
+        names = [split] if split else sorted(self.manifest.splits)
+        shards = [(shard, path) for name in names
+                  for shard, path in zip(self.manifest.shards(name), self.shard_paths(name), strict=True)]
+        for shard, path in shards:
+            size = path.stat().st_size
+            if size != shard.bytes:
+                raise DatasetError(f"shard {path}: {size} bytes, the manifest says {shard.bytes}")
+            rows = self._parquet(path).metadata.num_rows
+            if rows != shard.rows:
+                raise DatasetError(f"shard {path}: {rows} rows, the manifest says {shard.rows}")
+        for shard, path in shards:
+            digest = sha256_of(path)
+            if digest != shard.sha256:
+                raise DatasetError(f"shard {path}: checksum mismatch (sha256 {digest}, the manifest says "
+                                   f"{shard.sha256})")
+        if labels and self.manifest.label is not None:
+            for _, path in shards:
+                self._verify_labels(path)
 
-    def read_table(self, split: str | Sequence[str]) -> pa.Table:
-        """All rows of a split (or of a list of splits, in that order), still encoded (memory-mapped)."""
+    def _verify_labels(self, path: Path) -> None:
+        spec = self.manifest.label
+        where = f"shard {path.name}"
+        for batch in self._parquet(path).iter_batches(batch_size=32, columns=["sample_id", "height", "width",
+                                                                               "label"]):
+            for row in batch.to_pylist():
+                sample_where = f"{where}, sample {row['sample_id']!r}"
+                label = decode(row["label"], spec.encoding, spec.dtype, 1, row["height"], row["width"],
+                               where=f"{sample_where}, label")
+                check_label(label, spec, sample_where)
+
+    @staticmethod
+    def _parquet(path: Path) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DatasetError(f"shard {path}: unreadable Parquet ({error})") from None
+
+    def read_shards(self, split: str | Sequence[str]) -> list[tuple[Path, pa.Table]]:
+        """Each shard of a split (or of a list of splits, in that order) with its rows, still encoded
+        (memory-mapped)."""
         tables = []
         for path in self.shard_paths(split):
             try:
-                tables.append(pq.read_table(path, memory_map=True))
+                tables.append((path, pq.read_table(path, memory_map=True)))
             except (pa.ArrowInvalid, OSError) as error:
                 raise DatasetError(f"shard {path}: unreadable Parquet ({error})") from None
-        return pa.concat_tables(tables)
+        return tables
+
+    def read_table(self, split: str | Sequence[str]) -> pa.Table:
+        """All rows of a split (or of a list of splits, in that order), still encoded (memory-mapped)."""
+        return pa.concat_tables([table for _, table in self.read_shards(split)])
 
     def iter_samples(self, split: str) -> Iterator[Sample]:
         for path in self.shard_paths(split):
@@ -74,4 +106,21 @@ def decode_row(row: dict, manifest: Manifest, where: str = "dataset") -> Sample:
         spec = manifest.label
         label = decode(row["label"], spec.encoding, spec.dtype, 1, height, width,
                        where=f"{sample_where}, label")[:, :, 0]
+        check_label(label, spec, sample_where)
     return Sample(row["sample_id"], row["split"], modalities, label)
+
+
+def check_label(label: np.ndarray, spec: LabelSpec, where: str) -> None:
+    """Every value is a class index (``< num_classes``) or the ignore index; else a DatasetError naming the values.
+
+    One vectorised pass over the map: a stray value would otherwise index past the loss's classes (or be skipped
+    silently when a crop misses it) and break the confusion matrix."""
+    bad = (label >= spec.num_classes) & (label != spec.ignore_index)
+    if np.issubdtype(label.dtype, np.signedinteger):
+        bad |= (label < 0) & (label != spec.ignore_index)
+    if bad.any():
+        values = np.unique(label[bad])
+        shown = ", ".join(str(v) for v in values[:8]) + (f" (+{values.size - 8} more)" if values.size > 8 else "")
+        raise DatasetError(f"{where}: label value(s) {shown} in {int(bad.sum())} pixel(s); the dataset has "
+                           f"{spec.num_classes} classes (0..{spec.num_classes - 1}) and ignore index "
+                           f"{spec.ignore_index}")

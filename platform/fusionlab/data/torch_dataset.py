@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from .reader import DatasetReader, decode_row
@@ -25,7 +26,10 @@ class ShardDataset(torch.utils.data.Dataset):
         self.manifest = reader.manifest
         self.split = split
         self.modalities = select_modalities(self.manifest, modalities)
-        self.table = reader.read_table(split)
+        shards = reader.read_shards(split)
+        self.table = pa.concat_tables([table for _, table in shards])
+        self.shard_names = [path.name for path, _ in shards]
+        self.shard_ends = np.cumsum([table.num_rows for _, table in shards])  # a row's shard, for error messages
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -38,6 +42,7 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         row = self.table.slice(index, 1).to_pylist()[0]
-        sample = decode_row(row, self.manifest, where=f"split {self.split!r}")
+        shard = self.shard_names[int(np.searchsorted(self.shard_ends, index, side="right"))]
+        sample = decode_row(row, self.manifest, where=f"shard {shard}")
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment else None
         return prepare(sample, self.manifest, self.modalities, self.augment, rng)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fusionlab.config import TrainConfig
+from fusionlab.errors import TrainingDiverged
 
 
 def wants(setting: bool | str, device: torch.device) -> bool:
@@ -70,7 +71,7 @@ class EpochTotals:
     """Sums of per-step scalars and a count of non-finite losses, accumulated on the device in float64.
 
     ``add`` launches only device work; ``finish`` sums over workers and is the one host synchronisation of the
-    epoch, raising ``FloatingPointError`` (naming the epoch) if any step's loss was not finite on any worker.
+    epoch, raising ``TrainingDiverged`` (naming the epoch) if any step's loss was not finite on any worker.
     """
 
     def __init__(self, names: list[str], device: torch.device):
@@ -92,7 +93,7 @@ class EpochTotals:
         totals = all_reduce_sum(self.sums).tolist()
         *sums, steps, bad = totals
         if bad > 0:
-            raise FloatingPointError(f"{what} was not finite (NaN or inf) in {int(bad)} of {int(steps)} steps at "
+            raise TrainingDiverged(f"{what} was not finite (NaN or inf) in {int(bad)} of {int(steps)} steps at "
                                      f"epoch {epoch}: the run diverged; {hint}")
         return {name: (value / steps if steps > 0 else float("nan")) for name, value in zip(self.names, sums,
                                                                                              strict=True)}

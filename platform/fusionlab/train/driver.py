@@ -9,6 +9,7 @@ from typing import Any
 
 from fusionlab.config import Config
 from fusionlab.data import Manifest
+from fusionlab.data.verify import VERIFIED_TAG, verify_for_training
 
 from .context import LocalContext, RayWorkerContext
 from .loop import train_loop
@@ -22,10 +23,12 @@ def tracking_uri(config: Config, workdir: Path) -> str:
 
 
 def prepare_tracking(config: Config, workdir: Path) -> str:
-    """Create the experiment on the driver, with artifacts under the workdir (not the workers' cwd); a translation
-    run first checks that the FID features it needs are there."""
+    """Create the experiment on the driver, with artifacts under the workdir (not the workers' cwd); first the
+    dataset's shards are verified against its manifest and a translation run checks that the FID features it needs
+    are there."""
     from fusionlab.tracking import ensure_experiment
 
+    verify_for_training(config.data.path)
     if "://" not in config.data.path and Manifest.load(config.data.path).task == "translation":
         from .translation_loop import check_feature_weights
 
@@ -39,7 +42,8 @@ def prepare_tracking(config: Config, workdir: Path) -> str:
 def payload_for(config: Config, workdir: Path, uri: str, parent_run_id: str | None = None,
                 tags: dict[str, str] | None = None) -> dict[str, Any]:
     return {"config": config.model_dump(mode="json", by_alias=True), "workdir": str(workdir),
-            "tracking_uri": uri, "parent_run_id": parent_run_id, "tags": dict(tags or {})}
+            "tracking_uri": uri, "parent_run_id": parent_run_id,
+            "tags": {VERIFIED_TAG: verify_for_training(config.data.path), **(tags or {})}}  # verified: a cache hit
 
 
 def quiet_train_reports() -> None:

@@ -18,6 +18,7 @@ from fusionlab.models.sparsity import overall_exchanged_fraction
 from .checkpoint import save_checkpoint
 from .context import WorkerContext
 from .device import EpochTotals, batch_to_device, configure_backends, maybe_compile, to_device
+from .identity import checkpoint_changes, refuse_unsafe
 from .losses import segmentation_loss, upsample
 from .metrics import ConfusionMatrix, scores
 from .optim import build_optimizer, set_epoch_lr
@@ -67,7 +68,7 @@ def encoder_lr(optimizer: torch.optim.Optimizer) -> float:
 def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: WorkerContext, ignore_index: int,
                 epoch: int) -> float:
     """One epoch; the mean loss over all workers. No host synchronisation inside a step: losses and a non-finite
-    count stay on the device until the epoch ends, where a diverged run raises ``FloatingPointError``."""
+    count stay on the device until the epoch ends, where a diverged run raises ``TrainingDiverged``."""
     model.train()
     if config.train.freeze_bn:
         freeze_batchnorm(model)
@@ -169,6 +170,8 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     selection = Selection.for_run(config, "miou", lower_is_better=False, keep_state=ctx.rank == 0)
     state = ctx.restore()
     if state is not None:
+        refuse_unsafe(checkpoint_changes(state, config, manifest.digest), config.run_name(),
+                      f"its checkpoint of epoch {state['epoch']}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"] + 1, state["history"]
@@ -183,7 +186,8 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         from fusionlab.tracking.runs import run_tags
 
         tags = {**run_tags(manifest, core), **selection_tags(config), **payload.get("tags", {})}
-        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags)
+        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags,
+                                  payload.get("launch"))
         tracker.catch_up(history)  # epochs checkpointed before an interruption but not yet logged
 
     if history and start_epoch >= config.train.epochs:
@@ -210,7 +214,8 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
             save_checkpoint(checkpoint_dir, {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                                              "epoch": epoch, "history": history,
                                              "selection": selection.state_dict(epoch),
-                                             "config": config.model_dump(mode="json", by_alias=True)})
+                                             "config": config.model_dump(mode="json", by_alias=True),
+                                             "manifest_sha256": manifest.digest})
         ctx.report(metrics, checkpoint_dir)  # persisted before it is logged: a crash never logs an epoch twice
         if checkpoint_dir is not None and checkpoint_dir.exists():
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -218,7 +223,9 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
             tracker.log_epoch(metrics)
 
     if tracker is not None:
-        if start_epoch < config.train.epochs:  # the selected model, its test scores and plots, once
+        # The selected model, its test scores and plots, once: again only if new epochs were trained, or if the
+        # last attempt failed after its final checkpoint (while scoring test or logging the model).
+        if start_epoch < config.train.epochs or not tracker.final_logged:
             selection.load_into(core)
             final = selection.final_metrics()
             test_split = config.data.test_split
@@ -227,4 +234,5 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
             tracker.log_metrics(final, step=selection.final_step(config.train.epochs))
             tracker.log_final(core, manifest, selection.extras.get("matrix"), selection.extras.get("examples", []),
                               config.model.eval_upsample)
+            tracker.mark_final_logged()
         tracker.close()

@@ -105,7 +105,7 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
                 target_spec: ModalitySpec, epoch: int, autocast: Callable[[], Any],
                 after_generator_step: Callable[[], None]) -> dict[str, float]:
     """One epoch of alternating discriminator / generator steps; the epoch's mean losses over all workers. No host
-    synchronisation inside a step: a non-finite generator loss raises ``FloatingPointError`` when the epoch ends."""
+    synchronisation inside a step: a non-finite generator loss raises ``TrainingDiverged`` when the epoch ends."""
     generator.train()
     discriminator.train()
     if config.train.freeze_bn:

@@ -17,6 +17,7 @@ from fusionlab.models.discriminator import build_branch_discriminator
 from .checkpoint import save_checkpoint
 from .context import WorkerContext
 from .device import configure_backends, maybe_compile, to_device, use_fused
+from .identity import checkpoint_changes, refuse_unsafe
 from .loop import autocast, encoder_lr, model_statistics, unwrap
 from .optim import build_optimizer, set_epoch_lr, stage_lr
 from .selection import Selection, evaluation_prefix, selection_tags
@@ -91,6 +92,8 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
     selection = Selection.for_run(config, "fid", lower_is_better=True, keep_state=ctx.rank == 0)
     state = ctx.restore()
     if state is not None:
+        refuse_unsafe(checkpoint_changes(state, config, manifest.digest), config.run_name(),
+                      f"its checkpoint of epoch {state['epoch']}")
         generator.load_state_dict(state["model"])
         optimizer_g.load_state_dict(state["optimizer"])
         discriminator.load_state_dict(state["discriminator"])
@@ -111,7 +114,8 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
 
         tags = {**run_tags(manifest, core), "fusionlab.fid_features": extractor.name, **selection_tags(config),
                 **payload.get("tags", {})}
-        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags)
+        tracker = RunTracker.open(payload["tracking_uri"], config, payload.get("parent_run_id"), tags,
+                                  payload.get("launch"))
         tracker.catch_up(history)
 
     def after_generator_step() -> None:
@@ -152,7 +156,7 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
                 "discriminator": unwrap(discriminator).state_dict(),
                 "discriminator_optimizer": optimizer_d.state_dict(),
                 "epoch": epoch, "history": history, "selection": selection.state_dict(epoch),
-                "config": config.model_dump(mode="json", by_alias=True)})
+                "config": config.model_dump(mode="json", by_alias=True), "manifest_sha256": manifest.digest})
         ctx.report(metrics, checkpoint_dir)
         if checkpoint_dir is not None and checkpoint_dir.exists():
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -160,7 +164,7 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
             tracker.log_epoch(metrics)
 
     if tracker is not None:
-        if start_epoch < config.train.epochs:  # the selected generator, its test scores and plots (loop.train_loop)
+        if start_epoch < config.train.epochs or not tracker.final_logged:  # the selected generator (loop.train_loop)
             selection.load_into(core)
             final = selection.final_metrics()
             test_split = config.data.test_split
@@ -168,6 +172,7 @@ def translation_loop(payload: dict[str, Any], ctx: WorkerContext, config: Config
                 final.update(test_scores(core, config, manifest, ctx.device, extractor))
             tracker.log_metrics(final, step=selection.final_step(config.train.epochs))
             tracker.log_translation_final(core, manifest, selection.extras.get("examples", []))
+            tracker.mark_final_logged()
         tracker.close()
 
 

@@ -1,0 +1,106 @@
+"""A training run's life in MLflow: found again by its key, resumed only with the settings it was trained with (or
+changes that are safe, recorded), and ended in an honest state: FINISHED with its model, FAILED with the error,
+KILLED when interrupted."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Run, RunTag
+from mlflow.tracking import MlflowClient
+
+RUN_KEY_TAG = "fusionlab.run_key"
+LAUNCH_TAG = "fusionlab.launch"  # the id of the driver launch that last opened the run (payload["launch"])
+STARTS_TAG = "fusionlab.starts"  # how many times a training loop opened the run (Ray retries included)
+ERROR_TAG = "fusionlab.error"  # "<type>: <message>" of the failure that ended the run; error.txt has the traceback
+FINAL_TAG = "fusionlab.final"  # "logged" once the selected model, its test scores and plots are logged
+CHANGED_PREFIX = "fusionlab.changed."  # + key: "<before> -> <after>" for a safe change made on resume
+OVERRIDES_TAG = "fusionlab.param_overrides"  # JSON {key: value} of those changes: the params as the run ends
+TAG_LIMIT = 5000
+ERROR_ARTIFACT = "error.txt"
+
+
+def find_run(client: MlflowClient, experiment_id: str, key: str) -> Run | None:
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if found else None
+
+
+def effective_params(run: Run) -> dict[str, str]:
+    """The run's params with the safe changes made on resume applied (MLflow params cannot be logged twice)."""
+    params = dict(run.data.params)
+    overrides = run.data.tags.get(OVERRIDES_TAG)
+    if overrides:
+        params.update(json.loads(overrides))
+    return params
+
+
+def record_changes(client: MlflowClient, run: Run, changes: Iterable[Any], epoch: int | None) -> None:
+    """Tag each safe change (``train.identity.Change``) on the run, and fold it into its param overrides."""
+    changes = list(changes)
+    if not changes:
+        return
+    where = "on resume" if epoch is None else f"on resume after epoch {epoch}"
+    overrides = json.loads(run.data.tags.get(OVERRIDES_TAG, "{}"))
+    tags = {}
+    for change in changes:
+        tags[f"{CHANGED_PREFIX}{change.key}"] = _fit(f"{change.before} -> {change.after} ({where})")
+        overrides[change.key] = change.after
+    tags[OVERRIDES_TAG] = _fit(json.dumps(overrides, sort_keys=True))
+    client.log_batch(run.info.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+
+
+def mark_ended(client: MlflowClient, run_id: str, error: BaseException) -> str:
+    """End the run FAILED (any error) or KILLED (an interrupt), with the error as a tag and its traceback as
+    ``error.txt``; returns the status."""
+    status = "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED"
+    cause = getattr(error, "_base_exc", error)  # Ray Train's wrapper of a worker's exception
+    message = str(cause).strip() or "interrupted"
+    client.set_tag(run_id, ERROR_TAG, _fit(f"{type(cause).__name__}: {message}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ERROR_ARTIFACT
+        path.write_text(str(error) if hasattr(error, "_base_exc") else
+                        "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        try:
+            client.log_artifact(run_id, str(path))
+        except OSError:  # the tag above still says what happened
+            pass
+    client.set_terminated(run_id, status=status)
+    return status
+
+
+def mark_launch_ended(uri: str, experiment: str, key: str, launch: str, error: BaseException) -> str | None:
+    """After a launch failed: end its run if this launch opened it and it is still RUNNING (a worker that died, or
+    an error the loop did not get to record). A run this launch never opened is left as it is."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    run = find_run(client, found.experiment_id, key) if found else None
+    if run is None or run.info.status != "RUNNING" or run.data.tags.get(LAUNCH_TAG) != launch:
+        return None
+    return mark_ended(client, run.info.run_id, error)
+
+
+def _fit(value: str) -> str:
+    return value if len(value) <= TAG_LIMIT else value[:TAG_LIMIT - 15] + " ... (cut)"
+
+
+def check_resume(uri: str, config, manifest_digest: str | None) -> None:
+    """Before a launch: if the config's run already exists in MLflow, refuse settings that differ from the ones it
+    was trained with (``train.identity``) and record the safe changes on it."""
+    from fusionlab.train.identity import config_changes, dataset_change, refuse_unsafe
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    run = find_run(client, experiment.experiment_id, config.run_name()) if experiment else None
+    if run is None:
+        return
+    changes = config_changes(effective_params(run), config.flat())
+    data = manifest_digest and dataset_change(run.data.tags.get("fusionlab.manifest_sha256"), manifest_digest)
+    where = f"MLflow run {run.info.run_id} in experiment {config.tracking.experiment!r}"
+    safe = refuse_unsafe([*changes, data] if data else changes, config.run_name(), where)
+    record_changes(client, run, safe, epoch=None)

@@ -1,0 +1,63 @@
+"""Which training failures Ray Train may retry: a lost node or worker yes, the user's own error no.
+
+Ray Train 2.60 retries every worker-group error up to ``FailureConfig(max_failures)``: a label outside the classes,
+a config refused on resume or a diverged loss would be retried three times (a minute each) before failing with the
+same message. Errors that are the user's to fix (``FusionlabError``, ``DatasetError``, ``ConfigError``) happen again
+on every attempt, so the policy below raises them at once; anything else (a killed worker, a lost node, an
+out-of-memory) is left to Ray's default policy.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fusionlab.config import ConfigError
+from fusionlab.data import DatasetError
+from fusionlab.errors import FusionlabError
+
+DETERMINISTIC = (FusionlabError, DatasetError, ConfigError)
+
+logger = logging.getLogger(__name__)
+
+
+def worker_cause(error: BaseException) -> BaseException:
+    """The exception a worker raised, unwrapped from Ray Train's ``UserExceptionWithTraceback``."""
+    return getattr(error, "_base_exc", error)
+
+
+def deterministic_cause(error: BaseException) -> BaseException | None:
+    """The user's error behind a Ray Train failure (any worker's), or None for a retryable one."""
+    if isinstance(error, DETERMINISTIC):
+        return error
+    for failure in (getattr(error, "worker_failures", None) or {}).values():
+        cause = worker_cause(failure)
+        if isinstance(cause, DETERMINISTIC):
+            return cause
+    return None
+
+
+def install_failure_policy() -> bool:
+    """Make Ray Train raise deterministic errors without retrying them; False (logged) where this Ray lacks the hook,
+    which then retries them as before."""
+    try:
+        from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy, FailureDecision
+        from ray.train.v2.api import data_parallel_trainer
+    except ImportError as error:
+        logger.warning("deterministic training errors will be retried: this Ray has no Train V2 failure policy "
+                       "hook (%s)", error)
+        return False
+    if getattr(data_parallel_trainer.create_failure_policy, "fusionlab", False):
+        return True
+
+    class RaiseUserErrors(DefaultFailurePolicy):
+        def make_decision(self, training_failed_error):
+            if deterministic_cause(training_failed_error) is not None:
+                return FailureDecision.RAISE
+            return super().make_decision(training_failed_error)
+
+    def create_failure_policy(failure_config):
+        return RaiseUserErrors(failure_config)
+
+    create_failure_policy.fusionlab = True
+    data_parallel_trainer.create_failure_policy = create_failure_policy
+    return True
