@@ -111,3 +111,18 @@ def test_the_sigterm_handler_is_restored_after_a_write(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     write_synthetic(tmp_path / "ds", **TINY)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_what_a_sigkilled_data_synth_leaves_is_swept_by_the_next_write(tmp_path):
+    out = tmp_path / "synth"
+    argv = [sys.executable, "-m", "fusionlab.cli", "data", "synth", "--out", str(out), "--size", "16x16"]
+    synth = subprocess.Popen([*argv, "--train", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (left,) = wait_for(".synth.partial-*", tmp_path, synth)
+    synth.kill()  # SIGKILL: no cleanup can run
+    synth.wait(timeout=60)
+    assert left.is_dir()
+    again = subprocess.run([*argv, "--train", "2", "--val", "1", "--test", "1"], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"removed {left}" in " ".join(again.stderr.split())
+    assert [p.name for p in tmp_path.iterdir()] == ["synth"]
