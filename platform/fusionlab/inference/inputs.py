@@ -44,6 +44,22 @@ def model_specs(predictor) -> dict[str, ModalitySpec]:
             for name, spec in specs.items()}
 
 
+def check_input_specs(root: str | os.PathLike, manifest: Manifest, predictor) -> None:
+    """The dataset stores each of the model's inputs as the model was trained on them (dtype, channels, scale, mean,
+    std); a model logged without specs is not checked. ``predict`` and ``evaluate`` both refuse a mismatch."""
+    for name, spec in model_specs(predictor).items():
+        have = manifest.modalities.get(name)
+        if have is None:
+            raise DatasetError(f"{root}: the model's input {name!r} is not a modality of this dataset (it has "
+                               f"{list(manifest.modalities)})")
+        if (have.dtype, have.channels, have.scale, have.mean, have.std) != \
+                (spec.dtype, spec.channels, spec.scale, spec.mean, spec.std):
+            raise DatasetError(f"{root}: modality {name!r} is {have.dtype} x{have.channels} (scale "
+                               f"{have.scale:g}, mean {have.mean}, std {have.std}); the model was trained on "
+                               f"{spec.dtype} x{spec.channels} (scale {spec.scale:g}, mean {spec.mean}, "
+                               f"std {spec.std})")
+
+
 def safe_id(text: str) -> str:
     return _UNSAFE.sub("_", text) or "_"
 
@@ -65,8 +81,8 @@ class ArrowInputs:
         self.manifest = Manifest.load(self.root)
         splits = [split] if split else list(self.manifest.splits)
         self.modalities = list(predictor.modalities)
+        check_input_specs(self.root, self.manifest, predictor)
         self.datasets = [ShardDataset(self.root, name, self.modalities) for name in splits]
-        self._check_specs(model_specs(predictor))
         self.specs = {m: self.manifest.modalities[m] for m in self.modalities}
         self.sample_ids = [str(i) for d in self.datasets for i in d.table.column("sample_id").to_pylist()]
         self.ids = [safe_id(i) for i in self.sample_ids]
@@ -74,16 +90,6 @@ class ArrowInputs:
                       "; predict one split at a time with --split" if len(splits) > 1 else "")
         self.sources = [f"{shard.file}#{row}" for d in self.datasets for shard in self.manifest.shards(d.split)
                         for row in range(shard.rows)]
-
-    def _check_specs(self, trained: dict[str, ModalitySpec]) -> None:
-        for name, spec in trained.items():
-            have = self.manifest.modalities[name]
-            if (have.dtype, have.channels, have.scale, have.mean, have.std) != \
-                    (spec.dtype, spec.channels, spec.scale, spec.mean, spec.std):
-                raise DatasetError(f"{self.root}: modality {name!r} is {have.dtype} x{have.channels} (scale "
-                                   f"{have.scale:g}, mean {have.mean}, std {have.std}); the model was trained on "
-                                   f"{spec.dtype} x{spec.channels} (scale {spec.scale:g}, mean {spec.mean}, "
-                                   f"std {spec.std})")
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -7,8 +7,10 @@ import os
 
 import torch
 
+from fusionlab.data import DatasetError, Manifest
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import select_modalities
+from fusionlab.inference.inputs import check_input_specs
 
 from .metrics import ConfusionMatrix
 
@@ -16,12 +18,13 @@ from .metrics import ConfusionMatrix
 @torch.no_grad()
 def evaluate(predictor: torch.nn.Module, data: str | os.PathLike, split: str = "test",
              batch_size: int = 8, device: torch.device | str = "cpu") -> dict[str, float]:
-    dataset = ShardDataset(data, split, select_modalities_for(predictor, data))
-    label = dataset.manifest.label
+    manifest = check_dataset_for(predictor, data)
+    label = manifest.label
     if label is None or label.num_classes != predictor.num_classes:
-        raise ValueError(f"dataset {data} has {label.num_classes if label else 0} classes, the model predicts "
-                         f"{predictor.num_classes}")
-    size = batch_size if dataset.manifest.image_size else 1
+        raise DatasetError(f"{data}: the dataset has {label.num_classes if label else 0} classes, the model predicts "
+                           f"{predictor.num_classes}; evaluate it on a dataset with the classes it was trained on")
+    dataset = ShardDataset(data, split, select_modalities(manifest, predictor.modalities))
+    size = batch_size if manifest.image_size else 1
     matrix = ConfusionMatrix(label.num_classes, label.ignore_index, device)
     predictor.eval()
     for batch in torch.utils.data.DataLoader(dataset, batch_size=size):
@@ -29,10 +32,15 @@ def evaluate(predictor: torch.nn.Module, data: str | os.PathLike, split: str = "
     return matrix.compute()
 
 
-def select_modalities_for(predictor: torch.nn.Module, data: str | os.PathLike) -> list[str]:
-    from fusionlab.data import Manifest
+def check_dataset_for(predictor: torch.nn.Module, data: str | os.PathLike) -> Manifest:
+    """The dataset's manifest, once its inputs are checked against the model's (as ``predict`` checks them)."""
+    manifest = Manifest.load(data)
+    check_input_specs(data, manifest, predictor)
+    return manifest
 
-    return select_modalities(Manifest.load(data), predictor.modalities)
+
+def select_modalities_for(predictor: torch.nn.Module, data: str | os.PathLike) -> list[str]:
+    return select_modalities(check_dataset_for(predictor, data), predictor.modalities)
 
 
 @torch.no_grad()
@@ -49,9 +57,9 @@ def evaluate_translation_model(predictor: torch.nn.Module, data: str | os.PathLi
     dataset = ShardDataset(data, split, select_modalities_for(predictor, data))
     manifest = dataset.manifest
     if manifest.task != "translation" or getattr(predictor, "target", None) is None:
-        raise ValueError(f"dataset {data} is a {manifest.task} dataset; this model is not a translation model")
+        raise DatasetError(f"dataset {data} is a {manifest.task} dataset; this model is not a translation model")
     if len(dataset) < 2:
-        raise ValueError(f"split {split!r} of {data} has {len(dataset)} sample(s); FID/KID need at least 2")
+        raise DatasetError(f"split {split!r} of {data} has {len(dataset)} sample(s); FID/KID need at least 2")
     extractor = resolve_extractor(features, weights)
     if isinstance(extractor, torch.nn.Module):
         extractor.to(device).eval()
