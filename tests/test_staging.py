@@ -45,12 +45,15 @@ def test_a_dead_writers_staging_dir_is_swept_with_a_message_and_a_live_ones_is_k
     assert (tmp_path / "ds" / "manifest.json").is_file()
 
 
-def test_a_swap_killed_half_way_is_restored_not_removed(tmp_path, capsys):
+def test_a_swap_killed_half_way_is_restored_not_removed_and_a_finished_ones_leftover_removed(tmp_path, capsys):
     retired = debris(tmp_path, "ds", dead_pid(), kind="old")  # "ds" was renamed aside, the new one never arrived
+    (tmp_path / "done").mkdir()
+    replaced = debris(tmp_path, "done", dead_pid(), kind="old")  # the swap finished: only the removal was left
     write_synthetic(tmp_path / "other", **TINY)
-    assert not retired.exists()
+    assert not retired.exists() and not replaced.exists()
     assert (tmp_path / "ds" / "train-00000.parquet").read_bytes() == b"half a shard"
-    assert f"restored {tmp_path / 'ds'}" in " ".join(capsys.readouterr().err.split())
+    message = " ".join(capsys.readouterr().err.split())
+    assert f"restored {tmp_path / 'ds'}" in message and f"removed {replaced}: the replaced previous version" in message
 
 
 def wait_for(pattern: str, parent: Path, process: subprocess.Popen, seconds: float = 120) -> list[Path]:

@@ -73,14 +73,17 @@ def sweep(parent: Path, say: Callable[[str], None] = _say) -> list[Path]:
             continue
         target = parent / match["target"]
         if match["kind"] == OLD and not target.exists():  # killed mid-swap: this is the only copy
-            os.rename(path, target)
+            try:
+                os.rename(path, target)
+            except OSError:  # another writer swept it, or wrote the target, a moment ago
+                continue
             say(f"restored {target} from {path.name}, left by process {match['pid']} (no longer running) "
                 f"in the middle of replacing it")
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
-        say(f"removed {path}: an unfinished write of {target.name} left by process {match['pid']} "
-            f"(no longer running)")
+        what = "an unfinished write" if match["kind"] == PARTIAL else "the replaced previous version"
+        say(f"removed {path}: {what} of {target.name} left by process {match['pid']} (no longer running)")
     return removed
 
 
