@@ -2,35 +2,59 @@
 
 Sections: ``data``, ``model``, ``train``, ``resources``, ``tracking`` (and ``search``, used by ``fusionlab tune``).
 Unknown keys and bad values are errors that name the dotted key and what was expected. ``--set a.b=value`` overrides
-any key; values are parsed as YAML (``1e-3``, ``true``, ``[1, 2]``).
+any key; values are parsed as YAML (``1e-3``, ``true``, ``[1, 2]``). Types are strict: an integer or boolean field takes
+only an integer or boolean (``true`` is not 1, ``3.0`` and ``"3"`` are not 3); numbers are finite (no NaN or inf).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
     """A bad config: the message names the file, the dotted key and what was expected."""
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+# Not strict: PyYAML reads 1e-3 (no dot) as a string, which pydantic parses; a boolean is refused.
+Float = Annotated[float, BeforeValidator(_not_bool)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class SynthesizeConfig(Section):
     """Generate the synthetic benchmark at ``data.path`` when no dataset is there yet (deterministic)."""
 
-    train: int = Field(64, ge=1)
-    val: int = Field(16, ge=1)
-    test: int = Field(16, ge=1)
-    size: tuple[int, int] = (120, 160)
-    seed: int = 0
+    train: Int = Field(64, ge=1)
+    val: Int = Field(16, ge=1)
+    test: Int = Field(16, ge=1)
+    size: tuple[Int, Int] = (120, 160)
+    seed: Int = 0
     task: Literal["segmentation", "translation"] = "segmentation"  # synthetic-rgbd or synthetic-translation
 
 
@@ -38,19 +62,19 @@ class DataConfig(Section):
     path: str  # a dataset directory written by `fusionlab data` (manifest.json + shards)
     synthesize: SynthesizeConfig | None = None
     modalities: list[str] | None = None  # input modalities in order; default: all but a translation target
-    crop: tuple[int, int] | None = None  # training crop (H, W); default: the dataset's image size
-    scale_range: tuple[float, float] = (0.5, 2.0)
+    crop: tuple[Int, Int] | None = None  # training crop (H, W); default: the dataset's image size
+    scale_range: tuple[Float, Float] = (0.5, 2.0)
     # After the random scale, the shorter side is raised to at least this many pixels (the references: 350).
-    min_short_side: int | None = Field(None, ge=1)
+    min_short_side: Int | None = Field(None, ge=1)
     # The random scale's interpolation: "reference" = RGB bicubic, depth (and labels) nearest; "bilinear" = every
     # image bilinear (labels always nearest).
     resize: Literal["reference", "bilinear"] = "bilinear"
     # Where an image smaller than the crop is padded: evenly on all sides (the references' Pad) or bottom/right.
     pad: Literal["centre", "bottom_right"] = "bottom_right"
-    hflip: bool = True
+    hflip: Bool = True
     # Translation: validation and test images resized to (H, W) (bilinear, antialiased) before the generator scores
     # them; None: full resolution. The CEN translation reference scores 512-px Taskonomy at 256.
-    eval_size: tuple[int, int] | None = None
+    eval_size: tuple[Int, Int] | None = None
     train_split: str | list[str] = "train"  # a list trains on their union (the references: all of train)
     val_split: str = "val"
     test_split: str | None = "test"  # evaluated once after training (ensemble, full resolution) when the dataset has it
@@ -69,9 +93,9 @@ REFERENCE_CEN_LAMBDA = 2e-4  # yikaiw/CEN's segmentation default, added once per
 class CenConfig(Section):
     # L1 weight on the penalised BN scaling factors. None: the reference's 2e-4 per output, i.e. 2e-4 with
     # penalty per_output and (M + 1) * 2e-4 with penalty once (the same pressure).
-    lambda_: float | None = Field(None, alias="lambda", ge=0)
-    threshold: float = Field(2e-2, ge=0)  # exchange channels whose |gamma| < threshold
-    portion: float | None = Field(None, gt=0, le=1)  # fraction of each bn2 a modality penalises; default 1/M
+    lambda_: Float | None = Field(None, alias="lambda", ge=0)
+    threshold: Float = Field(2e-2, ge=0)  # exchange channels whose |gamma| < threshold
+    portion: Float | None = Field(None, gt=0, le=1)  # fraction of each bn2 a modality penalises; default 1/M
     # "loss": lambda * sum|gamma| in the loss (the references, SGD); "proximal": a soft-threshold of lr * lambda
     # after every optimizer step, which is what makes the penalty produce zeros under Adam
     sparsity: Literal["loss", "proximal"] = "loss"
@@ -92,8 +116,8 @@ class CenConfig(Section):
 
 
 class AsymFusionConfig(Section):
-    shuffle_groups: int = Field(5, ge=2)
-    shift_offsets: list[tuple[int, int]] = [(1, 0), (0, 1), (0, -1), (-1, 0)]
+    shuffle_groups: Int = Field(5, ge=2)
+    shift_offsets: list[tuple[Int, Int]] = [(1, 0), (0, 1), (0, -1), (-1, 0)]
 
 
 class ModelConfig(Section):
@@ -151,15 +175,15 @@ class ModelConfig(Section):
 class GanConfig(Section):
     """Translation: the pix2pix objective, BCE GAN loss + ``l1_weight`` * L1, and the PatchGAN discriminator."""
 
-    l1_weight: float = Field(100.0, ge=0)
-    gan_weight: float = Field(1.0, ge=0)
-    lr_discriminator: float = Field(2e-4, gt=0)
-    discriminator_filters: int = Field(64, ge=1)
+    l1_weight: Float = Field(100.0, ge=0)
+    gan_weight: Float = Field(1.0, ge=0)
+    lr_discriminator: Float = Field(2e-4, gt=0)
+    discriminator_filters: Int = Field(64, ge=1)
     # "per_branch" (the reference): one PatchGAN, its weights shared by the branches, judges each branch's
     # (own input, output) pair, the ensemble not in the GAN loss; "shared": one discriminator on (all inputs, image)
     # for every branch and the ensemble.
     discriminators: Literal["per_branch", "shared"] = "shared"
-    eval_dropout: bool = False  # score the generator in train mode with dropout on (the reference) instead of eval
+    eval_dropout: Bool = False  # score the generator in train mode with dropout on (the reference) instead of eval
 
 
 class FidConfig(Section):
@@ -169,34 +193,36 @@ class FidConfig(Section):
 
     features: Literal["auto", "inception", "local"] = "auto"
     weights: str | None = None
-    kid_subsets: int = Field(100, ge=1)
-    kid_subset_size: int = Field(1000, ge=2)
+    kid_subsets: Int = Field(100, ge=1)
+    kid_subset_size: Int = Field(1000, ge=2)
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(8, ge=1)  # per worker
+    epochs: Int = Field(10, ge=1)
+    batch_size: Int = Field(8, ge=1)  # per worker
     optimizer: Literal["sgd", "adam"] = "sgd"
     # A list is a schedule of equal-length stages; the defaults are the references' (SGD, ImageNet-initialised).
-    lr_encoder: float | list[float] = [5e-4, 2.5e-4, 1e-4]
-    lr_decoder: float | list[float] = [3e-3, 1.5e-3, 7e-4]
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-5, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam's; pix2pix and the translation references use (0.5, 0.999)
-    freeze_bn: bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
+    lr_encoder: Float | list[Float] = [5e-4, 2.5e-4, 1e-4]
+    lr_decoder: Float | list[Float] = [3e-3, 1.5e-3, 7e-4]
+    momentum: Float = Field(0.9, ge=0, lt=1)
+    weight_decay: Float = Field(1e-5, ge=0)
+    betas: tuple[Float, Float] = (0.9, 0.999)  # Adam's; pix2pix and the translation references use (0.5, 0.999)
+    freeze_bn: Bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on GPU, off on CPU
     # Which epoch's model is kept, scored on test and logged: the best val epoch, the best epoch on the test split
     # (the references' protocol: the per-epoch evaluation runs on test), or the last.
     selection: Literal["best_val", "best_test", "last"] = "best_val"
     # The GPU path (train/device.py); "auto" means on CUDA only, so CPU runs are unchanged by default.
-    channels_last: bool | Literal["auto"] = "auto"  # model and input batches in torch.channels_last
-    fused: bool | Literal["auto"] = "auto"  # fused Adam/SGD kernels (auto: when every parameter is on CUDA)
-    cudnn_benchmark: bool = True  # cuDNN autotuning on CUDA (inputs keep one shape per run: crops)
-    compile: bool = False  # torch.compile the model after it is prepared (DDP-wrapped); checkpoints stay uncompiled
+    channels_last: Bool | Literal["auto"] = "auto"  # model and input batches in torch.channels_last
+    fused: Bool | Literal["auto"] = "auto"  # fused Adam/SGD kernels (auto: when every parameter is on CUDA)
+    cudnn_benchmark: Bool = True  # cuDNN autotuning on CUDA (inputs keep one shape per run: crops)
+    compile: Bool = False  # torch.compile the model after it is prepared (DDP-wrapped); checkpoints stay uncompiled
     compile_backend: str = "inductor"  # torch.compile backend; "aot_eager" traces the graphs without generating kernels
-    seed: int = 0
-    val_every: int = Field(1, ge=1)
-    checkpoint_every: int = Field(1, ge=1)
+    seed: Int = 0
+    val_every: Int = Field(1, ge=1)
+    checkpoint_every: Int = Field(1, ge=1)
+    # The latest N checkpoints are kept (resume reads the latest; the selected epoch's weights travel inside it).
+    keep_checkpoints: Int = Field(2, ge=1)
     gan: GanConfig = GanConfig()  # translation only
     fid: FidConfig = FidConfig()  # translation only
 
@@ -211,18 +237,18 @@ class TrainConfig(Section):
     @classmethod
     def _positive(cls, value: float | list[float]) -> float | list[float]:
         values = value if isinstance(value, list) else [value]
-        if not values or any(v < 0 for v in values):
-            raise ValueError(f"expected a learning rate >= 0 or a non-empty list of them, got {value}")
+        if not values or not all(math.isfinite(v) and v > 0 for v in values):  # lr 0 trains nothing, silently
+            raise ValueError("expected a finite learning rate > 0, or a non-empty list of them")
         return value
 
 
 class ResourcesConfig(Section):
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool | Literal["auto"] = "auto"
-    cpus_per_worker: float = Field(1, gt=0)
+    num_workers: Int = Field(1, ge=1)
+    use_gpu: Bool | Literal["auto"] = "auto"
+    cpus_per_worker: Float = Field(1, gt=0)
     # Times Ray Train restarts the worker group after a worker fails (its node lost, a crash), each time from the
     # last checkpoint; -1 is unlimited, 0 fails the run at the first error.
-    max_failures: int = Field(3, ge=-1)
+    max_failures: Int = Field(3, ge=-1)
 
 
 class TrackingConfig(Section):
@@ -235,8 +261,8 @@ class ParameterSpace(Section):
     """One searched parameter: ``loguniform``/``uniform`` over [low, high], ``int`` range, or ``choice`` of values."""
 
     type: Literal["loguniform", "uniform", "int", "choice"]
-    low: float | None = None
-    high: float | None = None
+    low: Float | None = None
+    high: Float | None = None
     values: list[Any] | None = None
 
     @model_validator(mode="after")
@@ -250,11 +276,20 @@ class ParameterSpace(Section):
             raise ValueError(f"loguniform needs low > 0, got {self.low}")
         return self
 
+    def probes(self) -> list[tuple[str, Any]]:
+        """The values that must each make a valid config: every choice, both ends of a range (field limits are
+        bounds, so a range whose ends pass passes inside)."""
+        if self.type == "choice":
+            return [("value", value) for value in self.values or []]
+        if self.type == "int":
+            return [("low", int(self.low)), ("high", int(self.high))]
+        return [("low", self.low), ("high", self.high)]
+
 
 class SchedulerConfig(Section):
     type: Literal["asha", "none"] = "asha"
-    grace_period: int = Field(1, ge=1)  # epochs every trial runs before it can be stopped
-    reduction_factor: float = Field(2, gt=1)
+    grace_period: Int = Field(1, ge=1)  # epochs every trial runs before it can be stopped
+    reduction_factor: Float = Field(2, gt=1)
 
 
 class SearchConfig(Section):
@@ -263,11 +298,11 @@ class SearchConfig(Section):
     space: dict[str, ParameterSpace]
     metric: str = "val/miou"
     mode: Literal["max", "min"] = "max"
-    num_samples: int = Field(8, ge=1)
-    max_concurrent_trials: int = Field(1, ge=1)
+    num_samples: Int = Field(8, ge=1)
+    max_concurrent_trials: Int = Field(1, ge=1)
     scheduler: SchedulerConfig = SchedulerConfig()
-    seed: int = 0
-    time_budget_s: float | None = Field(None, gt=0)
+    seed: Int = 0
+    time_budget_s: Float | None = Field(None, gt=0)
     name: str | None = None  # the sweep's name (its directory and MLflow parent run); default from the model
 
 
@@ -326,7 +361,25 @@ class Config(Section):
             if unknown:
                 raise ValueError(f"search.space keys {unknown} are not config keys (e.g. model.cen.lambda, "
                                  f"model.cen.threshold, model.cen.portion, train.lr_encoder)")
+            refused = self.refused_search_values()
+            if refused:
+                raise ValueError("search values a trial would be refused with (every trial would fail):\n    "
+                                 + "\n    ".join(refused))
         return self
+
+    def refused_search_values(self) -> list[str]:
+        """Each searched value (``ParameterSpace.probes``) set on this config as a trial sets it, and what the
+        schema says when it refuses one."""
+        base = set_dotted(self.model_dump(mode="json", by_alias=True), "search", None)
+        refused = []
+        for key, space in (self.search.space if self.search else {}).items():
+            for which, value in space.probes():
+                try:
+                    Config.model_validate(set_dotted(base, key, value))
+                except ValidationError as error:
+                    reasons = "; ".join(line.strip() for line in _error_lines(error))
+                    refused.append(f"search.space.{key}: {which} {value!r}: {reasons}")
+        return refused
 
     def run_name(self) -> str:
         if self.tracking.run_name:
@@ -391,19 +444,31 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 
 def _describe(error: ValidationError, origin: str) -> str:
-    lines = []
+    return f"{origin}: invalid config\n" + "\n".join(_error_lines(error))
+
+
+# The parts of an error's location that name a member of a union (``bool | Literal["auto"]``), not a key.
+_UNION_MEMBER = re.compile(r"[\[\]()',]|^(bool|int|float|str)$")
+
+
+def _error_lines(error: ValidationError) -> list[str]:
+    """One line per key; a value a union refuses is one line with each member's reason."""
+    reasons: dict[str, list[str]] = {}
+    got: dict[str, str] = {}
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
         if not item["loc"]:  # a check across sections: its message names the keys
-            lines.append(f"  {message}")
+            reasons.setdefault(f"  {message}", [])
             continue
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] == "missing":
             message = "required key is missing"
-        shown = f" (got {item['input']!r})" if item["type"] not in ("missing", "extra_forbidden") else ""
-        lines.append(f"  {'.'.join(str(part) for part in item['loc'])}: {message}{shown}")
-    return f"{origin}: invalid config\n" + "\n".join(lines)
+        key = ".".join(str(part) for part in item["loc"] if not _UNION_MEMBER.search(str(part)))
+        got.setdefault(key, f" (got {item['input']!r})" if item["type"] not in ("missing", "extra_forbidden") else "")
+        if message not in reasons.setdefault(key, []):
+            reasons[key].append(message)
+    return [f"  {key}: {' or '.join(messages)}{got[key]}" if messages else key for key, messages in reasons.items()]
 
 
 def parse_config(tree: dict[str, Any], origin: str = "config", require_data: bool = True) -> Config:
@@ -459,6 +524,25 @@ def check_task(config: Config, manifest, origin: str) -> None:
             hint = "val/fid with search.mode min" if manifest.task == "translation" else "val/miou"
             raise ConfigError(f"{origin}: search.metric: {config.search.metric!r} is not logged by {manifest.task} "
                               f"runs (dataset {manifest.name!r}); use e.g. {hint}")
+
+
+def check_batch_fits(config: Config, workers: int) -> None:
+    """Training drops the last incomplete batch: a train.batch_size above a worker's share of the train split trains
+    zero steps (loss NaN, a finished run). Checked where the manifest is readable (a missing one is reported
+    elsewhere)."""
+    from fusionlab.data import DatasetError, Manifest
+
+    if "://" in config.data.path:
+        return
+    try:
+        rows = Manifest.load(config.data.path).rows(config.data.train_split)
+    except DatasetError:
+        return
+    if config.train.batch_size > rows // workers:
+        share = f", {rows // workers} per worker for {workers} workers" if workers > 1 else ""
+        raise ConfigError(f"train.batch_size {config.train.batch_size} is larger than data.train_split "
+                          f"{config.data.train_split!r} ({rows} rows{share}): no complete batch, no training step; "
+                          f"use train.batch_size <= {max(rows // workers, 1)}")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:

@@ -81,3 +81,83 @@ def test_set_syntax_errors(small_synthetic, tmp_path):
         load_config(path, ["train.epochs"])
     with pytest.raises(ConfigError, match=r"train\.epohcs: unknown key"):
         load_config(path, ["train.epohcs=2"])
+
+
+def test_yaml_and_set_values_of_every_type_still_parse(small_synthetic, tmp_path):
+    tree = config_tree(small_synthetic, resources={"use_gpu": "auto", "cpus_per_worker": 1})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tree).replace("lr_encoder: 0.001", "lr_encoder: 1e-3"))
+    assert yaml.safe_load(path.read_text())["train"]["lr_encoder"] == "1e-3"  # PyYAML reads it as a string
+    config = load_config(path, ["data.hflip=false", "train.lr_decoder=[1e-3, 5e-4]",
+                                "resources.use_gpu=false", "train.keep_checkpoints=3", "model.cen.lambda=0"])
+    assert config.train.lr_encoder == 1e-3 and config.train.lr_decoder == [1e-3, 5e-4]
+    assert config.data.hflip is False and config.resources.use_gpu is False and config.train.keep_checkpoints == 3
+    assert config.model.cen.lambda_ == 0 and config.resources.cpus_per_worker == 1.0
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train": {"epochs": True}}, r"train\.epochs: Input should be a valid integer \(got True\)"),
+    ({"train": {"batch_size": 4.0}}, r"train\.batch_size: Input should be a valid integer \(got 4\.0\)"),
+    ({"train": {"epochs": "3"}}, r"train\.epochs: Input should be a valid integer \(got '3'\)"),
+    ({"data": {"hflip": 1}}, r"data\.hflip: Input should be a valid boolean \(got 1\)"),
+    ({"resources": {"use_gpu": "yes"}}, r"resources\.use_gpu: Input should be a valid boolean or .*\(got 'yes'\)"),
+    ({"train": {"lr_encoder": float("nan")}}, r"train\.lr_encoder: Input should be a finite number.*\(got nan\)"),
+    ({"train": {"lr_decoder": [1e-3, float("inf")]}}, r"train\.lr_decoder\.1: Input should be a finite number"),
+    ({"train": {"lr_encoder": 0}}, r"train\.lr_encoder: expected a finite learning rate > 0.*\(got 0\)"),
+    ({"train": {"lr_decoder": [1e-3, 0.0]}}, r"train\.lr_decoder: expected a finite learning rate > 0"),
+    ({"train": {"lr_encoder": True}}, r"train\.lr_encoder: expected a number, not a boolean"),
+    ({"train": {"gan": {"lr_discriminator": float("nan")}}}, r"train\.gan\.lr_discriminator: .*finite number"),
+    ({"model": {"cen": {"lambda": float("nan")}}}, r"model\.cen\.lambda: Input should be a finite number"),
+    ({"model": {"cen": {"lambda": float("inf")}}}, r"model\.cen\.lambda: Input should be a finite number"),
+    ({"model": {"cen": {"lambda": -1e-4}}}, r"model\.cen\.lambda: Input should be greater than or equal to 0"),
+    ({"train": {"keep_checkpoints": 0}}, r"train\.keep_checkpoints: Input should be greater than or equal to 1"),
+], ids=["epochs-true", "batch-float", "epochs-string", "hflip-1", "use_gpu-yes", "lr-nan", "lr-list-inf", "lr-0",
+        "lr-list-0", "lr-true", "lr_discriminator-nan", "lambda-nan", "lambda-inf", "lambda-negative",
+        "keep_checkpoints-0"])
+def test_lax_and_non_finite_values_are_refused(small_synthetic, change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(config_tree(small_synthetic, **change))
+
+
+def search(**space):
+    return {"space": space, "num_samples": 2}
+
+
+@pytest.mark.parametrize("space,message", [
+    ({"model.cen.threshold": {"type": "choice", "values": [0.01, -0.5]}},
+     r"search\.space\.model\.cen\.threshold: value -0\.5: model\.cen\.threshold: Input should be greater than or "
+     r"equal to 0"),
+    ({"train.lr_encoder": {"type": "uniform", "low": 0, "high": 1e-2}},
+     r"search\.space\.train\.lr_encoder: low 0\.0: train\.lr_encoder: expected a finite learning rate > 0"),
+    ({"train.momentum": {"type": "uniform", "low": 0.5, "high": 1.5}},
+     r"search\.space\.train\.momentum: high 1\.5: train\.momentum: Input should be less than 1"),
+    ({"train.epochs": {"type": "uniform", "low": 1, "high": 4}},
+     r"search\.space\.train\.epochs: low 1\.0: train\.epochs: Input should be a valid integer"),
+    ({"train.optimizer": {"type": "choice", "values": ["adam", "lion"]}},
+     r"search\.space\.train\.optimizer: value 'lion': train\.optimizer: Input should be 'sgd' or 'adam'"),
+], ids=["choice-below-limit", "range-low-lr-0", "range-high-above-limit", "float-range-on-int-field",
+        "choice-not-a-literal"])
+def test_search_values_outside_field_limits_are_refused_at_load(small_synthetic, space, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(config_tree(small_synthetic, search=search(**space)))
+
+
+def test_search_values_inside_field_limits_load(small_synthetic):
+    config = parse_config(config_tree(small_synthetic, search=search(**{
+        "train.lr_encoder": {"type": "loguniform", "low": 1e-5, "high": 1e-2},
+        "train.batch_size": {"type": "int", "low": 2, "high": 4},
+        "model.cen.sparsity": {"type": "choice", "values": ["loss", "proximal"]}})))
+    assert set(config.search.space) == {"train.lr_encoder", "train.batch_size", "model.cen.sparsity"}
+
+
+def test_a_batch_larger_than_the_train_split_is_refused(small_synthetic):
+    from fusionlab.config import check_batch_fits
+
+    check_batch_fits(parse_config(config_tree(small_synthetic, train={"batch_size": 32})), workers=1)  # 32 rows
+    with pytest.raises(ConfigError, match=r"train\.batch_size 33 is larger than data\.train_split 'train' "
+                                          r"\(32 rows\)"):
+        check_batch_fits(parse_config(config_tree(small_synthetic, train={"batch_size": 33})), workers=1)
+    with pytest.raises(ConfigError, match=r"train\.batch_size 17 .* \(32 rows, 16 per worker for 2 workers\)"):
+        check_batch_fits(parse_config(config_tree(small_synthetic, train={"batch_size": 17})), workers=2)
+    union = config_tree(small_synthetic, data={"train_split": ["train", "test"]}, train={"batch_size": 40})
+    check_batch_fits(parse_config(union), workers=1)  # 32 + 8 rows
