@@ -38,10 +38,14 @@ class SegmentationPredictor(nn.Module):
         self.classes = list(classes) if classes is not None else [str(k) for k in range(model.num_classes)]
         self.ignore_index = ignore_index
 
+    def settings(self) -> dict[str, Any]:
+        """The constructor's arguments besides the model: what a saved model records (models/model_files.py)."""
+        return {"input_specs": self.input_specs, "classes": self.classes, "ignore_index": self.ignore_index,
+                "upsample": self.upsample}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ensemble = self.model(x.transpose(0, 1)).ensemble
-        mode = getattr(self, "upsample", "bilinear")  # models logged before the switch existed: bilinear
-        return F.interpolate(ensemble, size=x.shape[-2:], mode=mode, align_corners=False)
+        return F.interpolate(ensemble, size=x.shape[-2:], mode=self.upsample, align_corners=False)
 
 
 class TranslationPredictor(nn.Module):
@@ -55,6 +59,10 @@ class TranslationPredictor(nn.Module):
         self.modalities = list(model.modalities)
         self.input_specs = {name: dict(spec) for name, spec in (input_specs or {}).items()}
         self.target = target
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's arguments besides the model: what a saved model records (models/model_files.py)."""
+        return {"input_specs": self.input_specs, "target": self.target}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.model(x.transpose(0, 1)).ensemble.clamp(-1, 1) + 1) / 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from .resnet import BackboneSpec
 from .segmenter import FusionModel
@@ -16,6 +18,20 @@ TASKS = ("segmentation", "translation")
 DEFAULT_BACKBONES = {"segmentation": "resnet50", "translation": "pix2pix_unet"}
 
 Constructor = Callable[..., FusionModel]
+
+
+@dataclass(frozen=True)
+class BuildArgs:
+    """The arguments of ``build`` that made a model (its ``build_args``)."""
+
+    task: str
+    name: str
+    backbone: str | BackboneSpec
+    num_classes: int
+    modalities: tuple[str, ...]
+    params: dict[str, Any]
+
+
 _MODELS: dict[str, dict[str, Constructor]] = {task: {} for task in TASKS}
 
 
@@ -63,5 +79,8 @@ def build(
     except KeyError:
         raise ValueError(f"unknown model {name!r} for task {task!r}; registered {task} models: "
                          f"{list_models(task=task)}") from None
-    return constructor(backbone=backbone or DEFAULT_BACKBONES[task], num_classes=num_classes,
-                       modalities=list(modalities), **params)
+    backbone = backbone or DEFAULT_BACKBONES[task]
+    model = constructor(backbone=backbone, num_classes=num_classes, modalities=list(modalities), **params)
+    # How it was built, so that it can be saved as weights plus this and rebuilt here (models/model_files.py).
+    model.build_args = BuildArgs(task, name, backbone, num_classes, tuple(modalities), dict(params))
+    return model

@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fusionlab.errors import FusionlabError
+from fusionlab.models.model_files import SPEC_FILE
 
 from .runs import KIND_TAG, MODEL_NAME
 
@@ -256,18 +257,27 @@ def _model_source(client: MlflowClient, run_id: str) -> tuple[str, str | None]:
     """(source, model id) of the run's model, as ``mlflow.register_model`` resolves ``runs:/<id>/model``.
 
     MLflow 3 logs a model as a logged model (``models:/<model id>``); older runs keep it under their artifacts.
-    (``client.list_artifacts(run_id, ...)`` would resolve logged models through the global tracking URI.)"""
+    Either must be fusionlab's weights plus spec (models/model_files.py): a pickled model is not registered, as
+    ``load_model`` would refuse it. (``client.list_artifacts(run_id, ...)`` would resolve logged models through the
+    global tracking URI.)"""
     run = client.get_run(run_id)
     models = [m for m in client.search_logged_models([run.info.experiment_id], filter_string=f"name = '{MODEL_NAME}'")
               if m.source_run_id == run_id]
     if models:
         latest = max(models, key=lambda m: m.creation_timestamp)
-        return f"models:/{latest.model_id}", latest.model_id
-    location = f"{run.info.artifact_uri}/{MODEL_NAME}"
-    if any(a.path.endswith("MLmodel") for a in
-           mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=client.tracking_uri)):
-        return location, None
-    raise RegistryError(f"run {run.info.run_name} ({run_id}) has no logged model {MODEL_NAME!r} to register")
+        source, model_id, location = f"models:/{latest.model_id}", latest.model_id, latest.artifact_location
+    else:
+        source = location = f"{run.info.artifact_uri}/{MODEL_NAME}"
+        model_id = None
+    files = {a.path.rsplit("/", 1)[-1] for a in
+             mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=client.tracking_uri)}
+    if "MLmodel" not in files:
+        raise RegistryError(f"run {run.info.run_name} ({run_id}) has no logged model {MODEL_NAME!r} to register")
+    if SPEC_FILE not in files:
+        raise RegistryError(f"run {run.info.run_name} ({run_id}): its model {source} is not a fusionlab model "
+                            f"(weights plus {SPEC_FILE}) and is not registered; a model saved as a pickle by an "
+                            "older fusionlab is never loaded: retrain or re-import it")
+    return source, model_id
 
 
 def _ensure_registered_model(client: MlflowClient, name: str, candidate: Candidate) -> None:

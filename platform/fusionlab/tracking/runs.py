@@ -5,9 +5,7 @@ The only module (with its package) that imports mlflow.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import math
 import os
 import tempfile
@@ -15,20 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import torch
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fusionlab.config import Config
 from fusionlab.data import Manifest
-from fusionlab.errors import FusionlabError
 from fusionlab.models import FusionModel
-from fusionlab.models.predictor import SegmentationPredictor
+from fusionlab.models.predictor import SegmentationPredictor, TranslationPredictor
 from fusionlab.recipes import recipe_label
 
-from . import plots
+from . import model_flavor, plots
 
 RUN_KEY_TAG = "fusionlab.run_key"
 RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
@@ -165,53 +160,18 @@ class RunTracker:
         self.log_translation_model(model, manifest)
 
     def log_model(self, model: FusionModel, manifest: Manifest, upsample: str = "bilinear") -> None:
-        predictor = servable(model.cpu().eval(), manifest, upsample)
-        height, width = manifest.image_size or (64, 64)
-        example = torch.zeros(2, len(model.modalities), model.in_channels, height, width)  # batch >= 2: see DESIGN
-        self._log_pytorch(predictor, example)
+        """The run's model ``model``: weights plus the spec that rebuilds it (tracking/model_flavor.py)."""
+        model_flavor.log_model(self.client.tracking_uri, self.run_id, MODEL_NAME,
+                               servable(model.cpu().eval(), manifest, upsample))
 
     def log_translation_model(self, model: FusionModel, manifest: Manifest) -> None:
         """The generator behind a predictor that returns the ensemble's images in [0, 1]."""
-        from fusionlab.models.predictor import TranslationPredictor
-
         specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities}
-        predictor = TranslationPredictor(model.cpu().eval(), specs, manifest.target)
-        height, width = manifest.image_size or (64, 64)
-        example = torch.zeros(2, len(model.modalities), model.in_channels, height, width)
-        self._log_pytorch(predictor, example)
-
-    def _log_pytorch(self, predictor: torch.nn.Module, example: torch.Tensor) -> None:
-        mlflow.set_tracking_uri(self.client.tracking_uri)  # the fluent API below uses the global URI
-        # Pickle is chosen knowingly (torch.export would freeze the batch size, DESIGN.md s.5), and torch's "+cpu"
-        # label is expected: quiet those two warnings, which every run would otherwise print.
-        with quiet_loggers("mlflow.pytorch", "mlflow.utils.requirements_utils"), \
-                mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
-            mlflow.pytorch.log_model(predictor, name=MODEL_NAME, input_example=example.numpy(),
-                                     serialization_format="pickle", pip_requirements=model_requirements())
+        model_flavor.log_model(self.client.tracking_uri, self.run_id, MODEL_NAME,
+                               TranslationPredictor(model.cpu().eval(), specs, manifest.target))
 
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
-
-
-@contextlib.contextmanager
-def quiet_loggers(*names: str):
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
-def model_requirements() -> list[str]:
-    """Stated, not inferred: MLflow's inference runs a subprocess per model (seconds per run) to find these."""
-    from importlib.metadata import version
-
-    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
-            f"fusionlab=={version('fusionlab')}"]
 
 
 def servable(model: FusionModel, manifest: Manifest, upsample: str = "bilinear") -> SegmentationPredictor:
@@ -224,13 +184,7 @@ def servable(model: FusionModel, manifest: Manifest, upsample: str = "bilinear")
                                  label.ignore_index if label else 255, upsample)
 
 
-def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationPredictor:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download is noise here
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)  # models:/ URIs resolve in the same store, whatever the environment says
-    try:
-        return mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    except (MlflowException, OSError) as error:  # a bad URI, run, alias or store: the user's to fix
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FusionlabError(f"cannot load model {model_uri!r} from {mlflow.get_tracking_uri()}: {first}") from None
+def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationPredictor | TranslationPredictor:
+    """The predictor logged at ``model_uri``, rebuilt from its weights and spec; anything else (a pickled model) is
+    refused with a FusionlabError, and nothing in it is unpickled."""
+    return model_flavor.load_model(model_uri, tracking_uri)

@@ -1,0 +1,73 @@
+"""fusionlab's MLflow flavor: a model directory of ``fusionlab.models.model_files`` (weights plus spec) logged as a
+run's logged model, so ``runs:/<id>/model``, ``models:/<name>@<alias>`` and the MLflow UI work as for any model.
+
+fusionlab never calls an MLflow model loader: loading downloads the artifacts and rebuilds the model from the spec;
+a directory without the spec (a pickled model, say) is refused and nothing in it is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.tracking import MlflowClient
+
+from fusionlab.errors import FusionlabError
+from fusionlab.models.model_files import (
+    FORMAT,
+    SPEC_FILE,
+    VERSION,
+    WEIGHTS_FILE,
+    Predictor,
+    load_model_dir,
+    save_model_dir,
+)
+
+FLAVOR_NAME = "fusionlab"
+
+
+def save_model(path: str, mlflow_model: Model, *, predictor: Predictor) -> None:
+    """The flavor's writer (``mlflow.models.Model.log`` calls it): the model files plus an MLmodel naming them."""
+    save_model_dir(predictor, path)
+    mlflow_model.add_flavor(FLAVOR_NAME, format=FORMAT, format_version=VERSION, spec=SPEC_FILE, weights=WEIGHTS_FILE,
+                            fusionlab_version=version("fusionlab"))
+    mlflow_model.save(os.path.join(path, "MLmodel"))
+
+
+def log_model(tracking_uri: str, run_id: str, name: str, predictor: Predictor) -> None:
+    """Log ``predictor`` as the logged model ``name`` of ``run_id`` (the run is not started or ended here)."""
+    # Created here, in the run's experiment: Model.log without an active run would put it in the default experiment
+    # (artifacts under ./mlruns). Model.log writes the artifacts through the global tracking URI and marks it READY.
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
+                                        params=dict(run.data.params))
+    mlflow.set_tracking_uri(tracking_uri)
+    Model.log(None, sys.modules[__name__], name=name, run_id=run_id, model_id=logged.model_id, predictor=predictor)
+
+
+def load_model(model_uri: str, tracking_uri: str | None = None) -> Predictor:
+    """The predictor at ``model_uri`` (``runs:/``, ``models:/``, or any artifact URI), rebuilt from its spec."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download is noise here
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)  # models:/ URIs resolve in the same store, whatever the environment says
+    with tempfile.TemporaryDirectory(prefix="fusionlab-model-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
+                                                        tracking_uri=tracking_uri)
+        except (MlflowException, OSError) as error:  # a bad URI, run, alias or store: the user's to fix
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise FusionlabError(f"cannot load model {model_uri!r} from {mlflow.get_tracking_uri()}: {first}") \
+                from None
+        if not Path(local).is_dir():
+            raise FusionlabError(f"model {model_uri!r} is a file, not a model directory ({SPEC_FILE} and "
+                                 f"{WEIGHTS_FILE})")
+        return load_model_dir(local, where=f"model {model_uri!r}")
+
