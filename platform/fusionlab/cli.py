@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -386,6 +388,9 @@ def cmd_promote(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 1
     best, previous, target = result.candidate, result.previous, f"{result.name}@{result.alias}"
+    if result.skipped:
+        console.print(f"[yellow]skipped[/] {len(result.skipped)} better-scoring run(s) without a logged model: "
+                      + escape(", ".join(result.skipped)), highlight=False)
     if result.unchanged:
         console.print(f"{escape(target)} is already version {previous.version}, from the best run "
                       f"{escape(best.run_name)} ({best.run_id}, {result.metric} {best.value:.4f}): nothing changed",
@@ -587,11 +592,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     console = Console(width=max(Console().width, 160))
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         return args.handler(args, console)
     except (DatasetError, ConfigError, FusionlabError) as error:
         console.print(f"[red]error:[/] {error}", highlight=False)
         return 1
+    except Terminated:
+        console.print("[red]terminated[/] (SIGTERM)", highlight=False)
+        return 128 + signal.SIGTERM
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so that what it started ends as an interrupt does: an MLflow run ends
+    KILLED, staging directories are removed."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 if __name__ == "__main__":

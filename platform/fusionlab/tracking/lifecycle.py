@@ -59,19 +59,28 @@ def mark_ended(client: MlflowClient, run_id: str, error: BaseException) -> str:
     """End the run FAILED (any error) or KILLED (an interrupt), with the error as a tag and its traceback as
     ``error.txt``; returns the status."""
     status = "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED"
-    cause = getattr(error, "_base_exc", error)  # Ray Train's wrapper of a worker's exception
+    cause, trace = _cause_and_traceback(error)
     message = str(cause).strip() or "interrupted"
     client.set_tag(run_id, ERROR_TAG, _fit(f"{type(cause).__name__}: {message}"))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ERROR_ARTIFACT
-        path.write_text(str(error) if hasattr(error, "_base_exc") else
-                        "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        path.write_text(trace)
         try:
             client.log_artifact(run_id, str(path))
         except OSError:  # the tag above still says what happened
             pass
     client.set_terminated(run_id, status=status)
     return status
+
+
+def _cause_and_traceback(error: BaseException) -> tuple[BaseException, str]:
+    """The exception behind ``error`` and its traceback: a Ray Train failure carries each worker's exception
+    (``worker_failures``, wrapped with the worker's traceback as text)."""
+    failures = list((getattr(error, "worker_failures", None) or {}).values())
+    if failures:
+        wrapped = failures[0]
+        return getattr(wrapped, "_base_exc", wrapped), str(error)
+    return error, "".join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
 def mark_launch_ended(uri: str, experiment: str, key: str, launch: str, error: BaseException) -> str | None:

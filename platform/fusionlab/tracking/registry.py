@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from fusionlab.errors import FusionlabError
 from fusionlab.models.model_files import SPEC_FILE
 
+from .lifecycle import effective_params
 from .runs import KIND_TAG, MODEL_NAME
 
 try:  # 100,000 in MLflow 3.17 (a run tag's limit is 8,000)
@@ -105,6 +106,7 @@ class Promotion:
     version: str | None  # None when nothing changed: the candidate's run already held the alias
     forced: bool = False
     overridden: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # better-scoring runs passed over because they have no model (a failed end)
 
     @property
     def unchanged(self) -> bool:
@@ -171,7 +173,7 @@ def find_candidates(client: MlflowClient, experiments: Sequence[str], metric: st
             tags = run.data.tags
             found.append(Candidate(run.info.run_id, run.info.run_name or run.info.run_id,
                                    names[run.info.experiment_id], float(value), tags.get(DATASET_TAG, "?"),
-                                   tags.get(TASK_TAG, "?"), tags.get(MANIFEST_TAG, ""), dict(run.data.params),
+                                   tags.get(TASK_TAG, "?"), tags.get(MANIFEST_TAG, ""), effective_params(run),
                                    run.info.start_time or 0))
         token = page.token
         if not token:
@@ -180,8 +182,27 @@ def find_candidates(client: MlflowClient, experiments: Sequence[str], metric: st
 
 def best_candidate(candidates: Sequence[Candidate], mode: str = "max") -> Candidate:
     """The best by ``mode``; ties go to the run that started first."""
+    return min(candidates, key=ranking(mode))
+
+
+def ranking(mode: str):
+    """Sort key of candidates, best first."""
     sign = -1.0 if mode == "max" else 1.0
-    return min(candidates, key=lambda c: (sign * c.value, c.start_time, c.run_id))
+    return lambda c: (sign * c.value, c.start_time, c.run_id)
+
+
+def best_with_model(client: MlflowClient, candidates: Sequence[Candidate], mode: str
+                    ) -> tuple[Candidate, tuple[str, str | None], tuple[str, ...]]:
+    """The best candidate that has a model to register, its model source, and the better ones skipped for having
+    none (a run that finished without logging its model must not block promotion)."""
+    skipped = []
+    for candidate in sorted(candidates, key=ranking(mode)):
+        try:
+            return candidate, _model_source(client, candidate.run_id), tuple(skipped)
+        except RegistryError:
+            skipped.append(f"{candidate.run_name} ({candidate.run_id})")
+    raise RegistryError(f"none of the {len(candidates)} candidate run(s) has a logged model to register: "
+                        f"{', '.join(skipped)}")
 
 
 def _check_comparable(candidates: Sequence[Candidate], metric: str) -> None:
@@ -311,17 +332,16 @@ def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode
         raise RegistryError(f"no finished training run with {metric} in experiment(s) {list(experiments)} "
                             f"(segmentation runs log val/miou; translation runs val/fid: --metric val/fid --mode min)")
     _check_comparable(candidates, metric)
-    best = best_candidate(candidates, mode)
+    best, (source, model_id), skipped = best_with_model(client, candidates, mode)
     name = name or model_name(best.dataset, best.task)
     holder = current_holder(client, name, alias, metric)
     if holder is not None and holder.run_id == best.run_id:
-        return Promotion(name, alias, metric, mode, best, len(candidates), holder, None)
+        return Promotion(name, alias, metric, mode, best, len(candidates), holder, None, skipped=skipped)
     reasons = guard(holder, best, metric, mode)
     if reasons and not force:
         raise PromotionRefused(f"{best.run_name} ({best.run_id}, {metric} {best.value:.6g}) was not promoted to "
                                f"{name}@{alias}: " + "; ".join(reasons) + ". --force promotes it anyway.", reasons)
     _ensure_registered_model(client, name, best)
-    source, model_id = _model_source(client, best.run_id)
     previous_value = "none" if holder is None or holder.value is None else repr(holder.value)
     tags = {
         PREVIOUS_VERSION: holder.version if holder else "none",
@@ -354,7 +374,7 @@ def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode
             raise RegistryError(f"{name} version {version.version} is {version.status}: {version.status_message}")
     client.set_registered_model_alias(name, alias, version.version)
     return Promotion(name, alias, metric, mode, best, len(candidates), holder, str(version.version), force,
-                     tuple(reasons))
+                     tuple(reasons), skipped)
 
 
 def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:

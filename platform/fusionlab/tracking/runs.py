@@ -22,10 +22,11 @@ from fusionlab.data import Manifest
 from fusionlab.models import FusionModel
 from fusionlab.models.predictor import SegmentationPredictor, TranslationPredictor
 from fusionlab.recipes import recipe_label
+from fusionlab.train.identity import as_param
 
-from . import model_flavor, plots
+from . import lifecycle, model_flavor, plots
+from .lifecycle import RUN_KEY_TAG
 
-RUN_KEY_TAG = "fusionlab.run_key"
 RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
 SELECTION_TAG = "fusionlab.selection"  # train.selection, set by the training loop (train/selection.py)
 KIND_TAG = "fusionlab.kind"  # "train" for a training run; "sweep" / "grid" for a parent run
@@ -71,32 +72,41 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | os.PathLike | No
 class RunTracker:
     """One MLflow run per training run; a resumed training continues the same run and never logs a step twice."""
 
-    def __init__(self, client: MlflowClient, run_id: str, logged_epochs: set[int]):
+    def __init__(self, client: MlflowClient, run_id: str, logged_epochs: set[int], final_logged: bool = False):
         self.client = client
         self.run_id = run_id
         self.logged_epochs = logged_epochs
+        self.final_logged = final_logged  # the selected model, its test scores and plots: logged once
 
     @classmethod
     def open(cls, uri: str, config: Config, parent_run_id: str | None = None,
-             tags: dict[str, str] | None = None) -> RunTracker:
-        """Find the run by its key (resume) or create it; ``tags`` are set either way."""
+             tags: dict[str, str] | None = None, launch: str | None = None) -> RunTracker:
+        """Find the run by its key (resume) or create it; ``tags`` are set either way. ``launch`` (the driver's
+        launch id) lets the driver end the run honestly if this launch fails (``lifecycle.mark_launch_ended``)."""
         client = MlflowClient(uri)
         experiment_id = ensure_experiment(uri, config.tracking.experiment)
         key = config.run_name()
         tags = {**(tags or {}), RECIPE_TAG: recipe_label(config.flat())}
-        found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
-                                   order_by=["attributes.start_time DESC"], max_results=1)
+        if launch:
+            tags[lifecycle.LAUNCH_TAG] = launch
+        found = lifecycle.find_run(client, experiment_id, key)
         if found:
-            run_id = found[0].info.run_id
+            run_id = found.info.run_id
             client.update_run(run_id, status="RUNNING")
             logged = {m.step for m in client.get_metric_history(run_id, "train/loss")}
-            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in (tags or {}).items()])
-            return cls(client, run_id, logged)
-        all_tags = {**(tags or {}), RUN_KEY_TAG: key, "mlflow.runName": key, "fusionlab.model": config.model.name}
+            previous = found.data.tags
+            tags[lifecycle.STARTS_TAG] = str(int(previous.get(lifecycle.STARTS_TAG, "1")) + 1)
+            if lifecycle.ERROR_TAG in previous:  # running again: the error is history now
+                tags["fusionlab.previous_error"] = previous[lifecycle.ERROR_TAG]
+                client.delete_tag(run_id, lifecycle.ERROR_TAG)
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            return cls(client, run_id, logged, final_logged=previous.get(lifecycle.FINAL_TAG) == "logged")
+        all_tags = {**tags, RUN_KEY_TAG: key, "mlflow.runName": key, "fusionlab.model": config.model.name,
+                    lifecycle.STARTS_TAG: "1"}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(experiment_id, run_name=key, tags=all_tags)
-        params = [Param(k, str(v)[:6000]) for k, v in config.flat().items()]
+        params = [Param(k, as_param(v)) for k, v in config.flat().items()]
         for start in range(0, len(params), 100):
             client.log_batch(run.info.run_id, params=params[start:start + 100])
         return cls(client, run.info.run_id, set())
@@ -169,6 +179,10 @@ class RunTracker:
         specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities}
         model_flavor.log_model(self.client.tracking_uri, self.run_id, MODEL_NAME,
                                TranslationPredictor(model.cpu().eval(), specs, manifest.target))
+
+    def mark_final_logged(self) -> None:
+        self.client.set_tag(self.run_id, lifecycle.FINAL_TAG, "logged")
+        self.final_logged = True
 
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from fusionlab.data import Manifest
 from fusionlab.data.verify import VERIFIED_TAG, verify_for_training
 
 from .context import LocalContext, RayWorkerContext
+from .failures import install_failure_policy
 from .loop import train_loop
 from .selection import evaluation_split
 
@@ -42,7 +45,7 @@ def prepare_tracking(config: Config, workdir: Path) -> str:
 def payload_for(config: Config, workdir: Path, uri: str, parent_run_id: str | None = None,
                 tags: dict[str, str] | None = None) -> dict[str, Any]:
     return {"config": config.model_dump(mode="json", by_alias=True), "workdir": str(workdir),
-            "tracking_uri": uri, "parent_run_id": parent_run_id,
+            "tracking_uri": uri, "parent_run_id": parent_run_id, "launch": uuid.uuid4().hex,
             "tags": {VERIFIED_TAG: verify_for_training(config.data.path), **(tags or {})}}  # verified: a cache hit
 
 
@@ -71,9 +74,40 @@ def run_local(config: Config, workdir: str | os.PathLike, parent_run_id: str | N
     ``parent_run_id`` nests the MLflow run under a sweep's or grid's parent; ``tags`` are added to it."""
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
+    check_resume(uri, config)
+    payload = payload_for(config, workdir, uri, parent_run_id, tags)
     context = LocalContext(config, workdir / "checkpoints" / config.run_name())
-    train_loop(payload_for(config, workdir, uri, parent_run_id, tags), context)
+    with ends_honestly(payload, config):
+        train_loop(payload, context)
     return context.reports
+
+
+def check_resume(uri: str, config: Config) -> None:
+    """A run started again under its name resumes it: only with the settings it was trained with, or safe changes
+    (train/identity.py), checked against its MLflow run here and against its checkpoint in the loop."""
+    from fusionlab.tracking.lifecycle import check_resume as check_tracked_run
+
+    digest = None if "://" in config.data.path else Manifest.load(config.data.path).digest
+    check_tracked_run(uri, config, digest)
+
+
+@contextlib.contextmanager
+def ends_honestly(payload: dict[str, Any], config: Config):
+    """A failed or interrupted launch ends its MLflow run FAILED or KILLED, with the error (the loop's own run only:
+    see ``lifecycle.mark_launch_ended``); a worker's error that is the user's to fix is raised as itself."""
+    from fusionlab.tracking.lifecycle import mark_launch_ended
+
+    from .failures import deterministic_cause
+
+    try:
+        yield
+    except BaseException as error:
+        mark_launch_ended(payload["tracking_uri"], config.tracking.experiment, config.run_name(), payload["launch"],
+                          error)
+        cause = deterministic_cause(error)
+        if cause is not None and cause is not error:
+            raise cause from None
+        raise
 
 
 def quiet_ray_data_logs() -> None:
@@ -126,13 +160,18 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from fusionlab.config import check_batch_fits
     from fusionlab.data.ray_dataset import ray_split_dataset
 
     from .progress import progress_callback
 
+    check_batch_fits(config, config.resources.num_workers)  # each worker drops its last incomplete batch
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
+    check_resume(uri, config)
+    payload = payload_for(config, workdir, uri, parent_run_id, tags)
     ensure_ray(config, address)
+    install_failure_policy()
     ray.data.DataContext.get_current().enable_progress_bars = False  # the epoch lines are the progress
     # Training rows: each worker builds its epoch's pipeline (RayWorkerContext), seeded as the in-process path.
     datasets = {
@@ -143,16 +182,17 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
         use_gpu = bool(ray.cluster_resources().get("GPU", 0))
     trainer = TorchTrainer(
         train_fn_per_worker,
-        train_loop_config=payload_for(config, workdir, uri, parent_run_id, tags),
+        train_loop_config=payload,
         scaling_config=ray.train.ScalingConfig(num_workers=config.resources.num_workers, use_gpu=use_gpu,
                                                resources_per_worker={"CPU": config.resources.cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=config.run_name(), storage_path=str(workdir / "ray_results"),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
             # A lost worker (node gone, process killed) restarts the group from the last checkpoint; the run and
             # its MLflow run keep their names, so the epochs already reported are not trained or logged again.
             failure_config=ray.train.FailureConfig(max_failures=config.resources.max_failures),
             callbacks=[progress_callback(config.train.epochs), *(callbacks or [])]),
         datasets=datasets,
     )
-    return trainer.fit()
+    with ends_honestly(payload, config):
+        return trainer.fit()
