@@ -8,7 +8,13 @@ from typing import Any
 
 import torch
 
+from fusionlab.errors import FusionlabError
+
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class CheckpointError(FusionlabError):
+    """A checkpoint that cannot be read (missing, truncated, corrupt, not a checkpoint): the message names the file."""
 
 
 def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -25,5 +31,15 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
 def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / CHECKPOINT_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no {CHECKPOINT_FILE} in checkpoint directory {directory}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"no {CHECKPOINT_FILE} in checkpoint directory {directory}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # RuntimeError, UnpicklingError, EOFError, OSError... by the damage
+        # torch's own text is not repeated: for a file it cannot unpickle it suggests weights_only=False, which would
+        # run whatever the file holds.
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by fusionlab; "
+                              f"torch.load raised {type(error).__name__}); delete its directory to resume from an "
+                              f"earlier checkpoint, or start the run under another name") from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(state).__name__}")
+    return state

@@ -6,6 +6,7 @@ Ray (one worker), for debugging and fast tests.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from fusionlab.config import Config
+from fusionlab.config import Config, check_batch_fits
 from fusionlab.data import Manifest
 from fusionlab.data.order import epoch_order
 from fusionlab.data.torch_dataset import ShardDataset
@@ -58,6 +59,7 @@ class LocalContext:
     rank, world_size = 0, 1
 
     def __init__(self, config: Config, checkpoint_root: Path, echo: bool = True):
+        check_batch_fits(config, workers=1)
         self.config = config
         self.echo = echo  # print an epoch line per report, as the Ray driver does
         self.device = torch.device("cuda" if torch.cuda.is_available() and config.resources.use_gpu else "cpu")
@@ -89,8 +91,13 @@ class LocalContext:
     def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
 
+    def epoch_checkpoints(self) -> list[Path]:
+        """The kept checkpoint directories, oldest first."""
+        epochs = [path for path in self.checkpoint_root.glob("epoch_*") if path.name[len("epoch_"):].isdigit()]
+        return sorted(epochs, key=lambda path: int(path.name[len("epoch_"):]))
+
     def restore(self) -> dict[str, Any] | None:
-        epochs = sorted(self.checkpoint_root.glob("epoch_*"), key=lambda p: int(p.name.split("_")[1]))
+        epochs = self.epoch_checkpoints()
         return load_checkpoint(epochs[-1]) if epochs else None
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -101,6 +108,13 @@ class LocalContext:
             target = self.checkpoint_root / f"epoch_{metrics['epoch']:04d}"
             target.parent.mkdir(parents=True, exist_ok=True)
             checkpoint_dir.rename(target)
+            self.drop_old_checkpoints()
+
+    def drop_old_checkpoints(self) -> None:
+        """Keep the latest ``train.keep_checkpoints`` (as Ray's ``CheckpointConfig(num_to_keep=...)``): resume reads
+        the latest, and the selected epoch's weights travel inside every checkpoint (train/selection.py)."""
+        for old in self.epoch_checkpoints()[:-self.config.train.keep_checkpoints]:
+            shutil.rmtree(old)
 
     def new_checkpoint_dir(self) -> Path:
         self.checkpoint_root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,50 @@
+"""Checkpoint retention: ``train.keep_checkpoints`` latest checkpoints are kept (default 2, as on Ray), not every
+epoch's; a resumed run reads the latest."""
+
+import pytest
+from train_configs import config_tree
+
+from fusionlab.config import parse_config
+from fusionlab.data.synthetic import write_synthetic
+from fusionlab.train.checkpoint import load_checkpoint, save_checkpoint
+from fusionlab.train.context import LocalContext
+from fusionlab.train.driver import run_local
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("retention") / "synthetic"
+    write_synthetic(out, train=8, val=4, test=4, size=(32, 40), seed=0)
+    return out
+
+
+def kept(root):
+    return sorted(path.name for path in root.glob("epoch_*"))
+
+
+@pytest.mark.parametrize("keep", [None, 1, 3])
+def test_local_context_keeps_the_latest_checkpoints(tiny, tmp_path, keep):
+    train = {"epochs": 5, **({"keep_checkpoints": keep} if keep else {})}
+    config = parse_config(config_tree(tiny, data={"crop": [32, 40]}, train=train))
+    context = LocalContext(config, tmp_path / "run", echo=False)
+    for epoch in range(5):
+        directory = context.new_checkpoint_dir()
+        save_checkpoint(directory, {"epoch": epoch})
+        context.report({"epoch": epoch}, directory)
+    expected = [f"epoch_{epoch:04d}" for epoch in range(5)][-(keep or 2):]
+    assert kept(tmp_path / "run") == expected
+    assert context.restore()["epoch"] == 4
+    assert not list((tmp_path / "run").glob(".partial-*"))
+
+
+@pytest.mark.slow  # two real local runs (MLflow included): ~40 s on 2 busy cores
+def test_a_local_run_leaves_two_checkpoints_and_resumes_from_the_latest(tiny, tmp_path):
+    tree = config_tree(tiny, data={"crop": [32, 40]}, train={"epochs": 3, "batch_size": 4})
+    config = parse_config(tree)
+    run_local(config, tmp_path)
+    root = tmp_path / "checkpoints" / config.run_name()
+    assert kept(root) == ["epoch_0001", "epoch_0002"]
+    assert load_checkpoint(root / "epoch_0002")["selection"] is not None  # the kept epoch travels in the latest
+    longer = parse_config(config_tree(tiny, data={"crop": [32, 40]}, train={"epochs": 4, "batch_size": 4}))
+    assert [r["epoch"] for r in run_local(longer, tmp_path)] == [3]
+    assert kept(root) == ["epoch_0002", "epoch_0003"]
