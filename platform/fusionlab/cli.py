@@ -330,6 +330,9 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
             else:
                 run_ray(config, workdir, address=args.address, parent_run_id=parent, tags=run_tags(run))
         status = "FINISHED"
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
+        status = "KILLED"
+        raise
     finally:
         close_parent_run(uri, parent, status)
     console.print(f"grid {grid.name}: {len(runs)} runs tracked in experiment [bold]{grid.name}[/]; "
