@@ -529,7 +529,7 @@ def check_task(config: Config, manifest, origin: str) -> None:
 def check_batch_fits(config: Config, workers: int) -> None:
     """Training drops the last incomplete batch: a train.batch_size above a worker's share of the train split trains
     zero steps (loss NaN, a finished run). Checked where the manifest is readable (a missing one is reported
-    elsewhere)."""
+    elsewhere); for a sweep, the largest batch its search may sample is checked too."""
     from fusionlab.data import DatasetError, Manifest
 
     if "://" in config.data.path:
@@ -538,11 +538,16 @@ def check_batch_fits(config: Config, workers: int) -> None:
         rows = Manifest.load(config.data.path).rows(config.data.train_split)
     except DatasetError:
         return
-    if config.train.batch_size > rows // workers:
-        share = f", {rows // workers} per worker for {workers} workers" if workers > 1 else ""
-        raise ConfigError(f"train.batch_size {config.train.batch_size} is larger than data.train_split "
-                          f"{config.data.train_split!r} ({rows} rows{share}): no complete batch, no training step; "
-                          f"use train.batch_size <= {max(rows // workers, 1)}")
+    sizes = {"train.batch_size": config.train.batch_size}
+    searched = config.search.space.get("train.batch_size") if config.search else None
+    if searched is not None:  # its values are integers: checked against the field at load
+        sizes["search.space.train.batch_size"] = max(value for _, value in searched.probes())
+    for key, size in sizes.items():
+        if size > rows // workers:
+            share = f", {rows // workers} per worker for {workers} workers" if workers > 1 else ""
+            raise ConfigError(f"{key} {size} is larger than data.train_split {config.data.train_split!r} ({rows} "
+                              f"rows{share}): no complete batch, no training step; use a batch size <= "
+                              f"{max(rows // workers, 1)}")
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:

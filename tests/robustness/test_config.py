@@ -69,6 +69,9 @@ SEARCH_CASES = {
     "choice-not-an-optimizer": ({"train.optimizer": {"type": "choice", "values": ["adam", "lion"]}},
                                 ["search.space.train.optimizer", "'lion'", "'sgd' or 'adam'"]),
 }
+# Checked when the sweep starts, against the dataset's 8 train rows (the message names the key, not the file).
+SEARCH_BATCH = ({"train.batch_size": {"type": "int", "low": 2, "high": 16}},
+                ["search.space.train.batch_size 16", "data.train_split 'train'", "8 rows"])
 
 
 @pytest.mark.parametrize("space,fragments", list(SEARCH_CASES.values()), ids=list(SEARCH_CASES))
@@ -76,6 +79,12 @@ def test_search_values_outside_field_limits_are_refused_before_any_trial(cli, ti
                                                                         fragments):
     config = write_config(tmp_path, tiny_synthetic, search={"space": space, "num_samples": 2})
     cli("tune", config).refused(str(config), *fragments)
+
+
+def test_a_searched_batch_above_the_train_split_is_refused_before_any_trial(cli, tiny_synthetic, tmp_path):
+    space, fragments = SEARCH_BATCH
+    config = write_config(tmp_path, tiny_synthetic, search={"space": space, "num_samples": 2})
+    cli("tune", config).refused(*fragments)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])

@@ -161,3 +161,7 @@ def test_a_batch_larger_than_the_train_split_is_refused(small_synthetic):
         check_batch_fits(parse_config(config_tree(small_synthetic, train={"batch_size": 17})), workers=2)
     union = config_tree(small_synthetic, data={"train_split": ["train", "test"]}, train={"batch_size": 40})
     check_batch_fits(parse_config(union), workers=1)  # 32 + 8 rows
+    space = {"train.batch_size": {"type": "int", "low": 4, "high": 64}}
+    searched = config_tree(small_synthetic, search=search(**space))
+    with pytest.raises(ConfigError, match=r"search\.space\.train\.batch_size 64 is larger .* \(32 rows\)"):
+        check_batch_fits(parse_config(searched), workers=1)

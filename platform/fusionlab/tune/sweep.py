@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fusionlab.config import Config, ConfigError, parse_config, set_dotted
+from fusionlab.config import Config, ConfigError, check_batch_fits, parse_config, set_dotted
 
 from .search_space import apply_sample, optuna_space
 
@@ -70,6 +70,7 @@ def start_sweep(config: Config, workdir: str | os.PathLike, address: str | None 
 
     if config.search is None:
         raise ConfigError("the config has no search section: add search.space (e.g. model.cen.lambda)")
+    check_batch_fits(config, config.resources.num_workers)  # else every trial fails inside Ray
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
     name = sweep_name(config)
