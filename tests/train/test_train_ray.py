@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from fusionlab.tracking.runs import servable
 from fusionlab.train.driver import run_ray
 from fusionlab.train.evaluate import evaluate
 from fusionlab.train.loop import build_model
+from process_group import kill_group, run_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -98,14 +98,6 @@ def test_best_test_on_ray_evaluates_the_test_split_every_epoch(small_synthetic, 
     assert evaluate(predictor, small_synthetic, "test")["miou"] == pytest.approx(per_epoch[selected], abs=1e-6)
 
 
-def kill_tree(process: subprocess.Popen, marker: str) -> None:
-    """Kill the driver's process group, then any Ray process it left behind (found by its temp dir)."""
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    subprocess.run(["pkill", "-9", "-f", marker], check=False)
-    time.sleep(1)
-
-
 def test_killed_driver_resumes_with_the_same_mlflow_run(small_synthetic, tmp_path):
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config_tree(small_synthetic, train={"epochs": 4},
@@ -123,10 +115,9 @@ def test_killed_driver_resumes_with_the_same_mlflow_run(small_synthetic, tmp_pat
         while "[fusionlab] epoch 2/4" not in log.read_text() and first.poll() is None and time.time() < deadline:
             time.sleep(0.5)
         assert "[fusionlab] epoch 2/4" in log.read_text(), log.read_text()[-3000:]
-        kill_tree(first, str(ray_tmp))
+        kill_group(first)  # the driver and the Ray processes it started, all in its process group
 
-    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
-    subprocess.run(["pkill", "-9", "-f", str(ray_tmp)], check=False)
+    second = run_in_own_group(command, env=env, timeout=400)
     shutil.rmtree(ray_tmp, ignore_errors=True)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]

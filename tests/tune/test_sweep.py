@@ -3,7 +3,6 @@
 import contextlib
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.tracking import default_tracking_uri
+from process_group import kill_group, run_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def environment(tmp_marker: Path) -> dict:
 
 
 def cleanup(marker: Path) -> None:
-    subprocess.run(["pkill", "-9", "-f", str(marker)], check=False)
+    """Ray's temp dir of a sweep whose processes are gone (each ran in its own process group: process_group.py)."""
     shutil.rmtree(marker, ignore_errors=True)
 
 
@@ -87,8 +87,8 @@ def test_four_trial_optuna_sweep(data, tmp_path):
     config = sweep_config(tmp_path, data, "sweep4", "none")
     workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-a")
     try:
-        result = subprocess.run([sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune",
-                                 str(config)], capture_output=True, text=True, env=environment(marker), timeout=900)
+        result = run_in_own_group([sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune",
+                                   str(config)], env=environment(marker), timeout=900)
     finally:
         cleanup(marker)
     output = result.stdout + result.stderr
@@ -122,16 +122,14 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(data, tmp_path):
                 time.sleep(1)
             finished_before = completed_trials(sweep_dir / "optuna.db", "sweep-resume")
             assert len(finished_before) >= 2
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
+            kill_group(first)
         cleanup(marker)
         _, _, children = children_of_sweep(workdir, "sweep-resume")
         history_before = {c.info.run_id: len(MlflowClient(default_tracking_uri(workdir)).get_metric_history(
             c.info.run_id, "train/loss")) for c in children if c.info.status == "FINISHED"}
         assert len(history_before) >= 2
 
-        second = subprocess.run([*command, "--resume", str(sweep_dir)], capture_output=True, text=True,
-                                env=environment(marker), timeout=900)
+        second = run_in_own_group([*command, "--resume", str(sweep_dir)], env=environment(marker), timeout=900)
     finally:
         cleanup(marker)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
