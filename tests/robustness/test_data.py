@@ -79,7 +79,7 @@ MANIFEST_AND_SHARD_CASES = [
     pytest.param(train_entry(lambda e: e.update(bytes=1)), ["train-00000.parquet", "the manifest says 1"],
                  id="manifest-wrong-bytes"),
     pytest.param(lambda data: train_shard(data).unlink(), ["train-00000.parquet", "missing"], id="shard-missing"),
-    pytest.param(not_parquet, ["train-00000.parquet", "unreadable Parquet"], id="shard-not-parquet"),
+    pytest.param(not_parquet, ["train-00000.parquet", "checksum mismatch"], id="shard-not-parquet"),
     pytest.param(fewer_classes, ["-00000.parquet, sample", "label value(s) 2", "2 classes (0..1)",
                                  "ignore index 255"], id="label-out-of-range"),
 ]

@@ -31,9 +31,9 @@ class DatasetReader:
         return paths
 
     def verify(self, split: str | None = None, *, labels: bool = True) -> None:
-        """Check every shard's size, row count and sha256 against the manifest (sizes and Parquet footers of all
-        shards first: a truncated or swapped file is refused before any hashing); with ``labels``, also decode every
-        label and check it against the classes."""
+        """Check every shard's size, sha256 and row count against the manifest (the sizes of all shards first: a
+        truncated or swapped file is refused before any hashing); with ``labels``, also decode every label and check
+        it against the classes."""
         names = [split] if split else sorted(self.manifest.splits)
         shards = [(shard, path) for name in names
                   for shard, path in zip(self.manifest.shards(name), self.shard_paths(name), strict=True)]
@@ -41,14 +41,14 @@ class DatasetReader:
             size = path.stat().st_size
             if size != shard.bytes:
                 raise DatasetError(f"shard {path}: {size} bytes, the manifest says {shard.bytes}")
-            rows = self._parquet(path).metadata.num_rows
-            if rows != shard.rows:
-                raise DatasetError(f"shard {path}: {rows} rows, the manifest says {shard.rows}")
         for shard, path in shards:
             digest = sha256_of(path)
             if digest != shard.sha256:
                 raise DatasetError(f"shard {path}: checksum mismatch (sha256 {digest}, the manifest says "
                                    f"{shard.sha256})")
+            rows = self._parquet(path).metadata.num_rows
+            if rows != shard.rows:
+                raise DatasetError(f"shard {path}: {rows} rows, the manifest says {shard.rows}")
         if labels and self.manifest.label is not None:
             for _, path in shards:
                 self._verify_labels(path)
