@@ -70,6 +70,16 @@ def test_a_damaged_shard_refuses_to_train_before_anything_is_tracked(data, tmp_p
     assert not (tmp_path / "runs" / "checkpoints").exists() and not (tmp_path / "runs" / "mlruns").exists()
 
 
+def test_the_ray_path_refuses_a_damaged_shard_on_the_driver_before_ray_starts(data, tmp_path, monkeypatch):
+    from fusionlab.train import driver
+
+    monkeypatch.setattr(driver, "ensure_ray", lambda *args: pytest.fail("Ray started for a damaged dataset"))
+    flip_bytes(first_shard(data, "val"))
+    with pytest.raises(DatasetError, match="val-00000.parquet: checksum mismatch"):
+        driver.run_ray(tiny_config(data), tmp_path / "runs")
+    assert not (tmp_path / "runs" / "mlruns").exists()
+
+
 def test_a_trained_run_records_that_its_data_was_verified(data, tmp_path):
     run_local(tiny_config(data), tmp_path)
     client = MlflowClient(default_tracking_uri(tmp_path))
