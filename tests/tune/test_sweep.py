@@ -140,3 +140,24 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(data, tmp_path):
     for run_id, length in history_before.items():
         steps = [m.step for m in client.get_metric_history(run_id, "train/loss")]
         assert len(steps) == length == 2 and sorted(steps) == [0, 1], "finished trials were not run again"
+
+
+def test_a_sweep_whose_every_trial_fails_exits_non_zero_naming_the_error(data, tmp_path):
+    path = sweep_config(tmp_path, data, "sweep-fails", "none")
+    tree = yaml.safe_load(path.read_text())
+    tree["train"].update(epochs=1, optimizer="sgd", lr_encoder=1e6, lr_decoder=1e6)  # every trial diverges
+    tree["search"]["num_samples"] = 2
+    path.write_text(yaml.safe_dump(tree))
+    workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-c")
+    try:
+        result = run_in_own_group([sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune",
+                                   str(path)], env=environment(marker), timeout=900)
+    finally:
+        cleanup(marker)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 1, output[-4000:]
+    assert "none of its 2 trial(s) reported val/miou (2 failed)" in output
+    assert "TrainingDiverged: training loss was not finite" in output
+    client, parent, children = children_of_sweep(workdir, "sweep-fails")
+    assert parent.info.status == "FAILED"
+    assert {c.info.status for c in children} == {"FAILED"}

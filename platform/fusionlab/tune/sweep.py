@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fusionlab.config import Config, ConfigError, check_batch_fits, parse_config, set_dotted
+from fusionlab.errors import FusionlabError
 
 from .search_space import apply_sample, optuna_space
 
@@ -165,4 +166,22 @@ def summarise(state: dict[str, Any], config: Config, results, storage: str) -> d
         best.update({key: finished.loc[index, key] for key in [*search.space, search.metric, "trial_id"]})
     log_sweep_summary(state["tracking_uri"], state["parent_run_id"], trials,
                       {key: space.type for key, space in search.space.items()}, search.metric, importances, best)
+    if not len(finished):  # a sweep with nothing to show is a failure, not an empty table
+        from fusionlab.tracking.sweeps import close_parent_run
+
+        close_parent_run(state["tracking_uri"], state["parent_run_id"], "FAILED")
+        errors = [result.error for result in results if result.error]
+        first = f"; the first error: {first_line(errors[0])}" if errors else ""
+        raise FusionlabError(f"sweep {state['name']!r}: none of its {len(rows)} trial(s) reported "
+                             f"{search.metric} ({len(errors)} failed){first}")
     return best
+
+
+def first_line(error: BaseException) -> str:
+    """A trial's error as one line: the worker's own exception where Ray wrapped it."""
+    from fusionlab.train.failures import deterministic_cause, worker_cause
+
+    error = getattr(error, "cause", None) or error  # Ray's RayTaskError around what the trial function raised
+    cause = deterministic_cause(error) or worker_cause(error)
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
