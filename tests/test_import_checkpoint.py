@@ -105,6 +105,9 @@ def test_the_run_records_the_model_and_its_source(imported):
     assert tags["fusionlab.recipe"] == "reference" and tags["fusionlab.selection"] == "best_test"
     assert tags["fusionlab.dataset"] == "tiny-rgbd" and tags["fusionlab.modalities"] == "rgb,depth"
     assert tags["fusionlab.import.sha256"] == params["import.sha256"]
+    # Weights plus spec, under the workdir as a training run's (not ./mlruns of wherever the command ran).
+    spec = list((imported["workdir"] / "mlartifacts").glob("models/*/artifacts/fusionlab-model.json"))
+    assert len(spec) == 1 and (spec[0].parent / "weights.pt").is_file()
 
 
 @pytest.mark.slow

@@ -112,7 +112,8 @@ def model_params(name: str, model: FusionModel, backbone: str | BackboneSpec, ch
 def import_checkpoint(name: str, path: str | os.PathLike, *, backbone: str | BackboneSpec, num_classes: int,
                       modalities: Sequence[str], tracking_uri: str, experiment: str, run_name: str | None = None,
                       data: str | os.PathLike | None = None, evaluate_splits: Sequence[str] = (),
-                      threshold: float = REFERENCE_THRESHOLD) -> ImportResult:
+                      threshold: float = REFERENCE_THRESHOLD,
+                      artifact_root: str | os.PathLike | None = None) -> ImportResult:
     from fusionlab.tracking.imports import log_imported_model, model_uri
     from fusionlab.tracking.runs import servable
     from fusionlab.train.evaluate import evaluate
@@ -134,5 +135,6 @@ def import_checkpoint(name: str, path: str | os.PathLike, *, backbone: str | Bac
     run_id = log_imported_model(tracking_uri, experiment, run_name, model, manifest,
                                 params=model_params(name, model, backbone, checkpoint, data), source=str(path),
                                 sha256=checkpoint.sha256, recipe=RECIPE, selection=SELECTION, metrics=metrics,
-                                dataset_known=data is not None, upsample=EVAL_UPSAMPLE)
+                                dataset_known=data is not None, upsample=EVAL_UPSAMPLE,
+                                artifact_root=artifact_root)
     return ImportResult(run_id, model_uri(run_id), checkpoint, metrics, notes)

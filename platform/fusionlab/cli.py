@@ -246,6 +246,8 @@ def _layers(text: str) -> tuple[int, int, int, int]:
 
 
 def cmd_import_checkpoint(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
     from rich.markup import escape
 
     from fusionlab.checkpoint_import import backbone_label, import_checkpoint
@@ -263,7 +265,8 @@ def cmd_import_checkpoint(args: argparse.Namespace, console: Console) -> int:
                                modalities=args.modalities,
                                tracking_uri=args.tracking_uri or default_tracking_uri(args.workdir),
                                experiment=args.experiment, run_name=args.run_name, data=args.data,
-                               evaluate_splits=args.evaluate, threshold=args.threshold)
+                               evaluate_splits=args.evaluate, threshold=args.threshold,
+                               artifact_root=Path(args.workdir) / "mlartifacts")
     checkpoint = result.checkpoint
     best = "-" if checkpoint.best_val is None else f"{checkpoint.best_val:.4g}"
     console.print(f"imported {escape(args.file)} (sha256 {checkpoint.sha256[:12]}, epoch_start "

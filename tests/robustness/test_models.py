@@ -15,6 +15,7 @@ from fusionlab.data import Manifest
 from fusionlab.models import build
 from fusionlab.models.model_files import SPEC_FILE, WEIGHTS_FILE, save_model_dir
 from fusionlab.tracking import default_tracking_uri, ensure_experiment
+from fusionlab.tracking.registry import RegistryError, _model_source
 from fusionlab.tracking.runs import KIND_TAG, RunTracker, servable
 
 
@@ -48,11 +49,11 @@ class Run:
         self.client = store.client
         experiment_id = ensure_experiment(store.uri, experiment, store.workdir / "mlartifacts")
         tags = {KIND_TAG: "train", "fusionlab.model": "cen", "fusionlab.task": "segmentation",
-                "fusionlab.dataset": store.manifest.name}
+                "fusionlab.dataset": store.manifest.name, "fusionlab.manifest_sha256": store.manifest.digest}
         self.run_id = self.client.create_run(experiment_id, run_name="cen-0", tags=tags).info.run_id
         self.client.log_param(self.run_id, "model.name", "cen")
-        for metric in ("miou", "pixel_acc", "mean_acc"):
-            self.client.log_metric(self.run_id, f"test/{metric}", 0.5, step=0)
+        for metric in ("test/miou", "test/pixel_acc", "test/mean_acc", "val/miou"):
+            self.client.log_metric(self.run_id, metric, 0.5, step=0)
         self.client.set_terminated(self.run_id)
         self.experiment = experiment
         self.model_uri = f"runs:/{self.run_id}/model"
@@ -112,6 +113,14 @@ def test_a_pickled_model_is_refused_and_never_runs(cli, store, run, tiny_synthet
     result = cli(*commands(run, tiny_synthetic, tmp_path)[command], workdir=store.workdir)
     result.refused(run.model_uri, "is not a fusionlab model", SPEC_FILE, "never unpickled")
     assert not sentinel.exists(), "the planted pickle ran"
+
+
+def test_a_pickled_model_is_not_promoted(cli, store, run, tmp_path):
+    run.log_model_dir(pickled_mlflow_model(tmp_path / "planted", tmp_path / "payload-ran"))
+    cli("promote", "--experiment", run.experiment, workdir=store.workdir).refused(run.run_id)
+    with pytest.raises(RegistryError, match=r"is not a fusionlab model .*fusionlab-model\.json.*not registered"):
+        _model_source(store.client, run.run_id)
+    assert not (tmp_path / "payload-ran").exists()
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict"])

@@ -3,6 +3,7 @@ treat like a finished training run: the same tags, the model logged the same way
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mlflow.entities import Param
@@ -22,13 +23,15 @@ SOURCE_SHA256_TAG = "fusionlab.import.sha256"
 def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionModel, manifest: Manifest, *,
                        params: dict[str, Any], source: str, sha256: str, recipe: str, selection: str,
                        metrics: dict[str, float] | None = None, dataset_known: bool = True,
-                       upsample: str = "bilinear") -> str:
+                       upsample: str = "bilinear", artifact_root: str | os.PathLike | None = None) -> str:
     """Create a finished run holding ``model`` (logged for ``manifest``'s inputs and classes) and return its id.
 
     ``dataset_known=False``: ``manifest`` only describes the inputs (no dataset was given), so the run records no
-    dataset version and is never compared with runs on a real one."""
+    dataset version and is never compared with runs on a real one. ``artifact_root``: where a new experiment keeps
+    its artifacts (``WORKDIR/mlartifacts``, as training's; without it MLflow's default is ``./mlruns`` of the
+    current directory)."""
     client = MlflowClient(uri)
-    experiment_id = ensure_experiment(uri, experiment)
+    experiment_id = ensure_experiment(uri, experiment, artifact_root)
     tags = {**run_tags(manifest, model), "mlflow.runName": run_name, "fusionlab.model": str(params["model.name"]),
             ORIGIN_TAG: "import", SOURCE_TAG: source, SOURCE_SHA256_TAG: sha256, RECIPE_TAG: recipe,
             SELECTION_TAG: selection}
