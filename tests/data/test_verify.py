@@ -222,6 +222,7 @@ def test_the_ray_dataset_names_the_shard_of_a_bad_label(data, ray_local):
     from fusionlab.data.ray_dataset import ray_split_dataset
 
     sample_id = set_label_pixel(data, "val", 99)
-    # Ray Data wraps the worker's DatasetError (UserCodeException); its text carries the message
-    with pytest.raises(Exception, match=f"shard val-00000.parquet, sample '{sample_id}': label value\\(s\\) 99"):
+    # raised as itself (Ray's RayTaskError(DatasetError), the original as .cause), not Ray Data's UserCodeException
+    with pytest.raises(DatasetError) as error:
         ray_split_dataset(data, "val").take_all()
+    assert f"shard val-00000.parquet, sample '{sample_id}': label value(s) 99" in str(error.value.cause)

@@ -27,10 +27,15 @@ PATH = "path"  # the shard a row came from (``read_parquet(include_paths=True)``
 
 
 def read_shards(paths: list[str], manifest: Manifest):
-    """``read_parquet`` in the shards' order, each row with its shard's path unless a column already holds that name."""
+    """``read_parquet`` in the shards' order, each row with its shard's path unless a column already holds that name.
+
+    The dataset (and those derived from it) raises its map functions' own errors: Ray Data would wrap a decode's
+    DatasetError in a ``UserCodeException`` that keeps only its text, which no caller could tell from a crash."""
     import ray.data
 
-    return ray.data.read_parquet(paths, shuffle=None, include_paths=PATH not in manifest.modalities)
+    rows = ray.data.read_parquet(paths, shuffle=None, include_paths=PATH not in manifest.modalities)
+    rows.context.raise_original_map_exception = True
+    return rows
 
 
 class _PrepareRow:
