@@ -120,16 +120,30 @@ def predictor(tiny_synthetic):
     return SegmentationPredictor(model, specs, manifest.label.classes, manifest.label.ignore_index)
 
 
-@pytest.mark.parametrize(("edit", "fragments"), [
-    pytest.param(lambda m: m["label"]["classes"].append("extra"), ["has 8 classes, the model predicts 7"],
-                 id="another-class-count"),
+INPUT_SPEC_CASES = [
     pytest.param(lambda m: m["modalities"]["depth"].update(scale=0.001),
                  ["modality 'depth'", "scale 0.001", "trained on uint16 x1 (scale 0.0002"], id="another-depth-scale"),
     pytest.param(lambda m: m["modalities"]["rgb"].update(channels=1),
                  ["modality 'rgb' is uint8 x1", "trained on uint8 x3"], id="another-rgb-channels"),
+]
+
+
+@pytest.mark.parametrize(("edit", "fragments"), [
+    pytest.param(lambda m: m["label"]["classes"].append("extra"), ["has 8 classes, the model predicts 7"],
+                 id="another-class-count"),
+    *INPUT_SPEC_CASES,
 ])
 def test_evaluate_refuses_a_dataset_the_model_was_not_trained_for(cli, dataset_copy, monkeypatch, predictor, edit,
                                                                   fragments):
     monkeypatch.setattr("fusionlab.tracking.load_model", lambda uri, tracking_uri=None: predictor)
     edit_manifest(dataset_copy, edit)
     cli("evaluate", "--model", "runs:/0/model", "--data", dataset_copy).refused(str(dataset_copy), *fragments)
+
+
+@pytest.mark.parametrize(("edit", "fragments"), INPUT_SPEC_CASES)
+def test_predict_refuses_the_same_input_specs(cli, dataset_copy, tmp_path, monkeypatch, predictor, edit, fragments):
+    monkeypatch.setattr("fusionlab.tracking.load_model", lambda uri, tracking_uri=None: predictor)
+    edit_manifest(dataset_copy, edit)
+    cli("predict", "--model", "runs:/0/model", "--input", dataset_copy, "--out", tmp_path / "out").refused(
+        str(dataset_copy), *fragments)
+    assert not (tmp_path / "out").exists()
