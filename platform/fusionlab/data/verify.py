@@ -4,9 +4,8 @@ Runs once on the driver, before the first epoch, on both training paths, so the 
 (``fusionlab.manifest_sha256``) names the bytes it actually read; the run's ``fusionlab.data_verified`` tag says what
 was checked. Hashing is the cost: 0.7-1.4 GB/s on one core of this 2-core machine (SHA-NI; the range is other load),
 so 8-15 s for the 11 GB Cityscapes when the files are in the page cache, the disk's read speed when they are not.
-Labels are checked as shards are decoded
-(``check_label``), not here. A process that trains the same unchanged files again (the cells of a local grid) reuses
-its verdict, keyed on the manifest and each shard's size, mtime and inode.
+Labels are checked as shards are decoded (``check_label``), not here. A process that trains the same unchanged files
+again (the cells of a local grid) reuses its verdict, keyed on the manifest and each shard's size, mtime and inode.
 """
 
 from __future__ import annotations
