@@ -76,10 +76,12 @@ def mark_ended(client: MlflowClient, run_id: str, error: BaseException) -> str:
 def _cause_and_traceback(error: BaseException) -> tuple[BaseException, str]:
     """The exception behind ``error`` and its traceback: a Ray Train failure carries each worker's exception
     (``worker_failures``, wrapped with the worker's traceback as text)."""
+    from fusionlab.train.failures import worker_cause
+
     failures = list((getattr(error, "worker_failures", None) or {}).values())
-    if failures:
-        wrapped = failures[0]
-        return getattr(wrapped, "_base_exc", wrapped), str(error)
+    cause = worker_cause(failures[0] if failures else error)
+    if cause is not error:
+        return cause, str(error)
     return error, "".join(traceback.format_exception(type(error), error, error.__traceback__))
 
 

@@ -21,14 +21,20 @@ logger = logging.getLogger(__name__)
 
 
 def worker_cause(error: BaseException) -> BaseException:
-    """The exception a worker raised, unwrapped from Ray Train's ``UserExceptionWithTraceback``."""
-    return getattr(error, "_base_exc", error)
+    """The exception a worker raised, unwrapped from Ray Train's ``UserExceptionWithTraceback`` and Ray's
+    ``RayTaskError`` (a Ray Data task that raised it: its ``cause``)."""
+    for _ in range(8):  # wrappers of wrappers, never a cycle
+        inner = getattr(error, "_base_exc", None) or getattr(error, "cause", None)
+        if not isinstance(inner, BaseException) or inner is error:
+            return error
+        error = inner
+    return error
 
 
 def deterministic_cause(error: BaseException) -> BaseException | None:
     """The user's error behind a Ray Train failure (any worker's), or None for a retryable one."""
-    if isinstance(error, DETERMINISTIC):
-        return error
+    if isinstance(worker_cause(error), DETERMINISTIC):
+        return worker_cause(error)
     for failure in (getattr(error, "worker_failures", None) or {}).values():
         cause = worker_cause(failure)
         if isinstance(cause, DETERMINISTIC):

@@ -181,7 +181,6 @@ def first_line(error: BaseException) -> str:
     """A trial's error as one line: the worker's own exception where Ray wrapped it."""
     from fusionlab.train.failures import deterministic_cause, worker_cause
 
-    error = getattr(error, "cause", None) or error  # Ray's RayTaskError around what the trial function raised
     cause = deterministic_cause(error) or worker_cause(error)
     text = str(cause).strip()
     return f"{type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
