@@ -1,0 +1,38 @@
+"""Which failures Ray Train retries: the user's own error (through Ray's wrappers) is raised at once, a lost worker
+is left to Ray's policy."""
+
+import ray.exceptions
+from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+from ray.train.v2._internal.execution.failure_handling import FailureDecision
+from ray.train.v2.api import data_parallel_trainer
+from ray.train.v2.api.exceptions import WorkerGroupError
+
+from fusionlab.config import ConfigError
+from fusionlab.data import DatasetError
+from fusionlab.errors import TrainingDiverged
+from fusionlab.train.failures import deterministic_cause, install_failure_policy
+
+
+def worker_group_error(exception: BaseException) -> WorkerGroupError:
+    return WorkerGroupError("rank 0 failed", {0: UserExceptionWithTraceback(exception, "Traceback ...")})
+
+
+def test_the_users_error_is_found_through_rays_wrappers():
+    bad_label = DatasetError("shard train-00000.parquet, sample 's001', label: value 9 is not a class (4 classes)")
+    from_ray_data = ray.exceptions.RayTaskError("map_batches", "Traceback (ray data) ...", bad_label)
+    assert deterministic_cause(worker_group_error(from_ray_data)) is bad_label
+    diverged = TrainingDiverged("training loss was not finite")
+    assert deterministic_cause(worker_group_error(diverged)) is diverged
+    assert deterministic_cause(ConfigError("x")) is not None
+
+
+def test_a_lost_worker_or_a_crash_is_not_the_users_error():
+    assert deterministic_cause(worker_group_error(ray.exceptions.ActorDiedError())) is None
+    assert deterministic_cause(worker_group_error(RuntimeError("CUDA out of memory"))) is None
+
+
+def test_the_installed_policy_raises_user_errors_and_retries_the_rest():
+    assert install_failure_policy()
+    policy = data_parallel_trainer.create_failure_policy(ray.train.FailureConfig(max_failures=3))
+    assert policy.make_decision(worker_group_error(DatasetError("bad label"))) == FailureDecision.RAISE
+    assert policy.make_decision(worker_group_error(ray.exceptions.ActorDiedError())) == FailureDecision.RETRY
