@@ -1,6 +1,7 @@
 """Malformed configs through the CLI: each is refused (non-zero, no traceback) with a message naming the file, key
 or value. Issue 14, items 9/10: strict and finite values, a batch that fits the train split, searchable values
-within the field limits, and a damaged checkpoint under a resumed run."""
+within the field limits, and a damaged checkpoint under a resumed run. (Not test_config.py: tests/train has that
+basename, and pytest's default import mode needs unique ones.)"""
 
 from pathlib import Path
 
