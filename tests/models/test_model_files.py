@@ -127,14 +127,15 @@ def test_a_pickle_as_the_weights_is_refused_unrun(saved, tmp_path):
     (lambda s: s["model"].update(name="nope"), r"field 'model' does not build a model: unknown model 'nope'"),
     (lambda s: s["model"].update(num_classes=7), r"weights\.pt does not fit the model .*size mismatch"),
     (lambda s: s["model"].update(backbone={"layers": [1, 1, 1, 1]}), r"weights\.pt does not fit the model"),
+    (lambda s: s["model"].update(num_classes="five"), r"field 'model' does not build a model"),
     (lambda s: s["model"].update(task="detection"), r"field 'model\.task' must be one of"),
     (lambda s: s["model"].pop("modalities"), r"field 'model' has no \['modalities'\]"),
     (lambda s: s["predictor"].update(upsample="nearest"), r"field 'predictor' .*upsample must be one of"),
     (lambda s: s["predictor"].update(colour="red"), r"field 'predictor' .*colour"),
     (lambda s: s.update(format="mlflow.pytorch"), r"field 'format' must be 'fusionlab\.model', got 'mlflow"),
     (lambda s: s.update(version=2), r"version 2; this fusionlab reads version 1"),
-], ids=["unknown-model", "num-classes-mismatch", "backbone-mismatch", "unknown-task", "no-modalities",
-        "bad-upsample", "unknown-predictor-setting", "foreign-format", "future-version"])
+], ids=["unknown-model", "num-classes-mismatch", "backbone-mismatch", "num-classes-not-a-number", "unknown-task",
+        "no-modalities", "bad-upsample", "unknown-predictor-setting", "foreign-format", "future-version"])
 def test_a_spec_that_does_not_rebuild_its_weights_is_refused(saved, edit, message):
     edit_spec(saved, edit)
     with pytest.raises(ModelFileError, match=message):

@@ -93,7 +93,7 @@ def load_model_dir(directory: str | os.PathLike, where: str | None = None) -> Pr
         raise ModelFileError(f"{where}: {SPEC_FILE} field 'predictor' must be an object, got {settings!r}")
     try:
         predictor = PREDICTORS[spec["model"]["task"]](model, **settings)
-    except (TypeError, ValueError) as error:
+    except Exception as error:
         raise ModelFileError(f"{where}: {SPEC_FILE} field 'predictor' is not a predictor's settings: {error}") from None
     return predictor.eval()
 
@@ -138,7 +138,7 @@ def build_from_spec(model: dict[str, Any], where: str) -> FusionModel:
                                     tuple(backbone.get("decoder_dims", (512, 256, 256, 256))))
         return build(model["name"], backbone=backbone, num_classes=model["num_classes"],
                      modalities=model["modalities"], task=model["task"], **params)
-    except (TypeError, ValueError, KeyError) as error:
+    except Exception as error:  # whatever a constructor raises on values no training run would have written
         raise ModelFileError(f"{where}: field 'model' does not build a model: {error}") from None
 
 
