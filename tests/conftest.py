@@ -32,8 +32,11 @@ def ray_local():
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     # 4 logical CPUs: 2 training workers plus room for Ray Data tasks (they would wait for a free CPU forever).
-    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-             configure_logging=False)
+    from fusionlab.train.local_ray import init_local_ray
+
+    # Bound to 127.0.0.1 as fusionlab's own local Ray is.
+    init_local_ray(num_cpus=4, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+                   configure_logging=False)
     yield ray
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
