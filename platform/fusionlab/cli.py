@@ -395,8 +395,8 @@ def cmd_promote(args: argparse.Namespace, console: Console) -> int:
         return 1
     best, previous, target = result.candidate, result.previous, f"{result.name}@{result.alias}"
     if result.skipped:
-        console.print(f"[yellow]skipped[/] {len(result.skipped)} better-scoring run(s) without a logged model: "
-                      + escape(", ".join(result.skipped)), highlight=False)
+        console.print(f"[yellow]skipped[/] {len(result.skipped)} better-scoring run(s): "
+                      + escape("; ".join(result.skipped)), highlight=False)
     if result.unchanged:
         console.print(f"{escape(target)} is already version {previous.version}, from the best run "
                       f"{escape(best.run_name)} ({best.run_id}, {result.metric} {best.value:.4f}): nothing changed",

@@ -83,4 +83,4 @@ def test_promote_passes_over_a_better_run_without_a_model(small_synthetic, tmp_p
     client.set_terminated(modelless.info.run_id, "FINISHED")
     promotion = promote(default_tracking_uri(tmp_path), ["states"])
     assert promotion.candidate.run_id == trained.info.run_id
-    assert promotion.skipped == (f"no-model ({modelless.info.run_id})",)
+    assert promotion.skipped == (f"run no-model ({modelless.info.run_id}) has no logged model 'model' to register",)

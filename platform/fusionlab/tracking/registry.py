@@ -106,7 +106,7 @@ class Promotion:
     version: str | None  # None when nothing changed: the candidate's run already held the alias
     forced: bool = False
     overridden: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()  # better-scoring runs passed over because they have no model (a failed end)
+    skipped: tuple[str, ...] = ()  # why each better-scoring run was passed over (no model it can register)
 
     @property
     def unchanged(self) -> bool:
@@ -193,16 +193,16 @@ def ranking(mode: str):
 
 def best_with_model(client: MlflowClient, candidates: Sequence[Candidate], mode: str
                     ) -> tuple[Candidate, tuple[str, str | None], tuple[str, ...]]:
-    """The best candidate that has a model to register, its model source, and the better ones skipped for having
-    none (a run that finished without logging its model must not block promotion)."""
+    """The best candidate that has a model to register, its model source, and why each better one was skipped (a
+    run that finished without a model it can register must not block promotion)."""
     skipped = []
     for candidate in sorted(candidates, key=ranking(mode)):
         try:
             return candidate, _model_source(client, candidate.run_id), tuple(skipped)
-        except RegistryError:
-            skipped.append(f"{candidate.run_name} ({candidate.run_id})")
-    raise RegistryError(f"none of the {len(candidates)} candidate run(s) has a logged model to register: "
-                        f"{', '.join(skipped)}")
+        except RegistryError as error:  # its message says why: no model, or not a fusionlab model
+            skipped.append(str(error))
+    raise RegistryError(f"none of the {len(candidates)} candidate run(s) has a model to register: "
+                        + "; ".join(skipped))
 
 
 def _check_comparable(candidates: Sequence[Candidate], metric: str) -> None:
