@@ -1,6 +1,9 @@
 """Checkpoint retention: ``train.keep_checkpoints`` latest checkpoints are kept (default 2, as on Ray), not every
 epoch's; a resumed run reads the latest."""
 
+import socket
+import subprocess
+
 import pytest
 from train_configs import config_tree
 
@@ -34,7 +37,21 @@ def test_local_context_keeps_the_latest_checkpoints(tiny, tmp_path, keep):
     expected = [f"epoch_{epoch:04d}" for epoch in range(5)][-(keep or 2):]
     assert kept(tmp_path / "run") == expected
     assert context.restore()["epoch"] == 4
-    assert not list((tmp_path / "run").glob(".partial-*"))
+    assert not [path for path in (tmp_path / "run").iterdir() if path.name.startswith(".")]  # nothing staged
+
+
+def test_a_checkpoint_half_written_by_a_killed_run_is_swept_by_the_next(tiny, tmp_path, capfd):
+    config = parse_config(config_tree(tiny, data={"crop": [32, 40]}))
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process that has exited: the owner of what it left
+    root = tmp_path / "run"
+    left = root / f".checkpoint.partial-{socket.gethostname()}-{dead.pid}-0badc0de"
+    left.mkdir(parents=True)
+    (left / "checkpoint.partial").write_bytes(b"half")
+    context = LocalContext(config, root, echo=False)
+    context.report({"epoch": 0}, context.new_checkpoint_dir())
+    assert not left.exists() and kept(root) == ["epoch_0000"]
+    assert f"left by process {dead.pid} (no longer running)" in capfd.readouterr().err
 
 
 @pytest.mark.slow  # two real local runs (MLflow included): ~40 s on 2 busy cores

@@ -20,6 +20,7 @@ from fusionlab.data import Manifest
 from fusionlab.data.order import epoch_order
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import Augment
+from fusionlab.staging import staging_path, sweep
 
 from .checkpoint import load_checkpoint
 from .progress import format_progress
@@ -118,7 +119,10 @@ class LocalContext:
 
     def new_checkpoint_dir(self) -> Path:
         self.checkpoint_root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=self.checkpoint_root, prefix=".partial-"))
+        sweep(self.checkpoint_root)  # what a killed run left half-written here
+        staged = staging_path(self.checkpoint_root / "checkpoint")
+        staged.mkdir()
+        return staged
 
 
 class RayWorkerContext:
