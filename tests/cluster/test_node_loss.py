@@ -74,7 +74,7 @@ def test_run_ray_restarts_lost_workers_from_checkpoints(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     data = tmp_path / "synthetic"
-    write_synthetic(data, train=4, val=2, test=2, size=(48, 64), seed=0)
+    write_synthetic(data, train=8, val=2, test=2, size=(48, 64), seed=0)  # one batch of the default 8
     built = {}
 
     class FakeDataset:
