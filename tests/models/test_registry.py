@@ -1,5 +1,7 @@
 """Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -112,11 +114,12 @@ def test_register_model_with_a_task():
 
     @register_model(task="translation")
     def probe_model(**kwargs):
-        return kwargs
+        return SimpleNamespace(**kwargs)  # build() records its arguments on what it builds
 
     try:
         assert list_models("probe*", task="translation") == ["probe_model"] and list_models("probe*") == []
-        assert build("probe_model", num_classes=3, modalities=["a"], task="translation")["backbone"] == "pix2pix_unet"
+        built = build("probe_model", num_classes=3, modalities=["a"], task="translation")
+        assert built.backbone == "pix2pix_unet" and built.build_args.backbone == "pix2pix_unet"
         with pytest.raises(ValueError, match="translation model 'probe_model' is registered twice"):
             register_model(probe_model, task="translation")
     finally:
