@@ -143,7 +143,8 @@ def assert_logged_weights(workdir, run, expected, other):
 def test_best_val_logs_the_early_peak_and_scores_test_once_with_it(small_synthetic, tmp_path, monkeypatch):
     # validation every 2nd epoch and on the last: epochs 1, 3, 4; the peak is epoch 1.
     scripted_validation(monkeypatch, {1: 0.9, 3: 0.5, 4: 0.4})
-    config = parse_config(config_tree(small_synthetic, train={"epochs": 5, "val_every": 2}))
+    config = parse_config(config_tree(small_synthetic, train={"epochs": 5, "val_every": 2,
+                                                                     "keep_checkpoints": 5}))
     reports = run_local(config, tmp_path)
     assert [("val/miou" in r) for r in reports] == [False, True, False, True, True]
 
@@ -185,7 +186,7 @@ def test_best_test_selects_on_the_test_split_and_says_so(small_synthetic, tmp_pa
 @pytest.mark.parametrize("crash_at", [2, 3], ids=["checkpoint-of-the-best-epoch", "checkpoint-after-it"])
 def test_a_resumed_run_keeps_the_best_epoch_it_had_seen(small_synthetic, tmp_path, monkeypatch, crash_at):
     scores = {0: 0.2, 1: 0.9, 2: 0.5, 3: 0.3, 4: 0.4}
-    config = parse_config(config_tree(small_synthetic, train={"epochs": 5}))
+    config = parse_config(config_tree(small_synthetic, train={"epochs": 5, "keep_checkpoints": 5}))  # all kept
     scripted_validation(monkeypatch, scores, crash_at=crash_at)
     with pytest.raises(Killed):
         run_local(config, tmp_path)
@@ -205,7 +206,8 @@ def test_a_resumed_run_keeps_the_best_epoch_it_had_seen(small_synthetic, tmp_pat
 
 def test_last_keeps_the_last_epoch_as_before(small_synthetic, tmp_path, monkeypatch):
     scripted_validation(monkeypatch, {0: 0.2, 1: 0.9, 2: 0.5})
-    config = parse_config(config_tree(small_synthetic, train={"epochs": 3, "selection": "last"}))
+    config = parse_config(config_tree(small_synthetic, train={"epochs": 3, "selection": "last",
+                                                                     "keep_checkpoints": 3}))
     run_local(config, tmp_path)
     client, run = the_run(tmp_path)
     assert run.data.tags["fusionlab.selection"] == "last" and run.data.tags["fusionlab.selection_split"] == "none"
