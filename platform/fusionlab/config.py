@@ -236,9 +236,15 @@ class TrainConfig(Section):
     @field_validator("lr_encoder", "lr_decoder")
     @classmethod
     def _positive(cls, value: float | list[float]) -> float | list[float]:
+        # lr 0 trains nothing, silently; in a list of stages, 0 freezes that stage (as long as some stage trains)
         values = value if isinstance(value, list) else [value]
-        if not values or not all(math.isfinite(v) and v > 0 for v in values):  # lr 0 trains nothing, silently
-            raise ValueError("expected a finite learning rate > 0, or a non-empty list of them")
+        if isinstance(value, list):
+            ok = bool(values) and all(math.isfinite(v) and v >= 0 for v in values) and any(v > 0 for v in values)
+        else:
+            ok = math.isfinite(value) and value > 0
+        if not ok:
+            raise ValueError("expected a finite learning rate > 0, or a non-empty list of them per stage (each "
+                             "finite and >= 0, where 0 freezes its stage, at least one > 0)")
         return value
 
 

@@ -104,7 +104,8 @@ def test_yaml_and_set_values_of_every_type_still_parse(small_synthetic, tmp_path
     ({"train": {"lr_encoder": float("nan")}}, r"train\.lr_encoder: Input should be a finite number.*\(got nan\)"),
     ({"train": {"lr_decoder": [1e-3, float("inf")]}}, r"train\.lr_decoder\.1: Input should be a finite number"),
     ({"train": {"lr_encoder": 0}}, r"train\.lr_encoder: expected a finite learning rate > 0.*\(got 0\)"),
-    ({"train": {"lr_decoder": [1e-3, 0.0]}}, r"train\.lr_decoder: expected a finite learning rate > 0"),
+    ({"train": {"lr_decoder": [0.0, 0.0]}}, r"train\.lr_decoder: expected a finite learning rate > 0.*at least one"),
+    ({"train": {"lr_decoder": [1e-3, -1e-3]}}, r"train\.lr_decoder: expected a finite learning rate > 0"),
     ({"train": {"lr_encoder": True}}, r"train\.lr_encoder: expected a number, not a boolean"),
     ({"train": {"gan": {"lr_discriminator": float("nan")}}}, r"train\.gan\.lr_discriminator: .*finite number"),
     ({"model": {"cen": {"lambda": float("nan")}}}, r"model\.cen\.lambda: Input should be a finite number"),
@@ -112,7 +113,8 @@ def test_yaml_and_set_values_of_every_type_still_parse(small_synthetic, tmp_path
     ({"model": {"cen": {"lambda": -1e-4}}}, r"model\.cen\.lambda: Input should be greater than or equal to 0"),
     ({"train": {"keep_checkpoints": 0}}, r"train\.keep_checkpoints: Input should be greater than or equal to 1"),
 ], ids=["epochs-true", "batch-float", "epochs-string", "hflip-1", "use_gpu-yes", "lr-nan", "lr-list-inf", "lr-0",
-        "lr-list-0", "lr-true", "lr_discriminator-nan", "lambda-nan", "lambda-inf", "lambda-negative",
+        "lr-list-all-0", "lr-list-negative", "lr-true", "lr_discriminator-nan", "lambda-nan", "lambda-inf",
+        "lambda-negative",
         "keep_checkpoints-0"])
 def test_lax_and_non_finite_values_are_refused(small_synthetic, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -86,7 +86,8 @@ def test_a_safe_change_resumes_is_recorded_and_reaches_the_registry(trained):
     assert json.loads(run.data.tags["fusionlab.param_overrides"]) == {"train.epochs": "2"}
     assert run.data.params["train.epochs"] == "1"  # MLflow params are write-once: the tags carry the change
     promotion = promote(default_tracking_uri(workdir), ["identity"])
-    version = MlflowClient(default_tracking_uri(workdir)).get_model_version(promotion.name, promotion.version)
+    uri = default_tracking_uri(workdir)
+    version = MlflowClient(uri, registry_uri=uri).get_model_version(promotion.name, promotion.version)
     assert json.loads(version.tags[CONFIG])["train.epochs"] == "2"
 
 
