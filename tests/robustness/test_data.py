@@ -4,7 +4,6 @@ manifest entry, labels outside the classes, and datasets a model was not trained
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ import yaml
 
 from fusionlab.data import Manifest
 from fusionlab.models import build
-from fusionlab.models.predictor import SegmentationPredictor
+from fusionlab.tracking.runs import servable
 
 
 def edit_manifest(data: Path, edit) -> None:
@@ -116,8 +115,7 @@ def predictor(tiny_synthetic):
     """An untrained CEN as it is logged for the tiny dataset (its classes and input specs), loaded by any URI."""
     manifest = Manifest.load(tiny_synthetic)
     model = build("cen", backbone="resnet_mini", num_classes=manifest.label.num_classes, modalities=["rgb", "depth"])
-    specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in ("rgb", "depth")}
-    return SegmentationPredictor(model, specs, manifest.label.classes, manifest.label.ignore_index)
+    return servable(model, manifest)
 
 
 INPUT_SPEC_CASES = [

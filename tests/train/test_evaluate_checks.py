@@ -1,7 +1,6 @@
 """`evaluate` scores a model only on a dataset it can read: the classes it predicts, its inputs stored as it was
 trained on them (the check `predict` makes)."""
 
-import dataclasses
 import json
 import shutil
 
@@ -10,7 +9,7 @@ import pytest
 from fusionlab.data import DatasetError, Manifest
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.models import build
-from fusionlab.models.predictor import SegmentationPredictor
+from fusionlab.tracking.runs import servable
 from fusionlab.train.evaluate import evaluate
 
 
@@ -26,8 +25,7 @@ def predictor(clean):
     """An untrained model as it is logged for the clean dataset: its classes and input specs."""
     manifest = Manifest.load(clean)
     model = build("cen", backbone="resnet_mini", num_classes=manifest.label.num_classes, modalities=["rgb", "depth"])
-    specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in ("rgb", "depth")}
-    return SegmentationPredictor(model, specs, manifest.label.classes, manifest.label.ignore_index)
+    return servable(model, manifest)
 
 
 def edited(clean, tmp_path, edit):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fusionlab.config import ConfigError
+from fusionlab.config import ConfigError, flatten
 
 # Keys (or prefixes ending in ".") whose change leaves the trained model's definition alone: how long and how often,
 # where it runs and is tracked, and speed switches that do not change the maths. data.path may move: the dataset's
@@ -69,8 +69,6 @@ def refuse_unsafe(changes: list[Change], run_name: str, where: str) -> list[Chan
 
 def checkpoint_changes(state: Mapping[str, Any], config: Any, manifest_digest: str) -> list[Change]:
     """What differs between the config (and dataset) a checkpoint was written with and ``config``."""
-    from fusionlab.config import flatten
-
     changes = config_changes(flatten(state.get("config") or {}),
                              flatten(config.model_dump(mode="json", by_alias=True)))
     data = dataset_change(state.get("manifest_sha256"), manifest_digest)
