@@ -4,10 +4,13 @@
     ray job submit --working-dir experiments -- python submit.py nyudv2_refinenet.yaml
 
 Connects to the running cluster (RAY_ADDRESS, else "auto"), prints the grid's dry-run table (cells, paper figures,
-cost estimate) and runs every cell as a Ray Train run, exactly as `fusionlab grid` does (it calls it). Defaults:
---workdir from FUSIONLAB_WORKDIR (shared storage on a multi-node cluster) else fusionlab-runs; --tracking-uri from
-MLFLOW_TRACKING_URI (on the cluster YAMLs' nodes: the MLflow database every node reaches, since training workers log
-from the GPU nodes) else the workdir's sqlite store. See README.md, "Scaling out", and cluster/README.md.
+cost estimate, each run's state in the workdir) and runs the grid as one Ray Tune experiment whose trials are its
+cells × seeds (`fusionlab.tune.grid_runner.run_grid`, as `fusionlab grid` does): every cell the cluster fits trains
+at once, a failed cell fails alone, and submitting the same grid again continues it (finished cells are kept).
+Defaults: --workdir from FUSIONLAB_WORKDIR (shared storage on a multi-node cluster) else fusionlab-runs;
+--tracking-uri from MLFLOW_TRACKING_URI (on the cluster YAMLs' nodes: the MLflow database every node reaches, since
+training workers log from the GPU nodes) else the workdir's sqlite store. Exits 1 if a cell failed. See README.md,
+"Scaling out", and cluster/README.md.
 """
 
 import argparse
@@ -36,18 +39,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="the table only; needs no cluster")
     args = parser.parse_args(argv)
 
-    from fusionlab.cli import main as fusionlab
+    from rich.console import Console
 
-    command = ["--workdir", args.workdir, *(["--tracking-uri", args.tracking_uri] if args.tracking_uri else []),
-               "grid", str(resolve_grid(args.grid)), *(f"--set={item}" for item in args.set)]
+    from fusionlab.config import ConfigError
+    from fusionlab.data import DatasetError
+    from fusionlab.errors import FusionlabError
+
+    console = Console()
+    try:
+        return submit(args, console)
+    except (ConfigError, DatasetError, FusionlabError) as error:
+        console.print(f"[red]error:[/] {error}", highlight=False)
+        return 1
+
+
+def submit(args: argparse.Namespace, console) -> int:
+    from fusionlab.tune.grid import load_grid, print_dry_run
+    from fusionlab.tune.grid_runner import cell_statuses, run_grid
+
+    overrides = [*args.set, *([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])]
+    grid = load_grid(resolve_grid(args.grid), overrides)
+    print_dry_run(grid, console, None if grid.planned else {c.name: c.state for c in cell_statuses(grid, args.workdir)})
     if args.dry_run:
-        return fusionlab([*command, "--dry-run"])
+        return 0
     import ray
 
     address = os.environ.get("RAY_ADDRESS") or "auto"
     ray.init(address=address)  # fail here, before any MLflow run is opened, when no cluster is running
     print(f"connected to the Ray cluster at {address}: {ray.cluster_resources()}", flush=True)
-    return fusionlab([*command, "--address", address])
+    outcome = run_grid(grid, args.workdir, address=address, console=console)
+    console.print(outcome.summary(), highlight=False, soft_wrap=True)  # one line, for logs and tools
+    return 1 if outcome.failed else 0
 
 
 if __name__ == "__main__":

@@ -305,42 +305,23 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_grid(args: argparse.Namespace, console: Console) -> int:
-    from fusionlab.tune.grid import load_grid, prepare_run, print_dry_run, run_tags
+    from pathlib import Path
+
+    from fusionlab.tune.grid import load_grid, print_dry_run
+    from fusionlab.tune.grid_runner import cell_statuses, run_grid
 
     overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
     grid = load_grid(args.grid, overrides)
-    print_dry_run(grid, console)
+    workdir = Path(args.workdir)
+    states = None if grid.planned else {cell.name: cell.state for cell in cell_statuses(grid, workdir)}
+    print_dry_run(grid, console, states)
     if args.dry_run:
         return 0
-    from pathlib import Path
-
-    from fusionlab.tracking.sweeps import close_parent_run, open_parent_run
-    from fusionlab.train.driver import run_local, run_ray, tracking_uri
-
-    runs = grid.cells_expanded()
-    workdir = Path(args.workdir).resolve()
-    uri = tracking_uri(runs[0].config, workdir)
-    parent = open_parent_run(uri, grid.name, f"grid-{grid.name}", {"grid.file": str(grid.path), "grid.cells":
-                             len(grid.spec.cells), "grid.seeds": grid.spec.grid.seeds, "grid.overrides": overrides},
-                             kind="grid", artifact_root=workdir / "mlartifacts")
-    status = "FAILED"
-    try:
-        for index, run in enumerate(runs, start=1):
-            config = prepare_run(run)
-            console.rule(f"[{index}/{len(runs)}] {run.label} (seed {run.seed})")
-            if args.local:
-                run_local(config, workdir, parent_run_id=parent, tags=run_tags(run))
-            else:
-                run_ray(config, workdir, address=args.address, parent_run_id=parent, tags=run_tags(run))
-        status = "FINISHED"
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
-        status = "KILLED"
-        raise
-    finally:
-        close_parent_run(uri, parent, status)
-    console.print(f"grid {grid.name}: {len(runs)} runs tracked in experiment [bold]{grid.name}[/]; "
-                  f"the table: fusionlab --workdir {args.workdir} report --experiment {grid.name}")
-    return 0
+    outcome = run_grid(grid, workdir, address=args.address, local=args.local, resume=args.resume, console=console)
+    console.print(f"tracked in experiment [bold]{grid.name}[/]; the table: fusionlab --workdir {args.workdir} "
+                  f"report --experiment {grid.name}")
+    console.print(outcome.summary(), highlight=False, soft_wrap=True)  # one line, for logs and tools
+    return 1 if outcome.failed else 0
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
@@ -563,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
     grid.add_argument("--address", default=None)
     grid.add_argument("--local", action="store_true", help="run each cell in this process without Ray")
+    grid.add_argument("--resume", action="store_true",
+                      help="continue this workdir's launch of the grid (a plain rerun does too; this insists on it)")
     grid.set_defaults(handler=cmd_grid)
 
     report = commands.add_parser("report", help="an experiment's runs as the papers' table (Markdown, CSV, plots)")

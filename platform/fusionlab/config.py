@@ -255,6 +255,20 @@ class ResourcesConfig(Section):
     # Times Ray Train restarts the worker group after a worker fails (its node lost, a crash), each time from the
     # last checkpoint; -1 is unlimited, 0 fails the run at the first error.
     max_failures: Int = Field(3, ge=-1)
+    # Custom Ray resources each Train worker takes besides its CPUs (and GPU), e.g. {"slot": 1}: places a grid's
+    # cells on the nodes that declare them (a node type's resource, or a stand-in for a GPU in tests and benchmarks).
+    worker_resources: dict[str, Float] = Field(default_factory=dict)
+
+    @field_validator("worker_resources")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(f"{name!r} is not a custom resource: set resources.cpus_per_worker or "
+                                 f"resources.use_gpu instead")
+            if amount <= 0:
+                raise ValueError(f"{name}: expected an amount > 0, got {amount}")
+        return value
 
 
 class TrackingConfig(Section):

@@ -100,9 +100,10 @@ def _fit(value: str) -> str:
     return value if len(value) <= TAG_LIMIT else value[:TAG_LIMIT - 15] + " ... (cut)"
 
 
-def check_resume(uri: str, config, manifest_digest: str | None) -> None:
+def check_resume(uri: str, config, manifest_digest: str | None, record: bool = True) -> None:
     """Before a launch: if the config's run already exists in MLflow, refuse settings that differ from the ones it
-    was trained with (``train.identity``) and record the safe changes on it."""
+    was trained with (``train.identity``) and record the safe changes on it (unless ``record`` is false: a
+    finished grid cell that is checked, not run again, is left exactly as it is)."""
     from fusionlab.train.identity import config_changes, dataset_change, refuse_unsafe
 
     client = MlflowClient(uri)
@@ -114,4 +115,5 @@ def check_resume(uri: str, config, manifest_digest: str | None) -> None:
     data = manifest_digest and dataset_change(run.data.tags.get("fusionlab.manifest_sha256"), manifest_digest)
     where = f"MLflow run {run.info.run_id} in experiment {config.tracking.experiment!r}"
     safe = refuse_unsafe([*changes, data] if data else changes, config.run_name(), where)
-    record_changes(client, run, safe, epoch=None)
+    if record:
+        record_changes(client, run, safe, epoch=None)

@@ -82,13 +82,13 @@ def run_local(config: Config, workdir: str | os.PathLike, parent_run_id: str | N
     return context.reports
 
 
-def check_resume(uri: str, config: Config) -> None:
+def check_resume(uri: str, config: Config, record: bool = True) -> None:
     """A run started again under its name resumes it: only with the settings it was trained with, or safe changes
     (train/identity.py), checked against its MLflow run here and against its checkpoint in the loop."""
     from fusionlab.tracking.lifecycle import check_resume as check_tracked_run
 
     digest = None if "://" in config.data.path else Manifest.load(config.data.path).digest
-    check_tracked_run(uri, config, digest)
+    check_tracked_run(uri, config, digest, record=record)
 
 
 @contextlib.contextmanager
@@ -184,14 +184,15 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
         train_fn_per_worker,
         train_loop_config=payload,
         scaling_config=ray.train.ScalingConfig(num_workers=config.resources.num_workers, use_gpu=use_gpu,
-                                               resources_per_worker={"CPU": config.resources.cpus_per_worker}),
+                                               resources_per_worker={"CPU": config.resources.cpus_per_worker,
+                                                                     **config.resources.worker_resources}),
         run_config=ray.train.RunConfig(
             name=config.run_name(), storage_path=str(workdir / "ray_results"),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
             # A lost worker (node gone, process killed) restarts the group from the last checkpoint; the run and
             # its MLflow run keep their names, so the epochs already reported are not trained or logged again.
             failure_config=ray.train.FailureConfig(max_failures=config.resources.max_failures),
-            callbacks=[progress_callback(config.train.epochs), *(callbacks or [])]),
+            callbacks=[progress_callback(config.train.epochs, config.run_name()), *(callbacks or [])]),
         datasets=datasets,
     )
     with ends_honestly(payload, config):

@@ -12,6 +12,7 @@ A grid file has these top-level keys (unknown keys anywhere are errors that name
       train_samples: 795       # training samples per epoch when data.path holds no dataset (for the estimate)
       num_classes: 40          # classes when data.path holds no dataset (for the FLOP count)
       estimate: {device: "NVIDIA A100 (bf16 dense)", kind: gpu, peak_tflops: 312, mfu: 0.3}
+      max_concurrent: 8        # optional: cells × seeds training at once on Ray (default: all that fit)
     base:                      # a config tree (sections data, model, train, resources, tracking) shared by all cells
       data: {path: data/nyudv2, modalities: [rgb, depth], crop: [500, 500]}
       train: {...}
@@ -46,6 +47,7 @@ data loading and checkpointing are not counted.
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import json
@@ -97,6 +99,9 @@ class GridMeta(Section):
     train_samples: int | None = Field(None, ge=1)
     num_classes: int | None = Field(None, ge=2)
     estimate: EstimateSpec = EstimateSpec()
+    # Cells × seeds training at once on Ray (default: every one the cluster fits; on a machine of its own, as many
+    # as its cores hold).
+    max_concurrent: int | None = Field(None, ge=1)
 
     @field_validator("seeds")
     @classmethod
@@ -166,6 +171,7 @@ class Grid:
     path: Path
     spec: GridFile
     runs: tuple[GridRun, ...]  # empty for a planned grid
+    overrides: tuple[str, ...] = ()  # the --set items applied to every cell
 
     @property
     def name(self) -> str:
@@ -206,9 +212,9 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
         raise GridError(_describe_grid_error(error, raw, path)) from None
     _check_labels(spec, path)
     if spec.status == "planned":
-        return Grid(path, spec, ())
+        return Grid(path, spec, (), tuple(overrides or ()))
     _check_owned_keys(spec, path)
-    return Grid(path, spec, tuple(_expand(spec, path, overrides or [])))
+    return Grid(path, spec, tuple(_expand(spec, path, overrides or [])), tuple(overrides or ()))
 
 
 def _describe_grid_error(error: ValidationError, raw: dict[str, Any], path: Path) -> str:
@@ -491,8 +497,10 @@ def _planned_rows(grid: Grid) -> list[tuple[str, dict[str, Any], dict[str, Any] 
              cell.paper.model_dump(exclude_none=True) if cell.paper else None) for cell in grid.spec.cells]
 
 
-def print_dry_run(grid: Grid, console) -> list[Estimate]:
-    """Print the grid as a table (cells, paper figures, trial-epochs, estimated device-hours) with totals."""
+def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None) -> list[Estimate]:
+    """Print the grid as a table (cells, paper figures, trial-epochs, estimated device-hours) with totals; with
+    ``states`` (run name -> done, running, failed, killed, pending: ``grid_runner.cell_statuses``) a column says
+    where each run stands in this workdir."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -513,6 +521,8 @@ def print_dry_run(grid: Grid, console) -> list[Estimate]:
     for header, justify in (("cell", "left"), ("model", "left"), ("backbone", "left"), ("modalities", "left"),
                             ("seed", "right")):
         table.add_column(header, justify=justify)
+    if states is not None:
+        table.add_column("state", justify="left")
     figure_keys = (list(SEGMENTATION_FIGURES) if segmentation else []) + (list(TRANSLATION_FIGURES)
                                                                            if translation else [])
     headers = {"pixel_acc": "paper pix acc", "mean_acc": "paper mean acc", "miou": "paper mIoU",
@@ -550,11 +560,15 @@ def print_dry_run(grid: Grid, console) -> list[Estimate]:
                 estimates.append(result)
             name = config.model.name + (f" ({config.model.modality})" if config.model.modality else "")
             facts_modalities = "+".join(config.data.modalities) if config.data.modalities else "all"
-            table.add_row(escape(run.label), name, config.model.backbone, facts_modalities, str(run.seed),
+            state = [states.get(config.run_name(), "pending")] if states is not None else []
+            table.add_row(escape(run.label), name, config.model.backbone, facts_modalities, str(run.seed), *state,
                           *[_figure(run.paper, key) for key in figure_keys], source_mark(run.paper),
                           str(config.train.epochs), _hours(result.gpu_hours) if result else "-")
         table.add_section()
         blanks = [""] * (len(figure_keys) + 1)
+        if states is not None:
+            counts = collections.Counter(states.get(run.config.run_name(), "pending") for run in runs)
+            blanks.insert(0, ", ".join(f"{count} {state}" for state, count in sorted(counts.items())))
         table.add_row(f"total: {len(runs)} runs", "", "", "", "", *blanks,
                       str(sum(run.config.train.epochs for run in runs)),
                       _hours(sum(e.gpu_hours for e in estimates)) if not unestimated else "-")

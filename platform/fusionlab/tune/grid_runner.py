@@ -1,0 +1,259 @@
+"""Run a grid (``tune/grid.py``) as one Ray Tune experiment whose trials are its cells × seeds.
+
+Each trial is the light driver a sweep's trial is (``train.driver.run_ray``: one ``TorchTrainer`` per cell), so
+every cell that fits on the cluster trains at once (``grid.max_concurrent`` caps it) and a cell that fails for good
+(after ``resources.max_failures`` restarts of its worker group from its last checkpoint) fails alone: the others go
+on. There is no searcher: the trials are a fixed list.
+
+MLflow is the record of what is done: one parent run per grid, one child per cell, each found again by its key. A
+grid launched again in the same workdir (``fusionlab grid GRID [--resume]``) leaves its finished cells' runs exactly
+as they are and continues the others from their last checkpoint in their own MLflow runs. Each launch is its own Tune
+experiment, ``<workdir>/grids/<grid>/launch-NNN`` (its trials' logs and errors), so no launch's record is
+overwritten by the next.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fusionlab.config import Config
+
+from .grid import Grid, GridError, GridRun, prepare_run, run_tags
+
+GRIDS_DIR = "grids"
+DONE, RUNNING, FAILED, KILLED, PENDING = "done", "running", "failed", "killed", "pending"
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """A cell × seed and where its MLflow run stands. ``running`` is a RUNNING run: live, or left so by a launch
+    that was killed (the next launch continues it)."""
+
+    run: GridRun
+    state: str
+    run_id: str | None = None
+    error: str | None = None
+    logs: str | None = None  # where a failed cell's error and logs are
+
+    @property
+    def name(self) -> str:
+        return self.run.config.run_name()
+
+
+@dataclass(frozen=True)
+class GridOutcome:
+    name: str
+    parent_run_id: str
+    cells: list[CellStatus]  # every cell × seed after the launch
+    skipped: list[str]  # runs that were done before it: not trained, not logged again
+
+    @property
+    def failed(self) -> list[CellStatus]:
+        return [cell for cell in self.cells if cell.state != DONE]
+
+    def summary(self) -> str:
+        """The launch's last line: how many cells finished, and for each that did not, why and where its logs are."""
+        done = len(self.cells) - len(self.failed)
+        line = f"grid {self.name}: {done} of {len(self.cells)} cells done"
+        if self.skipped:
+            line += f" ({len(self.skipped)} already before this launch)"
+        if not self.failed:
+            return line
+        details = "; ".join(f"{cell.name} {cell.state}" + (f" ({cell.error})" if cell.error else "")
+                            + (f", logs: {cell.logs}" if cell.logs else "") for cell in self.failed)
+        return f"{line}; {len(self.failed)} failed: {details}"
+
+
+def grid_tracking_uri(grid: Grid, workdir: Path) -> str:
+    from fusionlab.train.driver import tracking_uri
+
+    uris = {tracking_uri(run.config, workdir) for run in grid.cells_expanded()}
+    if len(uris) != 1:
+        raise GridError(f"{grid.path}: the cells of a grid are tracked in one MLflow store; they set tracking.uri to "
+                        f"{sorted(uris)}")
+    return uris.pop()
+
+
+def _store_exists(uri: str) -> bool:
+    prefix = "sqlite:///"
+    return not uri.startswith(prefix) or Path(uri[len(prefix):]).exists()
+
+
+def cell_statuses(grid: Grid, workdir: str | os.PathLike) -> list[CellStatus]:
+    """Every cell × seed's state, from its MLflow run (read only: a store that does not exist yet stays so)."""
+    from mlflow.tracking import MlflowClient
+
+    from fusionlab.tracking.lifecycle import ERROR_TAG, FINAL_TAG, find_run
+
+    runs = grid.cells_expanded()
+    uri = grid_tracking_uri(grid, Path(workdir).resolve())
+    experiment = MlflowClient(uri).get_experiment_by_name(grid.name) if _store_exists(uri) else None
+    if experiment is None:
+        return [CellStatus(run, PENDING) for run in runs]
+    client = MlflowClient(uri)
+    statuses = []
+    for run in runs:
+        found = find_run(client, experiment.experiment_id, run.config.run_name())
+        if found is None:
+            statuses.append(CellStatus(run, PENDING))
+            continue
+        status, tags = found.info.status, found.data.tags
+        if status == "FINISHED":  # without its final model (the loop stopped after its last epoch): not done yet
+            state = DONE if tags.get(FINAL_TAG) == "logged" else PENDING
+        else:
+            state = {"RUNNING": RUNNING, "FAILED": FAILED, "KILLED": KILLED}.get(status, PENDING)
+        statuses.append(CellStatus(run, state, found.info.run_id, tags.get(ERROR_TAG)))
+    return statuses
+
+
+def run_grid(grid: Grid, workdir: str | os.PathLike, *, address: str | None = None, local: bool = False,
+             resume: bool = False, console=None) -> GridOutcome:
+    """Train every cell × seed of ``grid`` not yet done in ``workdir``; see the module docstring.
+
+    ``local`` trains the cells one after another in this process without Ray (debugging); ``resume`` insists there is
+    something to continue. Bad cells (a config the dataset refutes, a finished cell whose settings changed) are
+    refused before anything runs."""
+    from fusionlab.tracking.sweeps import close_parent_run, open_parent_run
+    from fusionlab.train.driver import check_resume, prepare_tracking
+
+    workdir = Path(workdir).resolve()
+    before = cell_statuses(grid, workdir)
+    if resume and all(cell.run_id is None for cell in before):
+        raise GridError(f"{grid.path}: nothing to resume in {workdir}: no cell of grid {grid.name!r} has an MLflow "
+                        f"run in {grid_tracking_uri(grid, workdir)}; run it without --resume")
+    configs = {cell.name: prepare_run(cell.run) for cell in before}  # generates a synthetic dataset on first use
+    uri = grid_tracking_uri(grid, workdir)
+    for data_path in sorted({config.data.path for config in configs.values()}):  # verified once, before Ray starts
+        prepare_tracking(next(c for c in configs.values() if c.data.path == data_path), workdir)
+    done = [cell for cell in before if cell.state == DONE]
+    for cell in done:  # left as they are, but only if this grid still describes what they trained
+        check_resume(uri, configs[cell.name], record=False)
+    pending = [cell for cell in before if cell.state != DONE]
+    spec = grid.spec.grid
+    parent = open_parent_run(uri, grid.name, f"grid-{grid.name}",
+                             {"grid.file": str(grid.path), "grid.cells": len(grid.spec.cells),
+                              "grid.seeds": spec.seeds, "grid.overrides": grid.overrides},
+                             kind="grid", artifact_root=workdir / "mlartifacts")
+    if console is not None:
+        console.print(f"grid {grid.name}: {len(pending)} of {len(before)} runs to train"
+                      + (f" ({len(done)} done: {', '.join(cell.name for cell in done)})" if done else ""),
+                      highlight=False)
+    logs: dict[str, str] = {}
+    status = "FAILED"
+    try:
+        if pending and local:
+            logs = _train_in_process(pending, configs, workdir, parent, console)
+        elif pending:
+            logs = _train_on_tune(grid, pending, configs, workdir, parent, address)
+        after = [_with_logs(cell, logs) for cell in cell_statuses(grid, workdir)]
+        status = "FINISHED" if all(cell.state == DONE for cell in after) else "FAILED"
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the cells left RUNNING continue at the next launch
+        status = "KILLED"
+        raise
+    finally:
+        close_parent_run(uri, parent, status)
+    return GridOutcome(grid.name, parent, after, [cell.name for cell in done])
+
+
+def _with_logs(cell: CellStatus, logs: dict[str, str]) -> CellStatus:
+    if cell.name not in logs:
+        return cell
+    state = cell.state if cell.state in (DONE, KILLED) else FAILED  # pending: its trial failed before its run opened
+    return CellStatus(cell.run, state, cell.run_id, cell.error, logs[cell.name])
+
+
+def _train_in_process(pending: list[CellStatus], configs: dict[str, Config], workdir: Path, parent: str,
+                      console) -> dict[str, str]:
+    """One cell after another in this process; a cell's failure is recorded on its MLflow run and the next goes on."""
+    from fusionlab.train.driver import run_local
+
+    failed = {}
+    for index, cell in enumerate(pending, start=1):
+        if console is not None:
+            console.rule(f"[{index}/{len(pending)}] {cell.run.label} (seed {cell.run.seed})")
+        try:
+            run_local(configs[cell.name], workdir, parent_run_id=parent, tags=run_tags(cell.run))
+        except Exception as error:  # noqa: BLE001 - the run is FAILED with its traceback; the grid goes on
+            failed[cell.name] = f"MLflow run artifact error.txt ({type(error).__name__})"
+            if console is not None:
+                console.print(f"{cell.name} failed: {type(error).__name__}: {error}", highlight=False)
+    return failed
+
+
+def cell_trial(params: dict[str, Any], *, cells: dict[str, dict[str, Any]], workdir: str, parent_run_id: str) -> None:
+    """A grid cell's Tune trial: its Train run, named after the cell (not the trial), so any launch continues it."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from fusionlab.train.driver import run_ray
+
+    cell = cells[params["cell"]]
+    run_ray(Config.model_validate(cell["config"]), workdir, parent_run_id=parent_run_id,
+            callbacks=[TuneReportCallback()], tags=cell["tags"])
+
+
+def _train_on_tune(grid: Grid, pending: list[CellStatus], configs: dict[str, Config], workdir: Path, parent: str,
+                   address: str | None) -> dict[str, str]:
+    """The pending cells as the trials of one Tune experiment; returns each failed trial's error file."""
+    from ray import tune
+
+    from .sweep import DRIVER_RESOURCE
+
+    names = [cell.name for cell in pending]
+    concurrent = ensure_grid_ray([configs[name] for name in names], grid.spec.grid.max_concurrent, address)
+    cells = {cell.name: {"config": configs[cell.name].model_dump(mode="json", by_alias=True),
+                         "tags": run_tags(cell.run)} for cell in pending}
+    trainable = tune.with_resources(
+        tune.with_parameters(cell_trial, cells=cells, workdir=str(workdir), parent_run_id=parent),
+        {DRIVER_RESOURCE: 1})
+    root = workdir / GRIDS_DIR / grid.name
+    tuner = tune.Tuner(
+        trainable, param_space={"cell": tune.grid_search(names)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
+        # A failed trial is not retried by Tune: its Train run already restarted its worker group
+        # resources.max_failures times (and not at all for an error that would only recur, train/failures.py).
+        run_config=tune.RunConfig(name=next_launch(root), storage_path=str(root),
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    results = tuner.fit()
+    logs = {}
+    for result in results:
+        if result.error is not None:
+            error_file = Path(result.path) / "error.txt"
+            logs[result.config["cell"]] = str(error_file if error_file.exists() else result.path)
+    return logs
+
+
+def next_launch(root: Path) -> str:
+    numbers = [int(path.name.split("-")[1]) for path in root.glob("launch-*") if path.name.split("-")[1].isdigit()]
+    return f"launch-{max(numbers, default=0) + 1:03d}"
+
+
+def ensure_grid_ray(configs: list[Config], max_concurrent: int | None, address: str | None) -> int | None:
+    """Connect to the cluster (``address``, ``RAY_ADDRESS``) or start a local Ray sized for the cells that fit on
+    this machine's cores at once; returns the cap on concurrent cells (None: as many as the cluster fits)."""
+    import ray
+
+    from fusionlab.train.driver import quiet_ray_data_logs
+
+    from .sweep import DRIVER_RESOURCE
+
+    quiet_ray_data_logs()  # the trials' processes inherit it
+    if ray.is_initialized():
+        return max_concurrent
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return max_concurrent
+    cell_cpus = max(math.ceil(c.resources.num_workers * c.resources.cpus_per_worker) for c in configs)
+    fits = max(1, (os.cpu_count() or 1) // cell_cpus)
+    concurrent = min(len(configs), max_concurrent or fits)
+    # Per cell: its Train workers' CPUs plus one for its Ray Data tasks, which would otherwise wait for a free CPU
+    # while the workers hold them all; the trial drivers take the custom resource, not a CPU (DESIGN.md section 5).
+    from fusionlab.train.local_ray import init_local_ray
+
+    init_local_ray(num_cpus=concurrent * (cell_cpus + 1), resources={DRIVER_RESOURCE: concurrent})
+    return concurrent

@@ -1,0 +1,49 @@
+"""Tiny grid files for the grid-runner tests, and reading a grid's MLflow runs back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from fusionlab.tracking import default_tracking_uri
+
+BASE = {
+    "data": {"path": None, "modalities": ["rgb", "depth"], "crop": [48, 64]},
+    "model": {"backbone": "resnet_mini"},
+    "train": {"epochs": 2, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
+    "resources": {"num_workers": 1},
+}
+UNIMODAL_RGB = {"model.name": "unimodal", "model.modality": "rgb", "data.modalities": ["rgb"]}
+# SGD at this rate overflows the weights in its first step: the second step's loss is not finite, so the epoch
+# raises TrainingDiverged, an error that would only recur (not retried: train/failures.py).
+DIVERGES = {"model.name": "unimodal", "model.modality": "depth", "data.modalities": ["depth"],
+            "train.optimizer": "sgd", "train.lr_encoder": 1e30, "train.lr_decoder": 1e30}
+
+
+def write_grid(path: Path, name: str, data: Path, cells: list[tuple[str, dict[str, Any]]],
+               grid: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> Path:
+    tree = {"grid": {"name": name, "estimate": {"device": "cpu", "kind": "cpu", "peak_tflops": 0.3, "mfu": 0.3},
+                     **(grid or {})},
+            "base": {**BASE, "data": {**BASE["data"], "path": str(data)}, **(base or {})},
+            "cells": [{"label": label, "set": values} for label, values in cells]}
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def grid_runs(workdir: Path, experiment: str):
+    """``(client, parent, {run name: child run})`` of the one grid parent run in ``experiment``."""
+    client = MlflowClient(default_tracking_uri(workdir))
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [run for run in runs if run.data.tags.get("fusionlab.kind") == "grid"]
+    assert len(parents) == 1, f"one parent run per grid, found {len(parents)}"
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    names = [run.info.run_name for run in children]
+    assert len(names) == len(set(names)), f"one child run per cell, found {sorted(names)}"
+    return client, parents[0], {run.info.run_name: run for run in children}
+
+
+def logged_epochs(client: MlflowClient, run_id: str) -> list[int]:
+    return sorted(metric.step for metric in client.get_metric_history(run_id, "train/loss"))

@@ -1,0 +1,198 @@
+"""`fusionlab grid` as a Ray Tune experiment of its cells: a failing cell fails alone, a killed grid resumes where it
+stopped (finished cells untouched, interrupted cells from their checkpoints in their own MLflow runs), and the
+dry-run table says where each run stands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from fusionlab.cli import main
+from fusionlab.data.synthetic import write_synthetic
+from fusionlab.tracking import default_tracking_uri
+from process_group import kill_group, run_in_own_group
+from tiny_grids import DIVERGES, UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    write_synthetic(out, train=8, val=4, test=4, size=(48, 64), seed=0)
+    return out
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def fusionlab(capsys, *argv) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    text = re.sub("[\u2500-\u257f]", " ", captured.out + captured.err)  # the table's box drawing
+    return rc, " ".join(text.split())  # rich wraps long lines
+
+
+def snapshot(client: MlflowClient, run) -> dict:
+    """What must not change about a finished run when its grid is launched again."""
+    history = {key: [(m.step, m.value, m.timestamp) for m in client.get_metric_history(run.info.run_id, key)]
+               for key in run.data.metrics}
+    return {"id": run.info.run_id, "status": run.info.status, "end": run.info.end_time, "tags": run.data.tags,
+            "history": history}
+
+
+def test_in_process_grid_a_failing_cell_fails_alone_and_a_rerun_keeps_the_done_cells(data, tmp_path, env, capsys):
+    grid = write_grid(tmp_path / "grid.yaml", "local-fail", data,
+                      [("RGB", UNIMODAL_RGB), ("Diverges", DIVERGES)], base={"train": {
+                          "epochs": 1, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3}})
+    workdir = tmp_path / "runs"
+    rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--resume")
+    assert rc == 1 and "nothing to resume" in out and "without --resume" in out, out
+
+    rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--local")
+    assert rc == 1, out
+    assert "grid local-fail: 1 of 2 cells done; 1 failed: diverges-seed0 failed (TrainingDiverged" in out, out
+    client, parent, children = grid_runs(workdir, "local-fail")
+    assert parent.info.status == "FAILED"
+    assert children["rgb-seed0"].info.status == "FINISHED" and children["diverges-seed0"].info.status == "FAILED"
+    done_before = snapshot(client, children["rgb-seed0"])
+
+    rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--dry-run")
+    assert rc == 0 and "total: 2 runs 1 done, 1 failed" in out, out
+
+    rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--local", "--resume")
+    assert rc == 1 and "1 of 2 runs to train (1 done: rgb-seed0)" in out and "(1 already before this launch)" in out
+    client, parent, children = grid_runs(workdir, "local-fail")
+    assert snapshot(client, children["rgb-seed0"]) == done_before, "a done cell is neither trained nor logged again"
+    assert children["diverges-seed0"].data.tags["fusionlab.starts"] == "2", "the failed cell was retried"
+
+    # A finished cell the grid no longer describes is refused before anything runs, naming the run and the key.
+    rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--local", "--set", "train.batch_size=2")
+    assert rc == 1 and "run 'rgb-seed0' already exists" in out and "train.batch_size: 4 -> 2" in out, out
+    assert snapshot(client, grid_runs(workdir, "local-fail")[2]["rgb-seed0"]) == done_before
+
+
+def environment(marker: Path) -> dict:
+    return {**os.environ, "RAY_TMPDIR": str(marker), "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0",
+            "MLFLOW_DISABLE_TELEMETRY": "true", "COLUMNS": "200"}
+
+
+def cli_command(workdir: Path, *argv) -> list[str]:
+    return [sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), *map(str, argv)]
+
+
+@pytest.mark.slow
+def test_a_failing_cell_on_ray_fails_alone_and_the_last_line_says_where_its_logs_are(data, tmp_path):
+    grid = write_grid(tmp_path / "grid.yaml", "ray-fail", data, [("RGB", UNIMODAL_RGB), ("Diverges", DIVERGES)],
+                      base={"train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3,
+                                      "lr_decoder": 1e-3}})
+    workdir, marker = tmp_path / "runs", Path(f"/tmp/flg-{os.getpid()}-f")
+    try:
+        result = run_in_own_group(cli_command(workdir, "grid", grid), env=environment(marker), timeout=600)
+    finally:
+        shutil.rmtree(marker, ignore_errors=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("grid ray-fail: 1 of 2 cells done; 1 failed: diverges-seed0 failed (TrainingDiverged"), \
+        output[-4000:]
+    logs = Path(last.rsplit("logs: ", 1)[1])
+    assert logs.is_file() and logs.is_relative_to(workdir / "grids" / "ray-fail" / "launch-001"), last
+    assert "TrainingDiverged" in logs.read_text()
+    client, parent, children = grid_runs(workdir, "ray-fail")
+    assert parent.info.status == "FAILED"
+    assert children["rgb-seed0"].info.status == "FINISHED" and {"test/miou"} <= set(children["rgb-seed0"].data.metrics)
+    assert children["diverges-seed0"].info.status == "FAILED"
+    assert children["diverges-seed0"].data.tags["fusionlab.error"].startswith("TrainingDiverged")
+    assert children["diverges-seed0"].data.tags["fusionlab.starts"] == "1", "a divergence is not retried"
+
+
+def finished_cells(workdir: Path, experiment: str) -> dict[str, tuple[int, bool]]:
+    """Run name -> (epochs logged, final model logged) for each run that has logged an epoch (read while the grid
+    writes the store)."""
+    try:
+        client = MlflowClient(default_tracking_uri(workdir))
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([found.experiment_id]) if found else []
+        return {run.info.run_name: (len(client.get_metric_history(run.info.run_id, "train/loss")),
+                                    run.data.tags.get("fusionlab.final") == "logged")
+                for run in runs if "train/loss" in run.data.metrics}
+    except Exception:  # the SQLite store busy with the cells' writes: ask again
+        return {}
+
+
+LONG = 12  # epochs of the two cells the kill interrupts
+
+
+@pytest.mark.slow
+def test_killed_grid_resumes_where_it_stopped(data, tmp_path, capsys, env):
+    cells = [("A", UNIMODAL_RGB), ("B", {"model.name": "late_fusion"}),
+             ("C", {"model.name": "cen", "train.epochs": LONG}), ("D", {"model.name": "shared_bn",
+                                                                    "train.epochs": LONG})]
+    grid = write_grid(tmp_path / "grid.yaml", "resume", data, cells, grid={"max_concurrent": 2},
+                      base={"train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3,
+                                      "lr_decoder": 1e-3}})
+    workdir, marker = tmp_path / "runs", Path(f"/tmp/flg-{os.getpid()}-k")
+    try:
+        with open(tmp_path / "first.log", "w") as log:
+            first = subprocess.Popen(cli_command(workdir, "grid", grid), stdout=log, stderr=subprocess.STDOUT,
+                                     env=environment(marker), start_new_session=True)
+            deadline = time.time() + 600
+
+            def ready() -> bool:  # A and B done, C and D each checkpointed and logged an epoch but not finished
+                seen = finished_cells(workdir, "resume")
+                return (all(seen.get(name, (0, False))[1] for name in ("a-seed0", "b-seed0"))
+                        and all(1 <= seen.get(name, (0, False))[0] < LONG for name in ("c-seed0", "d-seed0")))
+
+            while not ready():
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-4000:]
+                assert time.time() < deadline, (tmp_path / "first.log").read_text()[-4000:]
+                time.sleep(0.5)
+            kill_group(first)
+        shutil.rmtree(marker, ignore_errors=True)
+
+        client, parent, children = grid_runs(workdir, "resume")
+        assert parent.info.status == "RUNNING", "a killed driver ends nothing"
+        done_before = {name: snapshot(client, children[name]) for name in ("a-seed0", "b-seed0")}
+        interrupted = {name: children[name].info.run_id for name in ("c-seed0", "d-seed0")}
+        rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--dry-run")
+        assert rc == 0 and "total: 4 runs 2 done, 2 running" in out, out
+
+        second = run_in_own_group(cli_command(workdir, "grid", grid, "--resume"), env=environment(marker),
+                                  timeout=600)
+    finally:
+        shutil.rmtree(marker, ignore_errors=True)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-4000:]
+    assert "grid resume: 4 of 4 cells done (2 already before this launch)" in second.stdout, output[-4000:]
+
+    client, parent, children = grid_runs(workdir, "resume")
+    assert parent.info.status == "FINISHED" and len(children) == 4
+    for name, before in done_before.items():
+        assert snapshot(client, children[name]) == before, f"{name} was trained or logged again"
+    for name, run_id in interrupted.items():
+        run = children[name]
+        assert run.info.run_id == run_id and run.info.status == "FINISHED", "continued in its own MLflow run"
+        assert logged_epochs(client, run_id) == list(range(LONG)), "each epoch logged once"
+        assert run.data.tags["fusionlab.starts"] == "2" and "test/miou" in run.data.metrics
+    # The second launch trained only C and D, from their checkpoints: its trials' first reports come after epoch 0.
+    second_launch = workdir / "grids" / "resume" / "launch-002"
+    reports = {}
+    for result_file in second_launch.glob("*/result.json"):
+        lines = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        reports[lines[0]["config"]["cell"]] = [line["epoch"] for line in lines]
+    assert sorted(reports) == ["c-seed0", "d-seed0"], reports
+    for name, epochs in reports.items():
+        assert epochs[0] >= 1 and epochs[-1] == LONG - 1 and epochs == sorted(set(epochs)), (name, epochs)
