@@ -314,7 +314,7 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
     grid = load_grid(args.grid, overrides)
     workdir = Path(args.workdir)
     states = None if grid.planned else {cell.name: cell.state for cell in cell_statuses(grid, workdir)}
-    print_dry_run(grid, console, states)
+    print_dry_run(grid, console, states, devices=args.devices)
     if args.dry_run:
         return 0
     outcome = run_grid(grid, workdir, address=args.address, local=args.local, resume=args.resume, console=console)
@@ -544,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
     grid.add_argument("--address", default=None)
     grid.add_argument("--local", action="store_true", help="run each cell in this process without Ray")
+    grid.add_argument("--devices", type=int, default=None, metavar="N",
+                      help="estimate the wall time with N devices (GPUs) training cells at once")
     grid.add_argument("--resume", action="store_true",
                       help="continue this workdir's launch of the grid (a plain rerun does too; this insists on it)")
     grid.set_defaults(handler=cmd_grid)

@@ -340,3 +340,32 @@ def test_dry_run_lists_every_cell_with_the_papers_figures_and_totals():
 def test_dry_run_of_the_synthetic_grid_has_no_paper_figures():
     text = dry_run_text(load_grid(SYNTHETIC))
     assert "total: 7 runs" in text and "CPU-h" in text and "AsymFusion" in text
+
+
+def test_wall_hours_schedules_the_runs_onto_the_devices(tmp_path):
+    from dataclasses import replace
+
+    from fusionlab.tune.grid import Estimate, wall_hours
+
+    runs = load_grid(write_grid(tmp_path, small_grid())).cells_expanded() * 3  # 12 runs, one device each
+    hours = [1.0 + (index * 7) % 5 for index in range(len(runs))]
+    estimates = [Estimate(1, 1.0, value, 1.0, 1, "manifest") for value in hours]
+    assert wall_hours(runs, estimates, 1) == pytest.approx(sum(hours))  # one device: one after another
+    assert wall_hours(runs, estimates, len(runs)) == pytest.approx(max(hours))  # a device each: the longest
+    for devices in (2, 3, 5):
+        wall = wall_hours(runs, estimates, devices)
+        assert max(max(hours), sum(hours) / devices) <= wall + 1e-9  # no schedule beats either bound
+        assert wall <= sum(hours) / devices + max(hours)  # list scheduling's guarantee
+    wide = [replace(run, config=run.config.model_copy(update={"resources": run.config.resources.model_copy(
+        update={"num_workers": 2})})) for run in runs[:2]]
+    assert wall_hours(wide, estimates[:2], 2) == pytest.approx(sum(hours[:2]) / 2)  # both devices, in turn
+    with pytest.raises(GridError, match="needs 2 devices"):
+        wall_hours(wide, estimates[:2], 1)
+
+
+def test_dry_run_estimates_the_wall_time_on_n_devices(capsys):
+    from fusionlab.cli import main
+
+    assert main(["grid", str(EXPERIMENTS / "synthetic_grid.yaml"), "--dry-run", "--devices", "2"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "On 2 devices at once, as `fusionlab grid` schedules the runs: about" in text

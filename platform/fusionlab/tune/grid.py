@@ -477,6 +477,21 @@ def step_flops(name: str, backbone: str, num_classes: int, modalities: tuple[str
 # --- the dry run ----------------------------------------------------------------------------------------------------
 
 
+def wall_hours(runs: list[GridRun], estimates: list[Estimate], devices: int) -> float:
+    """The runs' wall time on ``devices`` devices at once: longest first (LPT list scheduling), each run on
+    ``resources.num_workers`` devices for its device-hours / num_workers, starting when that many are free."""
+    jobs = sorted(((e.gpu_hours / r.config.resources.num_workers, r.config.resources.num_workers)
+                   for r, e in zip(runs, estimates, strict=True)), reverse=True)
+    free = [0.0] * devices  # when each device is next free
+    for hours, width in jobs:
+        if width > devices:
+            raise GridError(f"a run needs {width} devices (resources.num_workers), more than the {devices} given")
+        free.sort()
+        start = free[width - 1]
+        free[:width] = [start + hours] * width
+    return max(free)
+
+
 def _figure(paper: dict[str, Any] | None, key: str) -> str:
     value = (paper or {}).get(key)
     if value is None:
@@ -497,10 +512,12 @@ def _planned_rows(grid: Grid) -> list[tuple[str, dict[str, Any], dict[str, Any] 
              cell.paper.model_dump(exclude_none=True) if cell.paper else None) for cell in grid.spec.cells]
 
 
-def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None) -> list[Estimate]:
+def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, devices: int | None = None
+                  ) -> list[Estimate]:
     """Print the grid as a table (cells, paper figures, trial-epochs, estimated device-hours) with totals; with
     ``states`` (run name -> done, running, failed, killed, pending: ``grid_runner.cell_statuses``) a column says
-    where each run stands in this workdir."""
+    where each run stands in this workdir; with ``devices`` the caption estimates the grid's wall time on that many
+    devices at once (``wall_hours``)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -573,7 +590,13 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None) -> 
                       str(sum(run.config.train.epochs for run in runs)),
                       _hours(sum(e.gpu_hours for e in estimates)) if not unestimated else "-")
 
-    table.caption = escape(_caption(grid, estimates, unit, unestimated))
+    caption = _caption(grid, estimates, unit, unestimated)
+    if devices and estimates and not unestimated:
+        plural = "s" if devices > 1 else ""
+        caption += (f"\nOn {devices} device{plural} at once, as `fusionlab grid` schedules the runs: about "
+                    f"{_hours(wall_hours(runs, estimates, devices))} h of wall time (ESTIMATE: the {unit} above, "
+                    f"longest run first onto the devices that free first, each run on resources.num_workers of them).")
+    table.caption = escape(caption)
     table.caption_justify = "left"
     console.print(table)
     for number, source in enumerate(sources, 1):
