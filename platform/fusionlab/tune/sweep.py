@@ -33,11 +33,14 @@ def trial_fn(sample: dict[str, Any], *, base_tree: dict[str, Any], workdir: str,
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from fusionlab.train.driver import run_ray
+    from fusionlab.train.placement import releasing_orphaned_placement_groups
 
     trial_id = ray.tune.get_context().get_trial_id()
     tree = set_dotted(apply_sample(base_tree, sample), "tracking.run_name", f"{sweep}-{trial_id}")
     config = parse_config(set_dotted(tree, "search", None), origin=f"trial {trial_id}")
-    run_ray(config, workdir, parent_run_id=parent_run_id, callbacks=[TuneReportCallback()])
+    # A trial that ASHA stopped leaves its Train run's placement group behind (train/placement.py): free its CPUs.
+    with releasing_orphaned_placement_groups():
+        run_ray(config, workdir, parent_run_id=parent_run_id, callbacks=[TuneReportCallback()])
 
 
 def ensure_tune_ray(config: Config, address: str | None) -> None:
@@ -54,11 +57,12 @@ def ensure_tune_ray(config: Config, address: str | None) -> None:
         ray.init(address=address)
         return
     # Per trial: its Train workers plus one CPU for Ray Data; the trial drivers use a custom resource, because
-    # a CPU each would starve the workers on small machines (DESIGN.md section 5). Plus one trial's workers of
-    # headroom: the placement group of a trial that ASHA stops is released only after Ray notices its controller
-    # died, and until then the next trial's Ray Data tasks would find no free CPU.
+    # a CPU each would starve the workers on small machines (DESIGN.md section 5). No headroom for a trial that
+    # ASHA stops: Ray keeps its Train run's placement group while the sweep's job lives, and Ray Train's cleaner
+    # misses the dead controller when another Ray runs on the machine or there is no dashboard, so trial_fn
+    # releases the groups of dead controllers itself (train/placement.py).
     workers = math.ceil(config.resources.num_workers * config.resources.cpus_per_worker)
-    needed = concurrent * (workers + 1) + workers
+    needed = concurrent * (workers + 1)
     from fusionlab.train.local_ray import init_local_ray
 
     init_local_ray(num_cpus=max(os.cpu_count() or 1, needed), resources={DRIVER_RESOURCE: concurrent})
