@@ -73,6 +73,7 @@ def ray_head():
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
          f"--dashboard-agent-listen-port={agent}", "--num-cpus=4", f"--temp-dir={temp_dir}",
+         '--resources={"tune_driver": 2}',  # the grid's trial drivers take it (as the cluster YAMLs' heads declare)
          "--include-dashboard=true", "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fusionlab.config import Config
+from fusionlab.errors import FusionlabError
 
 from .grid import Grid, GridError, GridRun, prepare_run, run_tags
 
@@ -242,11 +243,15 @@ def ensure_grid_ray(configs: list[Config], max_concurrent: int | None, address: 
     from .sweep import DRIVER_RESOURCE
 
     quiet_ray_data_logs()  # the trials' processes inherit it
-    if ray.is_initialized():
-        return max_concurrent
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
+    if ray.is_initialized() or address:
+        if not ray.is_initialized():
+            ray.init(address=address)
+        if ray.cluster_resources().get(DRIVER_RESOURCE, 0) < 1:  # else every trial would wait for it forever
+            raise FusionlabError(
+                f"the Ray cluster has no {DRIVER_RESOURCE!r} resource, which the cells' trial drivers take: declare "
+                f"it on the head (`ray start --head --resources='{{\"{DRIVER_RESOURCE}\": 8}}'`, or the node "
+                f"type's resources in a cluster YAML, as cluster/*.yaml do)")
         return max_concurrent
     cell_cpus = max(math.ceil(c.resources.num_workers * c.resources.cpus_per_worker) for c in configs)
     fits = max(1, (os.cpu_count() or 1) // cell_cpus)

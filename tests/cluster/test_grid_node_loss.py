@@ -1,0 +1,117 @@
+"""A grid on a three-node cluster: its cells train at once, one per slot, and survive losing a worker node.
+
+A ``ray.cluster_utils.Cluster`` on this machine: a head with the ``tune_driver`` resource and CPUs for Ray Data
+(never a training worker: those need a ``slot``), and two worker nodes with one ``slot`` and one CPU each (a slot
+stands in for a GPU). The cells ask for the slot through ``resources.worker_resources``. Once a cell has logged an
+epoch, a background thread removes the node hosting a training worker; the cell's Train run restarts its worker
+group from its last checkpoint on the node left (``resources.max_failures``), in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+
+import pytest
+from test_node_loss import train_worker_hosts, wait_for
+
+from tiny_grids import UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+
+
+def a_cell_has_logged(workdir, experiment: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    from fusionlab.tracking import default_tracking_uri
+
+    try:
+        client = MlflowClient(default_tracking_uri(workdir))
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'") if found else []
+        return next((run.info.run_name for run in runs if "train/loss" in run.data.metrics), None)
+    except Exception:  # the SQLite store busy with the cells' writes: ask again
+        return None
+
+
+def most_at_once(intervals: list[tuple[int, int]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from fusionlab.data.synthetic import write_synthetic
+    from fusionlab.tune.grid import load_grid
+    from fusionlab.tune.grid_runner import run_grid
+
+    data = tmp_path / "synthetic"
+    write_synthetic(data, train=8, val=4, test=4, size=(48, 64), seed=0)
+    cells = [("RGB", UNIMODAL_RGB), ("Late", {"model.name": "late_fusion"}), ("CEN", {"model.name": "cen"}),
+             ("Shared BN", {"model.name": "shared_bn"})]
+    grid = load_grid(write_grid(tmp_path / "grid.yaml", "cluster-grid", data, cells, base={
+        "train": {"epochs": EPOCHS, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
+        "resources": {"num_workers": 1, "cpus_per_worker": 1, "worker_resources": {"slot": 1}}}))
+    workdir = tmp_path / "runs"
+
+    temp_dir = tempfile.mkdtemp(prefix="rg-", dir="/tmp")  # Ray's socket paths have a length limit
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "resources": {"tune_driver": 4}, "include_dashboard": False, "temp_dir": temp_dir})
+    nodes = {name: cluster.add_node(num_cpus=1, resources={"slot": 1, name: 1}) for name in ("node_a", "node_b")}
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    seen: dict = {}
+
+    def remove_a_node_mid_cell():
+        try:
+            if wait_for(lambda: a_cell_has_logged(workdir, "cluster-grid"), timeout=300) is None:
+                seen["error"] = "no cell logged an epoch"
+                return
+            hosts = wait_for(lambda: train_worker_hosts(nodes), timeout=30)
+            if not hosts:
+                seen["error"] = "no Train worker found on a worker node"
+                return
+            name = sorted(hosts)[0]
+            seen.update(node=name, node_id=nodes[name].node_id, at=time.time())
+            cluster.remove_node(nodes[name], allow_graceful=False)
+            seen["removed"] = True
+        except Exception as error:  # reported by the test body
+            seen["error"] = repr(error)
+
+    watcher = threading.Thread(target=remove_a_node_mid_cell, daemon=True)
+    try:
+        watcher.start()
+        outcome = run_grid(grid, workdir)
+        watcher.join(timeout=30)
+        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+    assert "error" not in seen, seen["error"]
+    assert seen.get("removed") and seen["node_id"] not in alive, seen
+    assert not outcome.failed, outcome.summary()
+
+    client, parent, children = grid_runs(workdir, "cluster-grid")
+    assert parent.info.status == "FINISHED"
+    assert sorted(children) == ["cen-seed0", "late-seed0", "rgb-seed0", "shared-bn-seed0"], "one child per cell"
+    for name, run in children.items():
+        assert run.info.status == "FINISHED" and "test/miou" in run.data.metrics, name
+        assert logged_epochs(client, run.info.run_id) == list(range(EPOCHS)), f"{name}: each epoch logged once"
+    intervals = [(run.info.start_time, run.info.end_time) for run in children.values()]
+    assert most_at_once(intervals) >= 2, f"the cells ran one at a time: {intervals}"
+    restarted = [name for name, run in children.items() if int(run.data.tags["fusionlab.starts"]) > 1]
+    assert restarted, "the removed node hosted a cell's worker, which started again elsewhere"
