@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,45 @@ def test_ensure_tune_ray_asks_for_no_headroom(monkeypatch, tmp_path):
     monkeypatch.setattr(fusionlab.train.local_ray, "init_local_ray", lambda **kwargs: asked.update(kwargs))
     sweep.ensure_tune_ray(Config.model_validate(tree), address=None)  # no dataset needed
     assert asked == {"num_cpus": 3 * (math.ceil(2 * 1.5) + 1), "resources": {sweep.DRIVER_RESOURCE: 3}}
+
+
+def test_only_the_groups_of_dead_creator_actors_are_released(ray_local):
+    """A group made by an actor that died goes; one made by a live actor, or by the driver (Tune's), stays."""
+    ray = ray_local
+    from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
+
+    from fusionlab.train.placement import orphaned_placement_groups, release_orphaned_placement_groups
+
+    @ray.remote(num_cpus=0)
+    class Creator:
+        def make(self) -> str:
+            group = placement_group([{"CPU": 0.5}])
+            ray.get(group.ready())
+            return group.id.hex()
+
+    def state(group_id: str) -> str:
+        return placement_group_table(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))["state"]
+
+    driver_group = placement_group([{"CPU": 0.5}])
+    ray.get(driver_group.ready())
+    live, dying = Creator.remote(), Creator.remote()
+    live_id, dead_id = ray.get([live.make.remote(), dying.make.remote()])
+    try:
+        ray.kill(dying)
+        deadline = time.time() + 30  # the GCS marks the creator dead once it has seen the actor die
+        while dead_id not in orphaned_placement_groups() and time.time() < deadline:
+            time.sleep(0.2)
+        assert release_orphaned_placement_groups() == [dead_id]
+        deadline = time.time() + 30
+        while state(dead_id) != "REMOVED" and time.time() < deadline:
+            time.sleep(0.2)
+        assert state(dead_id) == "REMOVED"
+        assert state(live_id) == state(driver_group.id.hex()) == "CREATED"
+        assert release_orphaned_placement_groups() == []
+    finally:
+        ray.kill(live)
+        for group_id in (live_id, driver_group.id.hex()):
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
 
 
 @pytest.mark.slow
