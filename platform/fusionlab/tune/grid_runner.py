@@ -190,10 +190,12 @@ def cell_trial(params: dict[str, Any], *, cells: dict[str, dict[str, Any]], work
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from fusionlab.train.driver import run_ray
+    from fusionlab.train.placement import releasing_orphaned_placement_groups
 
     cell = cells[params["cell"]]
-    run_ray(Config.model_validate(cell["config"]), workdir, parent_run_id=parent_run_id,
-            callbacks=[TuneReportCallback()], tags=cell["tags"])
+    with releasing_orphaned_placement_groups():  # as a sweep's trial: what a stopped trial's Train run left
+        run_ray(Config.model_validate(cell["config"]), workdir, parent_run_id=parent_run_id,
+                callbacks=[TuneReportCallback()], tags=cell["tags"])
 
 
 def _train_on_tune(grid: Grid, pending: list[CellStatus], configs: dict[str, Config], workdir: Path, parent: str,
