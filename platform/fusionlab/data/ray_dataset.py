@@ -2,19 +2,21 @@
 
 ``ray_split_dataset``: a split as it is stored, unaugmented (validation). ``RayEpochs``: one training worker's rows
 of each epoch, in the order and with the augmentation draws the in-process path uses (``epoch_order``; a generator
-keyed on ``(seed, epoch, index)``), so a run is reproducible from its parameters on either path.
+keyed on ``(seed, epoch, index)``), so a run is reproducible from its parameters on either path. ``EpochBatches``:
+those rows batched by a background thread that makes the next epoch's first batches before they are asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .manifest import DatasetError, Manifest
 from .order import epoch_order
@@ -71,69 +73,134 @@ def ray_split_dataset(root: str | os.PathLike, split: str | Sequence[str], modal
     return read_shards(paths, reader.manifest).map(_PrepareRow(reader.manifest, chosen, with_ids))
 
 
-class _Place:
-    """``map_batches`` (pyarrow): this worker's rows of the epoch, with their split index and place in its order."""
-
-    def __init__(self, index_of: dict[str, int], place: np.ndarray):
-        self.index_of, self.place = index_of, place
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        index = np.array([self.index_of[i] for i in batch.column("sample_id").to_pylist()], np.int64)
-        place = self.place[index]
-        mine = place >= 0
-        kept = batch.filter(pa.array(mine))
-        return kept.append_column(INDEX, pa.array(index[mine])).append_column(PLACE, pa.array(place[mine]))
-
-
 class RayEpochs:
-    """A training worker's rows, one Ray Data pipeline per epoch.
+    """A training worker's rows of each epoch, in order, decoded and augmented by Ray Data tasks.
 
-    Each epoch reads the shards, keeps this worker's part of ``epoch_order`` and sorts it into that order (in
-    blocks of the writer's row-group size) — Ray Data's sort is an all-to-all exchange through the object store,
-    which spills, so the worker holds only the batches in flight — then decodes and augments in Ray Data tasks.
-    Rows are told apart by ``sample_id`` (unique in a dataset); a row's index is its position in the split's shards,
-    as in ShardDataset.
+    The split is read once (still encoded, as ShardDataset holds it in-process); each epoch takes this worker's part
+    of ``epoch_order`` from it in blocks of ``block_rows`` rows, in order, and puts them in the object store (which
+    spills), so no sort runs and the worker holds no decoded rows but the batches in flight. Rows are told apart by
+    ``sample_id`` (unique in a dataset); a row's index is its position in the split's shards, as in ShardDataset.
     """
 
     def __init__(self, root: str | os.PathLike, split: str | Sequence[str], modalities: Sequence[str] | None,
-                 augment: Augment | None, seed: int, rank: int = 0, world_size: int = 1):
+                 augment: Augment | None, seed: int, rank: int = 0, world_size: int = 1,
+                 block_rows: int = ROW_GROUP_ROWS):
         reader = DatasetReader(root)
         self.manifest, self.modalities = reader.manifest, select_modalities(reader.manifest, modalities)
-        self.paths = [str(path) for path in reader.shard_paths(split)]
-        ids = [i for path in self.paths for i in pq.read_table(path, columns=["sample_id"]).column(0).to_pylist()]
-        self.index_of = {sample_id: index for index, sample_id in enumerate(ids)}
-        if len(self.index_of) != len(ids):
+        shards = reader.read_shards(split)
+        self.table = pa.concat_tables([table for _, table in shards])
+        if PATH not in self.manifest.modalities:  # each row's shard, named in its decode errors
+            paths = np.repeat([str(path) for path, _ in shards], [table.num_rows for _, table in shards])
+            self.table = self.table.append_column(PATH, pa.array(paths.tolist(), pa.string()))
+        ids = self.table.column("sample_id").to_pylist()
+        if len(set(ids)) != len(ids):
             raise DatasetError(f"{root}: split {split} lists a sample_id twice; rows cannot be told apart")
         self.augment, self.seed, self.rank, self.world_size = augment, seed, rank, world_size
+        self.block_rows = block_rows
 
     def __len__(self) -> int:
-        return len(self.index_of)
+        return self.table.num_rows
 
     def dataset(self, epoch: int):
+        """This worker's rows of ``epoch`` in its order; building it puts the epoch's encoded rows in the object
+        store, iterating it decodes them."""
+        import ray.data
 
         order = epoch_order(len(self), self.seed, epoch, self.rank, self.world_size)
-        place = np.full(len(self), -1, np.int64)
-        place[order] = np.arange(len(order))
-        with _ordered_sort():
-            rows = read_shards(self.paths, self.manifest)
-        rows = rows.map_batches(_Place(self.index_of, place), batch_format="pyarrow", batch_size=None)
-        rows = rows.sort(PLACE, boundaries=list(range(ROW_GROUP_ROWS, len(order), ROW_GROUP_ROWS)))
+        blocks = [self.table.take(part).append_column(INDEX, pa.array(part, pa.int64()))
+                  for part in (order[start:start + self.block_rows] for start in range(0, len(order), self.block_rows))]
+        rows = ray.data.from_blocks(blocks)
+        # Its own copy of the DataContext (the process's one is shared with every other dataset and thread): blocks
+        # keep their order through the map and the iterator, and a decode's DatasetError is raised as itself.
+        rows.context.execution_options.preserve_order = True
+        rows.context.raise_original_map_exception = True
         return rows.map(_PrepareRow(self.manifest, self.modalities, False, self.augment, self.seed, epoch))
 
 
-@contextlib.contextmanager
-def _ordered_sort():
-    """A dataset created inside (it copies the current DataContext) keeps its blocks' order through the map and
-    the iterator after its sort, and sorts with tasks: the default hash shuffle starts a pool of aggregator actors
-    on every execution, seconds per epoch on a small machine, for far more partitions than a worker's part needs."""
-    from ray.data import DataContext
-    from ray.data.context import ShuffleStrategy
+_END = object()  # an epoch's last item in the feed's queue
 
-    context = DataContext.get_current()
-    saved = context.execution_options.preserve_order, context.shuffle_strategy
-    context.execution_options.preserve_order = True
-    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    try:
-        yield
-    finally:
-        context.execution_options.preserve_order, context.shuffle_strategy = saved
+
+class EpochBatches:
+    """Batches of ``RayEpochs`` for epochs ``< num_epochs``, made by a background thread that starts the next epoch's
+    pipeline as soon as it has made the current one's last batch: the next epoch's first batches are decoded while
+    this one's last steps, its evaluation and its checkpoint run, not after.
+
+    The thread is at most one epoch ahead of the batches handed out and keeps at most ``ahead`` made batches
+    waiting. An epoch asked for out of turn (a restart) starts a new feed from it.
+    """
+
+    def __init__(self, epochs: RayEpochs, num_epochs: int, batch_size: int, device="auto", ahead: int = 2):
+        self.epochs, self.num_epochs, self.batch_size, self.device = epochs, num_epochs, batch_size, device
+        self.ahead = ahead
+        self._feed: _Feed | None = None
+
+    def start(self, epoch: int) -> None:
+        """Begin making ``epoch``'s batches now, unless they are being made (the epoch a run starts or resumes at,
+        while the run sets itself up)."""
+        if not 0 <= epoch < self.num_epochs:
+            raise ValueError(f"epoch {epoch}: the feed makes epochs 0 to {self.num_epochs - 1}")
+        if self._feed is None or self._feed.next_epoch != epoch:
+            self.close()
+            self._feed = _Feed(self, epoch)
+
+    def __call__(self, epoch: int):
+        self.start(epoch)
+        self._feed.next_epoch = epoch + 1
+        return self._feed.batches()
+
+    def close(self) -> None:
+        if self._feed is not None:
+            self._feed.stop()
+            self._feed = None
+
+
+class _Feed:
+    """One background thread putting the batches of epochs ``first, first + 1, ...`` on a bounded queue."""
+
+    def __init__(self, owner: EpochBatches, first: int):
+        self.owner, self.next_epoch = owner, first
+        self.queue: queue.Queue = queue.Queue(maxsize=owner.ahead)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(first,), daemon=True, name=f"epoch-feed-{first}")
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        while not self.stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                self.queue.put(item, timeout=0.1)
+                return True
+        return False
+
+    def _run(self, first: int) -> None:
+        owner = self.owner
+        try:
+            for epoch in range(first, owner.num_epochs):
+                batches = iter(owner.epochs.dataset(epoch).iter_torch_batches(
+                    batch_size=owner.batch_size, drop_last=True, device=owner.device))
+                try:
+                    for batch in batches:
+                        if not self._put(batch):
+                            return
+                finally:  # a stopped feed ends its execution now, not when the iterator is collected
+                    getattr(batches, "close", lambda: None)()
+                if not self._put(_END):
+                    return
+        except BaseException as error:  # raised in the training thread, where the epoch's batches are asked for
+            self._put(error)
+
+    def batches(self):
+        """The next epoch's batches."""
+        try:
+            while (item := self.queue.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        except BaseException:  # the loop stopped early or the feed failed: nothing more of this feed is wanted
+            self.stop()
+            self.next_epoch = None
+            raise
+
+    def stop(self, wait_s: float = 10.0) -> None:
+        self.stopped.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(wait_s)  # a decode in flight may hold it; it ends once that is back

@@ -129,7 +129,8 @@ class RayWorkerContext:
     """Inside ``train_fn_per_worker``: Ray Data, DDP, ``ray.train.report`` / ``get_checkpoint``.
 
     Training rows come from a Ray Data pipeline this worker builds per epoch (``RayEpochs``: the in-process order
-    and augmentation, this worker's part of it); validation from the driver's dataset, split between the workers.
+    and augmentation, this worker's part of it), the next epoch's started in the background as this one's last
+    batch is made (``EpochBatches``); validation from the driver's dataset, split between the workers.
     """
 
     def __init__(self, config: Config):
@@ -140,12 +141,13 @@ class RayWorkerContext:
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
-        from fusionlab.data.ray_dataset import RayEpochs
+        from fusionlab.data.ray_dataset import EpochBatches, RayEpochs
 
         data = config.data
         augment = training_augment(config, Manifest.load(data.path).image_size)
-        self._train = RayEpochs(data.path, data.train_split, data.modalities, augment, config.train.seed, self.rank,
-                                self.world_size)
+        rows = RayEpochs(data.path, data.train_split, data.modalities, augment, config.train.seed, self.rank,
+                         self.world_size)
+        self._train = EpochBatches(rows, config.train.epochs, config.train.batch_size, self.device)
         self._val = ray.train.get_dataset_shard("val")
         self._checkpoint = ray.train.get_checkpoint()
 
@@ -155,8 +157,7 @@ class RayWorkerContext:
         return ray.train.torch.prepare_model(model)
 
     def train_batches(self, epoch: int) -> Iterable[Batch]:
-        return self._train.dataset(epoch).iter_torch_batches(batch_size=self.config.train.batch_size, drop_last=True,
-                                                             device=self.device)
+        return self._train(epoch)
 
     def val_batches(self) -> Iterable[Batch]:
         return self._val.iter_torch_batches(batch_size=self.config.train.batch_size, device=self.device)
@@ -175,10 +176,14 @@ class RayWorkerContext:
         return torch.cat(parts).to(tensor.device)
 
     def restore(self) -> dict[str, Any] | None:
-        if self._checkpoint is None:
-            return None
-        with self._checkpoint.as_directory() as directory:  # every worker reads its own view, no shared copy
-            return load_checkpoint(directory)
+        state = None
+        if self._checkpoint is not None:
+            with self._checkpoint.as_directory() as directory:  # every worker reads its own view, no shared copy
+                state = load_checkpoint(directory)
+        first = 0 if state is None else state["epoch"] + 1
+        if first < self.config.train.epochs:  # its first batches are made while the loop sets up the run
+            self._train.start(first)
+        return state
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         import ray.train
