@@ -71,6 +71,9 @@ def test_in_process_grid_a_failing_cell_fails_alone_and_a_rerun_keeps_the_done_c
 
     rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--dry-run")
     assert rc == 0 and "total: 2 runs 1 done, 1 failed" in out, out
+    rc, out = fusionlab(capsys, "--workdir", workdir, "report", "--experiment", "local-fail")
+    assert rc == 0 and "Not in the table, 1 run(s) that did not finish: diverges-seed0 (Diverges): FAILED: " \
+        "TrainingDiverged: training loss was not finite" in out, out
 
     rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--local", "--resume")
     assert rc == 1 and "1 of 2 runs to train (1 done: rgb-seed0)" in out and "(1 already before this launch)" in out

@@ -150,6 +150,7 @@ class Report:
     stopped_early: int  # sweep trials stopped by the scheduler (rows marked with the epochs they ran)
     task_name: str = "segmentation"
     fid_features: tuple[str, ...] = ()  # translation: the runs' feature extractors ("?" where a run has no tag)
+    unfinished: tuple[str, ...] = ()  # runs not in the table: "<run> (<cell>): <STATUS>[: <error>]"
 
     @property
     def task(self) -> TaskMetrics:
@@ -200,7 +201,19 @@ def collect(uri: str, experiment: str, split: str | None = None) -> Report:
     scored = [_scores(run, split, client, task) for run in listed]
     rows = _rows(scored, task)
     features = tuple(sorted({run.tags.get(FID_FEATURES_TAG, "?") for run in scored})) if task is TRANSLATION else ()
-    return Report(experiment, split, rows, sum(run.stopped_early for run in scored), tasks[0], features)
+    listed_ids = {run.info.run_id for run in listed}
+    unfinished = tuple(_unfinished(run) for run in sorted(runs, key=lambda r: r.info.run_name or "")
+                       if run.info.run_id not in listed_ids)
+    return Report(experiment, split, rows, sum(run.stopped_early for run in scored), tasks[0], features, unfinished)
+
+
+def _unfinished(run: Run) -> str:
+    from .lifecycle import ERROR_TAG
+
+    cell = run.data.tags.get("fusionlab.cell")
+    error = run.data.tags.get(ERROR_TAG)
+    return (f"{run.info.run_name}" + (f" ({cell})" if cell else "") + f": {run.info.status}"
+            + (f": {error.splitlines()[0][:200]}" if error else ""))
 
 
 def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
@@ -359,6 +372,9 @@ def caption(report: Report) -> str:
     if report.stopped_early:
         lines.append(f"{report.stopped_early} trial(s) were stopped early by the scheduler: their scores are from "
                      f"the epoch they stopped at.")
+    if report.unfinished:
+        lines.append(f"Not in the table, {len(report.unfinished)} run(s) that did not finish: "
+                     + "; ".join(report.unfinished) + ".")
     return "\n".join(lines)
 
 
