@@ -83,7 +83,7 @@ def completed_trials(study_db: Path, name: str) -> set[int]:
 
 
 def test_four_trial_optuna_sweep(data, tmp_path):
-    # No ASHA here: a trial it stops can hold its CPU until Ray notices (see ensure_tune_ray); CI must not wait on it.
+    # No ASHA here: tests/tune/test_asha_stops.py runs a sweep with stops.
     config = sweep_config(tmp_path, data, "sweep4", "none")
     workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-a")
     try:
