@@ -140,3 +140,18 @@ def test_trials_after_an_asha_stop_get_the_stopped_trials_cpus(tmp_path):
     assert stopped, f"ASHA stopped no trial: {trials}"
     after = [trial for trial in trials for stop in stopped if trial["first_report"] > stop["last_report"]]
     assert after, f"no trial trained after a stopped one: {trials}"
+    # In MLflow a stopped trial is KILLED and marked stopped early, never FAILED: its trial driver may see its Train
+    # controller die (ActorDiedError) before Tune ends it, which is the stop, not an error.
+    from mlflow.tracking import MlflowClient
+
+    from fusionlab.tracking import default_tracking_uri
+
+    client = MlflowClient(default_tracking_uri(tmp_path / "runs"))
+    runs = client.search_runs([client.get_experiment_by_name("asha-stops").experiment_id])
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert len(children) == 3
+    killed = [run for run in children if run.info.status == "KILLED"]
+    assert len(killed) == len(stopped) and {run.info.status for run in children} <= {"FINISHED", "KILLED"}, \
+        [(run.info.run_name, run.info.status, run.data.tags.get("fusionlab.error")) for run in children]
+    for run in killed:
+        assert run.data.tags["fusionlab.stopped_early"] == "true" and "fusionlab.error" not in run.data.tags

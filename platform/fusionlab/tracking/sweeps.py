@@ -12,6 +12,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from . import plots
+from .lifecycle import ERROR_TAG
 from .runs import KIND_TAG, ensure_experiment
 
 SWEEP_KEY_TAG = "fusionlab.sweep_key"
@@ -44,8 +45,10 @@ def child_runs(uri: str, parent_run_id: str) -> list:
 
 
 def log_sweep_summary(uri: str, parent_run_id: str, trials: pd.DataFrame, space: dict[str, str], metric: str,
-                      importances: dict[str, float] | None, best: dict[str, Any]) -> None:
-    """``trials``: one row per trial with the searched keys and ``metric``; ``space``: key -> distribution type."""
+                      importances: dict[str, float] | None, best: dict[str, Any],
+                      stopped: set[str] | frozenset[str] = frozenset()) -> None:
+    """``trials``: one row per trial with the searched keys and ``metric``; ``space``: key -> distribution type;
+    ``stopped``: the run names of trials the scheduler stopped (Tune ended them without an error)."""
     client = MlflowClient(uri)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -66,8 +69,12 @@ def log_sweep_summary(uri: str, parent_run_id: str, trials: pd.DataFrame, space:
         (tmp_path / "best_config.json").write_text(json.dumps(best, indent=2, default=str))
         client.log_artifact(parent_run_id, str(tmp_path / "best_config.json"))
     for run in child_runs(uri, parent_run_id):
-        if run.info.status == "RUNNING":  # its trial was stopped early by the scheduler
+        # Stopped early by the scheduler: left RUNNING, or ended FAILED by the trial driver when its Train
+        # controller died under it before Tune ended the trial (ActorDiedError) - a stop, not a failure.
+        if run.info.status == "RUNNING" or (run.info.status == "FAILED" and run.info.run_name in stopped):
             client.set_tag(run.info.run_id, "fusionlab.stopped_early", "true")
+            if ERROR_TAG in run.data.tags:
+                client.delete_tag(run.info.run_id, ERROR_TAG)
             client.set_terminated(run.info.run_id, status="KILLED")
     if len(finished):
         best_value = finished[metric].max() if best.get("mode", "max") == "max" else finished[metric].min()

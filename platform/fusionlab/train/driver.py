@@ -175,7 +175,7 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     ray.data.DataContext.get_current().enable_progress_bars = False  # the epoch lines are the progress
     # Training rows: each worker builds its epoch's pipeline (RayWorkerContext), seeded as the in-process path.
     datasets = {
-        "val": ray_split_dataset(config.data.path, evaluation_split(config), config.data.modalities).materialize(),
+        "val": ray_split_dataset(config.data.path, evaluation_split(config), config.data.modalities, read_once=True),
     }
     use_gpu = config.resources.use_gpu
     if use_gpu == "auto":

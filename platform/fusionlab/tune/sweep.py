@@ -168,8 +168,11 @@ def summarise(state: dict[str, Any], config: Config, results, storage: str) -> d
     if len(finished):
         index = finished[search.metric].idxmax() if search.mode == "max" else finished[search.metric].idxmin()
         best.update({key: finished.loc[index, key] for key in [*search.space, search.metric, "trial_id"]})
+    stopped = {f"{state['name']}-{row['trial_id']}" for row in rows  # ended by the scheduler, not by an error
+               if row["status"] == "done" and (row["epochs"] or 0) < config.train.epochs}
     log_sweep_summary(state["tracking_uri"], state["parent_run_id"], trials,
-                      {key: space.type for key, space in search.space.items()}, search.metric, importances, best)
+                      {key: space.type for key, space in search.space.items()}, search.metric, importances, best,
+                      stopped)
     if not len(finished):  # a sweep with nothing to show is a failure, not an empty table
         from fusionlab.tracking.sweeps import close_parent_run
 
