@@ -27,9 +27,9 @@ DEMO_WORKDIR ?= fusionlab-demo
 DEMO_DATA    ?= data/synthetic
 FUSIONLAB    := $(VENV)/bin/fusionlab --workdir $(DEMO_WORKDIR)
 DEMO_MODEL   := synthetic-rgbd-segmentation
-# The grid's 7 cells run in-process (each Ray Train run would add ~20 s of start-up on 2 cores); the sweep runs on
-# Ray (Tune trials, each a Ray Train run). `make demo DEMO_GRID_ARGS=` runs the grid on Ray as well.
-DEMO_GRID_ARGS ?= --local
+# The grid runs on Ray as one Tune experiment (its 7 cells two at a time on 2 cores, each a Ray Train run), as the
+# sweep does. `make demo DEMO_GRID_ARGS=--local` trains the cells one after another in-process instead.
+DEMO_GRID_ARGS ?=
 
 demo: $(STAMP)
 	@echo "== 1/6  the synthetic RGB-D dataset ($(DEMO_DATA))"
