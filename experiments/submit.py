@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from fusionlab.data import DatasetError
     from fusionlab.errors import FusionlabError
 
-    console = Console()
+    console = Console(width=max(Console().width, 160))  # as the CLI: a job log is no terminal, tables stay whole
     try:
         return submit(args, console)
     except (ConfigError, DatasetError, FusionlabError) as error:
