@@ -33,16 +33,23 @@ def write_grid(path: Path, name: str, data: Path, cells: list[tuple[str, dict[st
     return path
 
 
-def grid_runs(workdir: Path, experiment: str):
-    """``(client, parent, {run name: child run})`` of the one grid parent run in ``experiment``."""
+def parent_and_children(workdir: Path, experiment: str, kind: str):
+    """``(client, parent, children)``: the one parent run of ``kind`` (grid, sweep) in ``experiment`` and its
+    child runs."""
     client = MlflowClient(default_tracking_uri(workdir))
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    parents = [run for run in runs if run.data.tags.get("fusionlab.kind") == "grid"]
-    assert len(parents) == 1, f"one parent run per grid, found {len(parents)}"
+    parents = [run for run in runs if run.data.tags.get("fusionlab.kind") == kind]
+    assert len(parents) == 1, f"one parent run per {kind}, found {len(parents)}"
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return client, parents[0], children
+
+
+def grid_runs(workdir: Path, experiment: str):
+    """``(client, parent, {run name: child run})`` of the one grid parent run in ``experiment``."""
+    client, parent, children = parent_and_children(workdir, experiment, "grid")
     names = [run.info.run_name for run in children]
     assert len(names) == len(set(names)), f"one child run per cell, found {sorted(names)}"
-    return client, parents[0], {run.info.run_name: run for run in children}
+    return client, parent, {run.info.run_name: run for run in children}
 
 
 def logged_epochs(client: MlflowClient, run_id: str) -> list[int]:

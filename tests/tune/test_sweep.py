@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.tracking import default_tracking_uri
 from process_group import kill_group, run_in_own_group
+from tiny_grids import parent_and_children
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +58,7 @@ def cleanup(marker: Path) -> None:
 
 
 def children_of_sweep(workdir: Path, experiment: str):
-    client = MlflowClient(default_tracking_uri(workdir))
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    parents = [r for r in runs if r.data.tags.get("fusionlab.kind") == "sweep"]
-    assert len(parents) == 1, f"one parent run per sweep, found {len(parents)}"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    return client, parents[0], children
+    return parent_and_children(workdir, experiment, "sweep")
 
 
 def completed_trials(study_db: Path, name: str) -> set[int]:

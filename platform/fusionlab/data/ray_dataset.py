@@ -24,7 +24,7 @@ from .reader import DatasetReader, decode_row
 from .transforms import Augment, prepare, select_modalities
 from .writer import ROW_GROUP_ROWS
 
-INDEX, PLACE = "_index", "_place"  # a row's index in the split, its place in the worker's epoch order
+INDEX = "_index"  # a row's index in the split
 PATH = "path"  # the shard a row came from (``read_parquet(include_paths=True)``), named in decode errors
 
 
