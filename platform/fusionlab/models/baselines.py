@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .fusion import FusionModel, FusionOutput
 from .resnet import BackboneSpec
-from .segmenter import FusionModel, FusionOutput, FusionSegmenter
+from .segmenter import FusionSegmenter
 
 
 class EarlyConcat(FusionModel):

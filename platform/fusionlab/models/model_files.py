@@ -21,10 +21,10 @@ from torch import nn
 
 from fusionlab.errors import FusionlabError
 
+from .fusion import FusionModel
 from .predictor import SegmentationPredictor, TranslationPredictor
 from .registry import BuildArgs, build
 from .resnet import BackboneSpec
-from .segmenter import FusionModel
 
 FORMAT = "fusionlab.model"
 VERSION = 1

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .segmenter import FusionModel
+from .fusion import FusionModel
 
 UPSAMPLE_MODES = ("bilinear", "bicubic")
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .segmenter import FusionModel
+from .fusion import FusionModel
 
 _MODALITY_COPY = re.compile(r"\.bns\.\d+\.")
 _OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from the older torchvision checkpoints the references use

@@ -20,10 +20,10 @@ import torch
 
 from fusionlab.errors import FusionlabError
 
+from .fusion import FusionModel
 from .pretrained_release import sha256_file
 from .reference_names import map_reference_state
 from .resnet import BackboneSpec
-from .segmenter import FusionModel
 
 REFERENCE_MODELS = ("cen", "asymfusion")
 PARALLEL_PREFIX = "module."  # nn.DataParallel's

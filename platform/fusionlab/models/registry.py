@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .fusion import FusionModel
 from .resnet import BackboneSpec
-from .segmenter import FusionModel
 
 TASKS = ("segmentation", "translation")
 DEFAULT_BACKBONES = {"segmentation": "resnet50", "translation": "pix2pix_unet"}

@@ -27,6 +27,6 @@ def summarize(name: str, *, backbone: str | None = None, num_classes: int, modal
               task: str = "segmentation", **params) -> ModelSummary:
     with torch.device("meta"):
         model = build(name, backbone=backbone, num_classes=num_classes, modalities=modalities, task=task, **params)
-    branches = getattr(model, "branch_modalities", model.modalities)
+    branches = model.branch_modalities
     return ModelSummary(name, count_parameters(model), ",".join(branches), model.fusion_points())
 

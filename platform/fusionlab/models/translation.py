@@ -16,8 +16,8 @@ from torch import nn
 from .asym import channel_shuffle, kept_channels, pixel_shift
 from .cen import CENSparsity, check_cen_params
 from .exchange import ExchangingLayer, channel_exchange
+from .fusion import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
 from .modal import SharedConv2d, mean_of_others, split_modalities
-from .segmenter import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
 from .unet import DownLayer, LayerFactory, LayerPosition, UNetDecoder, UNetEncoder, UNetSpec, init_pix2pix_, plain_layer
 
 
@@ -77,6 +77,9 @@ class TranslationNet(FusionModel):
 
     def branch_names(self) -> list[str]:
         return list(self.branch_modalities)
+
+    def ensemble_weights(self) -> torch.Tensor:
+        return F.softmax(self.alpha.detach().float(), 0)
 
     def fusion_points(self) -> list[str]:
         points = fusion_point_names(self)

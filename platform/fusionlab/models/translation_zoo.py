@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .asym import REFERENCE_SHIFT_OFFSETS, REFERENCE_SHUFFLE_GROUPS
+from .fusion import FusionModel
 from .registry import register_model
-from .segmenter import FusionModel
 from .translation import (
     AsymDownLayer,
     AttentionDownLayer,

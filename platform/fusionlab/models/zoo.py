@@ -8,9 +8,10 @@ from .asym import REFERENCE_SHIFT_OFFSETS, REFERENCE_SHUFFLE_GROUPS
 from .asymfusion import AsymFusionNet
 from .baselines import EarlyConcat, LateFusion
 from .cen import ChannelExchangingNet
+from .fusion import FusionModel
 from .registry import register_model
 from .resnet import get_backbone
-from .segmenter import FusionModel, FusionSegmenter
+from .segmenter import FusionSegmenter
 
 
 @register_model
