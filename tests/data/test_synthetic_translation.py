@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import maximum_filter, minimum_filter, uniform_filter
 
 from fusionlab.cli import main
-from fusionlab.config import ConfigError, create_synthetic_data
+from fusionlab.config import ConfigError, parse_config
 from fusionlab.data import DatasetReader, Manifest, gray_spec, rgb_spec, write_synthetic_translation
 from fusionlab.data.synthetic_translation import DEPTH_UNITS_PER_M, DOMAINS, domain_specs, render_scene
 from fusionlab.data.torch_dataset import ShardDataset
@@ -140,8 +140,12 @@ def test_cli_task_translation(tmp_path, capsys):
 
 def test_config_synthesize_translation(tmp_path):
     synthesize = {"task": "translation", "train": 2, "val": 1, "test": 1, "size": [32, 32], "seed": 3}
-    create_synthetic_data({"data": {"path": str(tmp_path / "made"), "synthesize": synthesize}})
+    translation_model = {"name": "cen", "backbone": "pix2pix_unet"}
+    config = parse_config({"data": {"path": str(tmp_path / "made"), "synthesize": synthesize},
+                           "model": translation_model})
     manifest = Manifest.load(tmp_path / "made")
     assert (manifest.task, manifest.target, manifest.source["seed"]) == ("translation", "rgb", 3)
-    with pytest.raises(ConfigError, match=r"(?s)data\.synthesize.*task: Input should be 'segmentation' or 'transl"):
-        create_synthetic_data({"data": {"path": str(tmp_path / "bad"), "synthesize": {"task": "depth"}}})
+    assert config.data.modalities == [m for m in manifest.modalities if m != "rgb"]  # prepared: made explicit
+    with pytest.raises(ConfigError, match=r"(?s)data\.synthesize\.task: Input should be 'segmentation' or 'transl"):
+        parse_config({"data": {"path": str(tmp_path / "bad"), "synthesize": {"task": "depth"}}})
+    assert not (tmp_path / "bad").exists()  # refused by the schema before anything is written

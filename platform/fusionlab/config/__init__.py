@@ -1,0 +1,37 @@
+"""The one experiment config: a pure, typed schema (``schema.py`` and its sections) validated at load, shared by the
+CLI, YAML files and Tune; ``prepare`` is the one step that reads the dataset (and synthesises it where asked)."""
+
+from .files import absolute_data_path, load_config, parse_config, validate_config
+from .prepare import check_batch_fits, check_task, prepare, synthesize
+from .schema import Config
+from .search import ParameterSpace, SchedulerConfig, SearchConfig
+from .sections import (
+    AsymFusionConfig,
+    CenConfig,
+    DataConfig,
+    FidConfig,
+    GanConfig,
+    ModelConfig,
+    ResourcesConfig,
+    Section,
+    SynthesizeConfig,
+    TrackingConfig,
+    TrainConfig,
+)
+from .tree import (
+    ConfigError,
+    apply_overrides,
+    describe_validation_error,
+    flatten,
+    get_dotted,
+    set_dotted,
+    validation_error_lines,
+)
+
+__all__ = [
+    "AsymFusionConfig", "CenConfig", "Config", "ConfigError", "DataConfig", "FidConfig", "GanConfig", "ModelConfig",
+    "ParameterSpace", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "Section", "SynthesizeConfig",
+    "TrackingConfig", "TrainConfig", "absolute_data_path", "apply_overrides", "check_batch_fits", "check_task",
+    "describe_validation_error", "flatten", "get_dotted", "load_config", "parse_config", "prepare", "set_dotted",
+    "synthesize", "validate_config", "validation_error_lines",
+]

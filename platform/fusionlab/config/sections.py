@@ -1,0 +1,256 @@
+"""The config's sections (``data``, ``model``, ``train``, ``resources``, ``tracking``) and its strict field types."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+# Not strict: PyYAML reads 1e-3 (no dot) as a string, which pydantic parses; a boolean is refused.
+Float = Annotated[float, BeforeValidator(_not_bool)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+
+class SynthesizeConfig(Section):
+    """Generate the synthetic benchmark at ``data.path`` when no dataset is there yet (deterministic)."""
+
+    train: Int = Field(64, ge=1)
+    val: Int = Field(16, ge=1)
+    test: Int = Field(16, ge=1)
+    size: tuple[Int, Int] = (120, 160)
+    seed: Int = 0
+    task: Literal["segmentation", "translation"] = "segmentation"  # synthetic-rgbd or synthetic-translation
+
+
+class DataConfig(Section):
+    path: str  # a dataset directory written by `fusionlab data` (manifest.json + shards)
+    synthesize: SynthesizeConfig | None = None
+    modalities: list[str] | None = None  # input modalities in order; default: all but a translation target
+    crop: tuple[Int, Int] | None = None  # training crop (H, W); default: the dataset's image size
+    scale_range: tuple[Float, Float] = (0.5, 2.0)
+    # After the random scale, the shorter side is raised to at least this many pixels (the references: 350).
+    min_short_side: Int | None = Field(None, ge=1)
+    # The random scale's interpolation: "reference" = RGB bicubic, depth (and labels) nearest; "bilinear" = every
+    # image bilinear (labels always nearest).
+    resize: Literal["reference", "bilinear"] = "bilinear"
+    # Where an image smaller than the crop is padded: evenly on all sides (the references' Pad) or bottom/right.
+    pad: Literal["centre", "bottom_right"] = "bottom_right"
+    hflip: Bool = True
+    # Translation: validation and test images resized to (H, W) (bilinear, antialiased) before the generator scores
+    # them; None: full resolution. The CEN translation reference scores 512-px Taskonomy at 256.
+    eval_size: tuple[Int, Int] | None = None
+    train_split: str | list[str] = "train"  # a list trains on their union (the references: all of train)
+    val_split: str = "val"
+    test_split: str | None = "test"  # evaluated once after training (ensemble, full resolution) when the dataset has it
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError(f"expected 0 < low <= high, got {list(value)}")
+        return value
+
+
+REFERENCE_CEN_LAMBDA = 2e-4  # yikaiw/CEN's segmentation default, added once per output
+
+
+class CenConfig(Section):
+    # L1 weight on the penalised BN scaling factors. None: the reference's 2e-4 per output, i.e. 2e-4 with
+    # penalty per_output and (M + 1) * 2e-4 with penalty once (the same pressure).
+    lambda_: Float | None = Field(None, alias="lambda", ge=0)
+    threshold: Float = Field(2e-2, ge=0)  # exchange channels whose |gamma| < threshold
+    portion: Float | None = Field(None, gt=0, le=1)  # fraction of each bn2 a modality penalises; default 1/M
+    # "loss": lambda * sum|gamma| in the loss (the references, SGD); "proximal": a soft-threshold of lr * lambda
+    # after every optimizer step, which is what makes the penalty produce zeros under Adam
+    sparsity: Literal["loss", "proximal"] = "loss"
+    # "per_output": lambda * sum|gamma| added to each output's loss (M branches + the ensemble), as the references;
+    # "once": added once. The effective pressure is lambda * (M + 1) or lambda.
+    penalty: Literal["per_output", "once"] = "once"
+
+    def resolved_lambda(self, num_modalities: int) -> float:
+        if self.lambda_ is not None:
+            return self.lambda_
+        outputs = 1 if self.penalty == "per_output" else num_modalities + 1
+        return round(REFERENCE_CEN_LAMBDA * outputs, 15)  # 6e-4, not 0.0006000000000000001, in the params
+
+    def effective_lambda(self, num_modalities: int) -> float:
+        """The weight the penalty really gets per step (what the reference calls lambda times its M + 1 terms)."""
+        outputs = num_modalities + 1 if self.penalty == "per_output" else 1
+        return self.resolved_lambda(num_modalities) * outputs
+
+
+class AsymFusionConfig(Section):
+    shuffle_groups: Int = Field(5, ge=2)
+    shift_offsets: list[tuple[Int, Int]] = [(1, 0), (0, 1), (0, -1), (-1, 0)]
+
+
+class ModelConfig(Section):
+    name: str = "cen"
+    backbone: str = "resnet_mini"
+    modality: str | None = None  # unimodal: which modality
+    pretrained: str | None = None  # local torchvision-format ResNet weights
+    # Which torchvision ImageNet release model.pretrained must be (checked by the file's sha256); "any" skips it.
+    pretrained_version: Literal["imagenet1k_v1", "imagenet1k_v2", "any"] = "any"
+    # RefineNet's residual conv unit adds back relu(x) (the references' in-place ReLU) or x (Light-Weight RefineNet)
+    rcu_residual: Literal["post_activation", "pre_activation"] = "pre_activation"
+    # How validation, test scores and the logged model upsample the 1/4-resolution logits to the label's size:
+    # bicubic as the references' cv2.resize(INTER_CUBIC), or bilinear (also what the training loss uses).
+    eval_upsample: Literal["bilinear", "bicubic"] = "bilinear"
+    cen: CenConfig = CenConfig()
+    asymfusion: AsymFusionConfig = AsymFusionConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from fusionlab.models import list_models
+
+        if value not in list_models(task=None):
+            raise ValueError(f"unknown model {value!r}; expected one of {list_models(task=None)}")
+        return value
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from fusionlab.models import BACKBONES, TRANSLATION_BACKBONES
+
+        known = sorted({*BACKBONES, *TRANSLATION_BACKBONES})
+        if value not in known:
+            raise ValueError(f"unknown backbone {value!r}; expected one of {known}")
+        return value
+
+    def build_kwargs(self, num_modalities: int) -> dict[str, Any]:
+        """The registered constructor's own parameters (CEN's ``l1_lambda`` is the effective weight: the reference's
+        per-output penalty is one term of weight lambda * (M + 1), the same gradient)."""
+        from fusionlab.models import BACKBONES
+
+        kwargs: dict[str, Any] = {}
+        if self.backbone in BACKBONES:  # the RefineNet segmenters
+            kwargs["rcu_residual"] = self.rcu_residual
+        if self.name == "cen":
+            kwargs.update(threshold=self.cen.threshold, portion=self.cen.portion,
+                          l1_lambda=self.cen.effective_lambda(num_modalities), sparsity=self.cen.sparsity)
+        elif self.name == "asymfusion":
+            kwargs.update(shuffle_groups=self.asymfusion.shuffle_groups, shift_offsets=self.asymfusion.shift_offsets)
+        elif self.name == "unimodal" and self.modality:
+            kwargs["modality"] = self.modality
+        return kwargs
+
+
+class GanConfig(Section):
+    """Translation: the pix2pix objective, BCE GAN loss + ``l1_weight`` * L1, and the PatchGAN discriminator."""
+
+    l1_weight: Float = Field(100.0, ge=0)
+    gan_weight: Float = Field(1.0, ge=0)
+    lr_discriminator: Float = Field(2e-4, gt=0)
+    discriminator_filters: Int = Field(64, ge=1)
+    # "per_branch" (the reference): one PatchGAN, its weights shared by the branches, judges each branch's
+    # (own input, output) pair, the ensemble not in the GAN loss; "shared": one discriminator on (all inputs, image)
+    # for every branch and the ensemble.
+    discriminators: Literal["per_branch", "shared"] = "shared"
+    eval_dropout: Bool = False  # score the generator in train mode with dropout on (the reference) instead of eval
+
+
+class FidConfig(Section):
+    """Translation: which features FID/KID use. ``inception`` needs the pytorch-fid weights file (``weights``, else
+    $FUSIONLAB_INCEPTION_WEIGHTS, else ~/.cache/fusionlab/); ``auto`` falls back to a small local extractor (its
+    figures are labelled and not comparable to published FIDs); ``local`` always uses that one."""
+
+    features: Literal["auto", "inception", "local"] = "auto"
+    weights: str | None = None
+    kid_subsets: Int = Field(100, ge=1)
+    kid_subset_size: Int = Field(1000, ge=2)
+
+
+class TrainConfig(Section):
+    epochs: Int = Field(10, ge=1)
+    batch_size: Int = Field(8, ge=1)  # per worker
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    # A list is a schedule of equal-length stages; the defaults are the references' (SGD, ImageNet-initialised).
+    lr_encoder: Float | list[Float] = [5e-4, 2.5e-4, 1e-4]
+    lr_decoder: Float | list[Float] = [3e-3, 1.5e-3, 7e-4]
+    momentum: Float = Field(0.9, ge=0, lt=1)
+    weight_decay: Float = Field(1e-5, ge=0)
+    betas: tuple[Float, Float] = (0.9, 0.999)  # Adam's; pix2pix and the translation references use (0.5, 0.999)
+    freeze_bn: Bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on GPU, off on CPU
+    # Which epoch's model is kept, scored on test and logged: the best val epoch, the best epoch on the test split
+    # (the references' protocol: the per-epoch evaluation runs on test), or the last.
+    selection: Literal["best_val", "best_test", "last"] = "best_val"
+    # The GPU path (train/device.py); "auto" means on CUDA only, so CPU runs are unchanged by default.
+    channels_last: Bool | Literal["auto"] = "auto"  # model and input batches in torch.channels_last
+    fused: Bool | Literal["auto"] = "auto"  # fused Adam/SGD kernels (auto: when every parameter is on CUDA)
+    cudnn_benchmark: Bool = True  # cuDNN autotuning on CUDA (inputs keep one shape per run: crops)
+    compile: Bool = False  # torch.compile the model after it is prepared (DDP-wrapped); checkpoints stay uncompiled
+    compile_backend: str = "inductor"  # torch.compile backend; "aot_eager" traces the graphs without generating kernels
+    seed: Int = 0
+    val_every: Int = Field(1, ge=1)
+    checkpoint_every: Int = Field(1, ge=1)
+    # The latest N checkpoints are kept (resume reads the latest; the selected epoch's weights travel inside it).
+    keep_checkpoints: Int = Field(2, ge=1)
+    gan: GanConfig = GanConfig()  # translation only
+    fid: FidConfig = FidConfig()  # translation only
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= beta < 1 for beta in value):
+            raise ValueError(f"expected two values in [0, 1), got {list(value)}")
+        return value
+
+    @field_validator("lr_encoder", "lr_decoder")
+    @classmethod
+    def _positive(cls, value: float | list[float]) -> float | list[float]:
+        # lr 0 trains nothing, silently; in a list of stages, 0 freezes that stage (as long as some stage trains)
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list):
+            ok = bool(values) and all(math.isfinite(v) and v >= 0 for v in values) and any(v > 0 for v in values)
+        else:
+            ok = math.isfinite(value) and value > 0
+        if not ok:
+            raise ValueError("expected a finite learning rate > 0, or a non-empty list of them per stage (each "
+                             "finite and >= 0, where 0 freezes its stage, at least one > 0)")
+        return value
+
+
+class ResourcesConfig(Section):
+    num_workers: Int = Field(1, ge=1)
+    use_gpu: Bool | Literal["auto"] = "auto"
+    cpus_per_worker: Float = Field(1, gt=0)
+    # Times Ray Train restarts the worker group after a worker fails (its node lost, a crash), each time from the
+    # last checkpoint; -1 is unlimited, 0 fails the run at the first error.
+    max_failures: Int = Field(3, ge=-1)
+    # Custom Ray resources each Train worker takes besides its CPUs (and GPU), e.g. {"slot": 1}: places a grid's
+    # cells on the nodes that declare them (a node type's resource, or a stand-in for a GPU in tests and benchmarks).
+    worker_resources: dict[str, Float] = Field(default_factory=dict)
+
+    @field_validator("worker_resources")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(f"{name!r} is not a custom resource: set resources.cpus_per_worker or "
+                                 f"resources.use_gpu instead")
+            if amount <= 0:
+                raise ValueError(f"{name}: expected an amount > 0, got {amount}")
+        return value
+
+
+class TrackingConfig(Section):
+    uri: str | None = None  # default: sqlite:///<workdir>/mlflow.db
+    experiment: str = "fusionlab"
+    run_name: str | None = None  # default: derived from the model, data and seed
+
+
