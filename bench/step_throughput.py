@@ -33,30 +33,11 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
-from torch.utils.flop_counter import FlopCounterMode
 
 from fusionlab.models import build, set_modality_loop
+from fusionlab.models.flops import count_flops, mfu, peak_tflops
 
 REFERENCE_ENV = "FUSIONLAB_REFERENCE_CEN"
-
-# bf16 dense Tensor Core peak, TFLOP/s, by a substring of torch.cuda.get_device_name(), first match wins. Sources:
-# NVIDIA H100 Tensor Core GPU datasheet (SXM 1,979 / PCIe 1,513 TFLOPS "with sparsity", halved for dense), NVIDIA
-# H200 datasheet (1,979 with sparsity), NVIDIA A100 datasheet (312 dense). SXM H100s report "H100 80GB HBM3".
-PEAK_BF16_TFLOPS: list[tuple[tuple[str, ...], float]] = [
-    (("H100", "PCIe"), 756.0),
-    (("H100", "HBM3"), 989.4),
-    (("H100", "SXM"), 989.4),
-    (("H200",), 989.4),
-    (("A100",), 312.0),
-]
-
-
-def peak_tflops(device_name: str) -> float | None:
-    for needles, peak in PEAK_BF16_TFLOPS:
-        if all(needle.lower() in device_name.lower() for needle in needles):
-            return peak
-    return None
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,12 +130,6 @@ def fusion_variants(args: argparse.Namespace, device: torch.device, x: torch.Ten
     step = step_of(runner)
     return [Variant("batched", step, reset(False), flops),
             Variant("per-modality loop", step, reset(True), flops)], max_diff
-
-
-def count_flops(step: Callable[[], None]) -> float:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
 
 
 class ReferenceUnavailable(RuntimeError):
@@ -283,7 +258,7 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> dict:
                  f"{row['gflops_per_s']:.1f}", f"{row['speedup_vs_loop']:.3f}x"]
         if device.type == "cuda":
             row["tflops_per_s"] = variant.flops / seconds / 1e12
-            row["mfu"] = row["tflops_per_s"] / peak if peak else None
+            row["mfu"] = mfu(variant.flops, seconds, peak) if peak else None
             row["peak_bytes"] = variant.peak_bytes
             cells += [f"{row['tflops_per_s']:.1f}", f"{row['mfu']:.1%}" if peak else "n/a (--peak-tflops)",
                       f"{variant.peak_bytes / 2**30:.2f}", f"{variant.peak_bytes / args.batch / 2**20:.0f}"]

@@ -38,36 +38,49 @@ figure exists; never type in a number that was not read from the source.
 its structure (grid/base/cells/paper) is validated, its cells are *not* validated as configs, and it cannot be
 expanded into runs; ``print_dry_run`` still lists its cells and paper figures.
 
-The estimate (``estimate(run)``) is only an estimate: trial-epochs are ``train.epochs``; the FLOPs of one training
-step (forward + backward, batch 1 at the training crop) are counted with ``torch.utils.flop_counter.FlopCounterMode``
-on the meta device (nothing allocated; if that fails, on a real batch at a small size, scaled by pixels), never typed
-in; device-hours = epochs × training samples × FLOPs per sample / (peak TFLOP/s · 1e12 · MFU) / 3600. Validation,
+The estimate (``estimate(run)``, ``tune/grid_estimate.py``) is only an estimate: trial-epochs are ``train.epochs``;
+the FLOPs of one training step (forward + backward, batch 1 at the training crop) are counted with
+``torch.utils.flop_counter.FlopCounterMode`` (``fusionlab.models.flops``, as the benchmarks count them) on the meta
+device (nothing allocated; if that fails, on a real batch at a small size, scaled by pixels), never typed in;
+device-hours = epochs × training samples × FLOPs per sample / (peak TFLOP/s · 1e12 · MFU) / 3600. Validation,
 data loading and checkpointing are not counted.
 """
 
 from __future__ import annotations
 
-import collections
-import copy
-import functools
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
 from fusionlab.config import (
     Config,
-    ConfigError,
-    Section,
     absolute_data_path,
     apply_overrides,
     get_dotted,
     parse_config,
+    validation_error_lines,
 )
+
+from .grid_dry_run import print_dry_run
+from .grid_estimate import Estimate, estimate, is_translation, wall_hours
+from .grid_schema import (
+    GRID_OWNED_KEYS,
+    CellSpec,
+    EstimateSpec,
+    Grid,
+    GridError,
+    GridFile,
+    GridMeta,
+    GridRun,
+    PaperFigures,
+    apply_set,
+    slugify,
+)
+
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
     """Read and validate a grid file; every cell × seed becomes a validated ``Config`` (dataset not required)."""
@@ -93,24 +106,20 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
 
 
 def _describe_grid_error(error: ValidationError, raw: dict[str, Any], path: Path) -> str:
+    """The config's one line per key, a cell named by its label (``cells.3.paper.miou`` -> ``cell 'X': paper.miou``)."""
     cells = raw.get("cells") if isinstance(raw.get("cells"), list) else []
-    lines = []
-    for item in error.errors():
-        loc = [str(part) for part in item["loc"]]
-        if len(loc) >= 2 and loc[0] == "cells" and loc[1].isdigit():
-            index = int(loc[1])
-            label = cells[index].get("label") if index < len(cells) and isinstance(cells[index], dict) else None
-            head = f"cell {label!r}" if label else f"cells[{index}]"
-            loc = [f"{head}: {'.'.join(loc[2:])}" if loc[2:] else head]
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        shown = f" (got {item['input']!r})" if item["type"] not in ("missing", "extra_forbidden") else ""
-        where = ".".join(loc) if loc else "(file)"
-        lines.append(f"  {where}: {message}{shown}")
+
+    def by_label(match: re.Match) -> str:
+        index = int(match["index"])
+        label = cells[index].get("label") if index < len(cells) and isinstance(cells[index], dict) else None
+        head = f"cell {label!r}" if label else f"cells[{index}]"
+        return f"  {head}: {match['rest']}" if match["rest"] else f"  {head}:"
+
+    lines = [CELL_LOCATION.sub(by_label, line, count=1) for line in validation_error_lines(error)]
     return f"{path}: invalid grid\n" + "\n".join(lines)
+
+
+CELL_LOCATION = re.compile(r"^  cells\.(?P<index>\d+)(?:\.(?P<rest>[^:]*))?:")
 
 
 def _check_labels(spec: GridFile, path: Path) -> None:
@@ -130,25 +139,26 @@ def _check_owned_keys(spec: GridFile, path: Path) -> None:
         if get_dotted(spec.base, key)[0]:
             raise GridError(f"{path}: base: {key}: set by the grid ({why[key]}); remove it")
         for cell in spec.cells:
-            expanded = _apply_set({}, cell.set)
+            expanded = apply_set({}, cell.set)
             if get_dotted(expanded, key)[0]:
                 raise GridError(f"{path}: cell {cell.label!r}: {key}: set by the grid ({why[key]}); remove it")
 
 
 
 def _cell_tree(spec: GridFile, cell: CellSpec, seed: int, path: Path, overrides: list[str]) -> dict[str, Any]:
-    tree = _apply_set(spec.base, cell.set)
-    tree = _apply_set(tree, {"tracking.experiment": spec.grid.name,
-                             "tracking.run_name": f"{slugify(cell.label)}-seed{seed}", "train.seed": seed})
+    tree = apply_set(spec.base, cell.set)
+    tree = apply_set(tree, {"tracking.experiment": spec.grid.name,
+                            "tracking.run_name": f"{slugify(cell.label)}-seed{seed}", "train.seed": seed})
     tree = apply_overrides(tree, overrides)
     return absolute_data_path(tree, path.parent)
 
 
-def _error_lines(error: ConfigError) -> list[str]:
-    head, _, rest = str(error).partition("\n")
-    if not rest:
-        return [head.split(": ", 1)[-1]]
-    return [line.strip() for line in rest.splitlines() if line.strip()]
+def _validate(tree: dict[str, Any]) -> Config | list[str]:
+    """The cell's config (the schema alone: the dataset may live elsewhere), or its errors, one line per key."""
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as error:
+        return [line.strip() for line in validation_error_lines(error)]
 
 
 def _expand(spec: GridFile, path: Path, overrides: list[str]) -> list[GridRun]:
@@ -158,10 +168,9 @@ def _expand(spec: GridFile, path: Path, overrides: list[str]) -> list[GridRun]:
         paper = cell.paper.model_dump(exclude_none=True) if cell.paper else None
         for seed in spec.grid.seeds:
             tree = _cell_tree(spec, cell, seed, path, overrides)
-            try:
-                config = parse_config(tree, origin=f"{path}: cell {cell.label!r}", require_data=False)
-            except ConfigError as error:
-                failures[cell.label] = _error_lines(error)
+            config = _validate(tree)
+            if isinstance(config, list):
+                failures[cell.label] = config
                 break
             runs.append(GridRun(cell.label, seed, config, paper, tree, spec.grid))
     if not failures:
@@ -171,13 +180,9 @@ def _expand(spec: GridFile, path: Path, overrides: list[str]) -> list[GridRun]:
                             f"{len(names)} runs (do not --set tracking.run_name on a grid)")
         return runs
     # Errors in the base show up in every cell: name the base once, then what is left per cell.
-    base_lines: list[str] = []
-    try:
-        parse_config(_cell_tree(spec, CellSpec(label="base"), spec.grid.seeds[0], path, overrides),
-                     origin=f"{path}: base", require_data=False)
-    except ConfigError as error:
-        base_lines = [line for line in _error_lines(error)
-                      if all(line in lines for lines in failures.values()) and len(failures) == len(spec.cells)]
+    base = _validate(_cell_tree(spec, CellSpec(label="base"), spec.grid.seeds[0], path, overrides))
+    base_lines = [line for line in (base if isinstance(base, list) else [])
+                  if all(line in lines for lines in failures.values()) and len(failures) == len(spec.cells)]
     set_keys = [item.partition("=")[0].strip() for item in overrides]
 
     def origin(line: str) -> str:  # a key given with --set is the override's fault, not the file's
@@ -190,11 +195,10 @@ def _expand(spec: GridFile, path: Path, overrides: list[str]) -> list[GridRun]:
     raise GridError(f"{path}: invalid grid\n" + "\n".join(report))
 
 
-GRID_TAG, CELL_TAG, PAPER_TAG = "fusionlab.grid", "fusionlab.cell", "fusionlab.paper"
-
-
 def run_tags(run: GridRun) -> dict[str, str]:
     """MLflow tags tying a run to its grid cell and the cell's published figures (``fusionlab report`` reads them)."""
+    from fusionlab.tracking.tags import CELL_TAG, GRID_TAG, PAPER_TAG  # here: the tracking package imports mlflow
+
     tags = {GRID_TAG: run.grid.name, CELL_TAG: run.label}
     if run.paper:
         tags[PAPER_TAG] = json.dumps(run.paper, sort_keys=True)
@@ -213,7 +217,7 @@ def is_grid_file(tree: Any) -> bool:
     return isinstance(tree, dict) and "grid" in tree
 
 
-__all__ = ["CELL_TAG", "GRID_TAG", "PAPER_TAG", "Estimate", "EstimateSpec", "Grid", "GridError", "GridFile", "GridRun",
-           "PaperFigures", "estimate", "is_grid_file", "load_grid", "prepare_run", "print_dry_run", "run_tags",
-           "slugify", "step_flops"]
+__all__ = ["Estimate", "EstimateSpec", "Grid", "GridError", "GridFile", "GridMeta", "GridRun",
+           "PaperFigures", "estimate", "is_grid_file", "is_translation", "load_grid", "prepare_run", "print_dry_run",
+           "run_tags", "slugify", "wall_hours"]
 

@@ -1,0 +1,98 @@
+"""FLOPs of a training step and model FLOPs utilisation, counted in one place (the grid estimate, the benchmarks).
+
+FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``, never typed in: convolutions and matmuls only
+(element-wise ops, normalisation and the optimiser's update are not counted). MFU is achieved FLOP/s over the
+device's peak FLOP/s in the training precision.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# bf16 dense Tensor Core peak, TFLOP/s, by a substring of torch.cuda.get_device_name(), first match wins. Sources:
+# NVIDIA H100 Tensor Core GPU datasheet (SXM 1,979 / PCIe 1,513 TFLOPS "with sparsity", halved for dense), NVIDIA
+# H200 datasheet (1,979 with sparsity), NVIDIA A100 datasheet (312 dense). SXM H100s report "H100 80GB HBM3".
+PEAK_BF16_TFLOPS: list[tuple[tuple[str, ...], float]] = [
+    (("H100", "PCIe"), 756.0),
+    (("H100", "HBM3"), 989.4),
+    (("H100", "SXM"), 989.4),
+    (("H200",), 989.4),
+    (("A100",), 312.0),
+]
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """The bf16 dense peak of a device named like ``torch.cuda.get_device_name()``; None for one not in the table."""
+    for needles, peak in PEAK_BF16_TFLOPS:
+        if all(needle.lower() in device_name.lower() for needle in needles):
+            return peak
+    return None
+
+
+def count_flops(step: Callable[[], Any]) -> float:
+    """FLOPs of one call of ``step`` (a whole training step: forward, loss, backward, optimiser)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def _proxy_loss(model: torch.nn.Module, output: Any) -> torch.Tensor:
+    """A loss on every output of a fusion model (branches and ensemble) plus its regulariser: what backward
+    needs to reach every weight; its value is irrelevant, the FLOPs are those of a real loss's backward."""
+    loss = sum(branch.float().mean() for branch in output.branches) + output.ensemble.float().mean()
+    return loss + model.regularization_loss()
+
+
+def step_flops(model: torch.nn.Module, inputs: torch.Tensor,
+               loss: Callable[[torch.nn.Module, Any], torch.Tensor] = _proxy_loss) -> float:
+    """FLOPs of one training step of ``model`` on ``inputs``: forward, then backward from ``loss(model, output)``."""
+    def step() -> None:
+        loss(model, model(inputs)).backward()
+
+    model.train()
+    return count_flops(step)
+
+
+def _built_step_flops(name: str, backbone: str, num_classes: int, modalities: tuple[str, ...],
+                      size: tuple[int, int], kwargs: dict[str, Any], device: str, task: str) -> float:
+    from .registry import build
+
+    with torch.device(device):
+        model = build(name, backbone=backbone, num_classes=num_classes, modalities=list(modalities), task=task,
+                      **kwargs)
+        return step_flops(model, torch.randn(len(modalities), 1, 3, *size))
+
+
+@functools.lru_cache(maxsize=256)
+def sample_step_flops(name: str, backbone: str, num_classes: int, modalities: tuple[str, ...],
+                      size: tuple[int, int], kwargs_json: str = "{}", task: str = "segmentation") -> float:
+    """FLOPs of one training step (forward + backward) per sample at ``size`` of the registered model ``name``
+    built with the JSON ``kwargs_json``: batch 1 on the meta device (nothing allocated); if an op has no meta
+    kernel, a real batch at a small size on the CPU, scaled by pixels.
+
+    Translation: the generator's step only (the PatchGAN discriminator's is not counted)."""
+    kwargs = json.loads(kwargs_json)
+    try:
+        return _built_step_flops(name, backbone, num_classes, modalities, size, kwargs, "meta", task)
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: count a real small batch and scale by pixels
+        height, width = size
+        scale = min(1.0, 128 / max(height, width))
+        small = (max(32, round(height * scale / 32) * 32), max(32, round(width * scale / 32) * 32))
+        flops = _built_step_flops(name, backbone, num_classes, modalities, small, kwargs, "cpu", task)
+        return flops * (height * width) / (small[0] * small[1])
+
+
+def mfu(flops: float, seconds: float, peak_tflops: float) -> float:
+    """Model FLOPs utilisation: ``flops`` done in ``seconds`` as a fraction of a ``peak_tflops`` device."""
+    return flops / seconds / 1e12 / peak_tflops
+
+
+def device_hours(flops: float, peak_tflops: float, utilisation: float) -> float:
+    """Hours one ``peak_tflops`` device takes for ``flops`` at MFU ``utilisation`` (``mfu`` the other way round)."""
+    return flops / (peak_tflops * 1e12 * utilisation) / 3600

@@ -1,0 +1,37 @@
+"""FLOPs of a training step and MFU (fusionlab.models.flops): counted, consistent between devices, and inverse."""
+
+import pytest
+import torch
+
+from fusionlab.models.flops import count_flops, device_hours, mfu, peak_tflops, sample_step_flops, step_flops
+
+
+def test_a_training_step_counts_backward_as_twice_the_forward():
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4, requires_grad=True)
+    forward = count_flops(lambda: model(x))
+    assert forward == 2 * 2 * 4 * 3  # batch × in × out multiply-adds
+    # backward: the input's gradient and the weight's gradient, each as costly as the forward matmul
+    assert step_flops(model, x, loss=lambda m, out: out.sum()) == 3 * forward
+
+
+def test_meta_device_count_matches_a_real_batch():
+    args = ("cen", "resnet_mini", 5, ("rgb", "depth"), (64, 64))
+    on_meta = sample_step_flops(*args)
+    from fusionlab.models.flops import _built_step_flops
+
+    on_cpu = _built_step_flops(*args, {}, "cpu", "segmentation")
+    assert on_meta == on_cpu > 0
+    assert sample_step_flops("cen", "resnet_mini", 5, ("rgb", "depth"), (128, 128)) == pytest.approx(4 * on_meta,
+                                                                                                     rel=0.05)
+
+
+def test_mfu_and_device_hours_are_inverse():
+    flops, peak, utilisation = 3.6e18, 312.0, 0.3
+    hours = device_hours(flops, peak, utilisation)
+    assert mfu(flops, hours * 3600, peak) == pytest.approx(utilisation)
+    assert device_hours(2 * flops, peak, utilisation) == pytest.approx(2 * hours)
+
+
+def test_unknown_device_has_no_peak():
+    assert peak_tflops("NVIDIA H200") == 989.4 and peak_tflops("a toaster") is None
