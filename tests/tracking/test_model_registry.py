@@ -14,6 +14,7 @@ from registry_runs import VAL_MIOU, build_store
 from fusionlab.cli import main
 from fusionlab.tracking import load_model
 from fusionlab.tracking import registry as reg
+from fusionlab.tracking.tags import PromotionTags as Promotion
 
 pytestmark = pytest.mark.slow  # trains three tiny runs for the module (about a minute on 2 cores)
 
@@ -60,16 +61,16 @@ def test_the_best_finished_training_run_is_promoted_with_its_record(store, champ
     assert str(client.get_model_version_by_alias(DEFAULT_NAME, "champion").version) == "1"
     tags = version_tags(store, DEFAULT_NAME, "1")
     run = client.get_run(store.runs["a2"])
-    assert tags[reg.PREVIOUS_VERSION] == "none" and tags[reg.PREVIOUS_VALUE] == "none"
-    assert tags[reg.METRIC] == "val/miou" and float(tags[reg.VALUE]) == VAL_MIOU["a2"]
-    assert tags[reg.MODE] == "max" and tags[reg.ALIAS] == "champion" and tags[reg.FORCED] == "false"
-    assert tags[reg.RUN_ID] == store.runs["a2"] and tags[reg.RUN_NAME] == "a2"
-    assert tags[reg.EXPERIMENT] == "reg-a2"
-    assert tags[reg.MODEL_URI] == f"runs:/{store.runs['a2']}/model"
-    assert json.loads(tags[reg.CONFIG]) == run.data.params
-    assert tags[reg.MANIFEST] == run.data.tags["fusionlab.manifest_sha256"]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", tags[reg.PROMOTED_AT])
-    assert reg.OVERRIDDEN not in tags
+    assert tags[Promotion.PREVIOUS_VERSION] == "none" and tags[Promotion.PREVIOUS_VALUE] == "none"
+    assert tags[Promotion.METRIC] == "val/miou" and float(tags[Promotion.VALUE]) == VAL_MIOU["a2"]
+    assert tags[Promotion.MODE] == "max" and tags[Promotion.ALIAS] == "champion" and tags[Promotion.FORCED] == "false"
+    assert tags[Promotion.RUN_ID] == store.runs["a2"] and tags[Promotion.RUN_NAME] == "a2"
+    assert tags[Promotion.EXPERIMENT] == "reg-a2"
+    assert tags[Promotion.MODEL_URI] == f"runs:/{store.runs['a2']}/model"
+    assert json.loads(tags[Promotion.CONFIG]) == run.data.params
+    assert tags[Promotion.MANIFEST] == run.data.tags["fusionlab.manifest_sha256"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", tags[Promotion.PROMOTED_AT])
+    assert Promotion.OVERRIDDEN not in tags
     model = client.get_registered_model(DEFAULT_NAME)
     assert model.tags == {"fusionlab.dataset": "synthetic-rgbd", "fusionlab.task": "segmentation"}
     assert model.description
@@ -112,9 +113,10 @@ def test_a_worse_candidate_is_refused_unless_forced(store, capsys):
     assert "forced" in capsys.readouterr().out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
     tags = version_tags(store, name, "2")
-    assert tags[reg.FORCED] == "true" and tags[reg.PREVIOUS_VERSION] == "1"
-    assert tags[reg.PREVIOUS_RUN_ID] == store.runs["a2"] and float(tags[reg.PREVIOUS_VALUE]) == VAL_MIOU["a2"]
-    assert float(tags[reg.VALUE]) == VAL_MIOU["a1"] and "better" in tags[reg.OVERRIDDEN]
+    assert tags[Promotion.FORCED] == "true" and tags[Promotion.PREVIOUS_VERSION] == "1"
+    assert tags[Promotion.PREVIOUS_RUN_ID] == store.runs["a2"]
+    assert float(tags[Promotion.PREVIOUS_VALUE]) == VAL_MIOU["a2"]
+    assert float(tags[Promotion.VALUE]) == VAL_MIOU["a1"] and "better" in tags[Promotion.OVERRIDDEN]
 
 
 def test_history_is_kept_newest_first_and_a_repeat_changes_nothing(store, capsys):
@@ -162,7 +164,7 @@ def test_a_holder_trained_on_another_dataset_is_not_compared(store, capsys):
     assert "the scores are not comparable" in " ".join(capsys.readouterr().out.split())
     forced = reg.promote(store.uri, ["reg-b"], name=name, force=True)
     assert forced.version == "2" and forced.forced
-    assert "manifest" in version_tags(store, name, "2")[reg.OVERRIDDEN]
+    assert "manifest" in version_tags(store, name, "2")[Promotion.OVERRIDDEN]
 
 
 def test_candidates_from_different_datasets_are_an_error(store, capsys):
@@ -184,7 +186,7 @@ def test_a_holder_without_the_metric_is_not_compared(store):
     with pytest.raises(reg.PromotionRefused, match="has no custom/score"):
         reg.promote(store.uri, ["reg-a2"], metric="custom/score", name=name)
     forced = reg.promote(store.uri, ["reg-a2"], metric="custom/score", name=name, force=True)
-    assert forced.version == "2" and version_tags(store, name, "2")[reg.PREVIOUS_VALUE] == "none"
+    assert forced.version == "2" and version_tags(store, name, "2")[Promotion.PREVIOUS_VALUE] == "none"
 
 
 def test_no_candidates_or_an_unknown_experiment_exit_1(store, capsys):

@@ -11,7 +11,8 @@ from train_configs import config_tree
 from fusionlab.config import ConfigError, parse_config
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.tracking import default_tracking_uri
-from fusionlab.tracking.registry import CONFIG, promote
+from fusionlab.tracking.registry import promote
+from fusionlab.tracking.tags import PromotionTags
 from fusionlab.train.driver import run_local
 
 
@@ -62,7 +63,7 @@ def test_the_checkpoint_refuses_a_changed_config_when_mlflow_has_no_run(trained)
     # Another experiment has no run of this name, so only the checkpoint (keyed by the run name) can tell.
     data, workdir = trained
     with pytest.raises(ConfigError, match=r"checkpoint of epoch 0.*model\.cen\.threshold: 0\.02 -> 0\.05"):
-        run_local(config(data, tracking={"experiment": "elsewhere"}, model={"cen": {"threshold": 0.05}}), workdir)
+        run_local(config(data, tracking={"experiment": "elsewhere"}, model={"params": {"threshold": 0.05}}), workdir)
     assert runs(workdir, "elsewhere") == []  # refused before a run was opened
 
 
@@ -88,7 +89,7 @@ def test_a_safe_change_resumes_is_recorded_and_reaches_the_registry(trained):
     promotion = promote(default_tracking_uri(workdir), ["identity"])
     uri = default_tracking_uri(workdir)
     version = MlflowClient(uri, registry_uri=uri).get_model_version(promotion.name, promotion.version)
-    assert json.loads(version.tags[CONFIG])["train.epochs"] == "2"
+    assert json.loads(version.tags[PromotionTags.CONFIG])["train.epochs"] == "2"
 
 
 def test_resuming_with_the_same_config_changes_nothing(trained):

@@ -14,13 +14,21 @@ from typing import Any
 from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
-RUN_KEY_TAG = "fusionlab.run_key"
-LAUNCH_TAG = "fusionlab.launch"  # the id of the driver launch that last opened the run (payload["launch"])
-STARTS_TAG = "fusionlab.starts"  # how many times a training loop opened the run (Ray retries included)
-ERROR_TAG = "fusionlab.error"  # "<type>: <message>" of the failure that ended the run; error.txt has the traceback
-FINAL_TAG = "fusionlab.final"  # "logged" once the selected model, its test scores and plots are logged
-CHANGED_PREFIX = "fusionlab.changed."  # + key: "<before> -> <after>" for a safe change made on resume
-OVERRIDES_TAG = "fusionlab.param_overrides"  # JSON {key: value} of those changes: the params as the run ends
+# Defined in tags.py; re-exported (__all__) for the modules and tests that import them from here.
+from .tags import (
+    CHANGED_PREFIX,
+    ERROR_TAG,
+    FINAL_TAG,
+    LAUNCH_TAG,
+    MANIFEST_TAG,
+    OVERRIDES_TAG,
+    RUN_KEY_TAG,
+    STARTS_TAG,
+)
+
+__all__ = ["ERROR_ARTIFACT", "ERROR_TAG", "FINAL_TAG", "LAUNCH_TAG", "RUN_KEY_TAG", "STARTS_TAG", "check_resume",
+           "effective_params", "find_run", "mark_ended", "mark_launch_ended", "record_changes"]
+
 TAG_LIMIT = 5000
 ERROR_ARTIFACT = "error.txt"
 
@@ -112,7 +120,7 @@ def check_resume(uri: str, config, manifest_digest: str | None, record: bool = T
     if run is None:
         return
     changes = config_changes(effective_params(run), config.flat())
-    data = manifest_digest and dataset_change(run.data.tags.get("fusionlab.manifest_sha256"), manifest_digest)
+    data = manifest_digest and dataset_change(run.data.tags.get(MANIFEST_TAG), manifest_digest)
     where = f"MLflow run {run.info.run_id} in experiment {config.tracking.experiment!r}"
     safe = refuse_unsafe([*changes, data] if data else changes, config.run_name(), where)
     if record:

@@ -23,34 +23,14 @@ from fusionlab.errors import FusionlabError
 from fusionlab.models.model_files import SPEC_FILE
 
 from .lifecycle import effective_params
-from .runs import KIND_TAG, MODEL_NAME
+from .runs import MODEL_NAME
+from .tags import DATASET_TAG, KIND_TAG, MANIFEST_TAG, TASK_TAG, PromotionTags
 
 try:  # 100,000 in MLflow 3.17 (a run tag's limit is 8,000)
     from mlflow.utils.validation import MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH as TAG_VALUE_LIMIT
 except ImportError:  # pragma: no cover - an MLflow that moved it: the older, smaller limit is safe
     TAG_VALUE_LIMIT = 5000
 
-DATASET_TAG = "fusionlab.dataset"
-TASK_TAG = "fusionlab.task"
-MANIFEST_TAG = "fusionlab.manifest_sha256"
-
-PREFIX = "fusionlab.promotion."
-PREVIOUS_VERSION = PREFIX + "previous_version"  # the alias holder this promotion replaced, or "none"
-PREVIOUS_RUN_ID = PREFIX + "previous_run_id"
-PREVIOUS_VALUE = PREFIX + "previous_value"  # the holder's metric when it was replaced ("none" if it had none)
-METRIC = PREFIX + "metric"
-VALUE = PREFIX + "value"
-MODE = PREFIX + "mode"
-RUN_ID = PREFIX + "run_id"
-RUN_NAME = PREFIX + "run_name"
-EXPERIMENT = PREFIX + "experiment"
-CONFIG = PREFIX + "config"  # the run's params as compact JSON
-MANIFEST = PREFIX + "manifest_sha256"
-MODEL_URI = PREFIX + "model_uri"
-ALIAS = PREFIX + "alias"
-PROMOTED_AT = PREFIX + "promoted_at"  # UTC, ISO 8601
-FORCED = PREFIX + "forced"  # "true" / "false"
-OVERRIDDEN = PREFIX + "overridden"  # forced only: the guard's reasons that --force overrode
 TRUNCATED = "...[truncated]"
 
 
@@ -311,7 +291,7 @@ def _ensure_registered_model(client: MlflowClient, name: str, candidate: Candida
             name, tags={DATASET_TAG: candidate.dataset, TASK_TAG: candidate.task},
             description=f"{candidate.task} models for the {candidate.dataset} dataset, promoted by fusionlab "
                         f"(`fusionlab promote`); aliases point at the current holders, version tags "
-                        f"`{PREFIX}*` record each promotion.")
+                        f"`{PromotionTags.PREFIX}*` record each promotion.")
 
 
 def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode: str = "max",
@@ -344,24 +324,24 @@ def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode
     _ensure_registered_model(client, name, best)
     previous_value = "none" if holder is None or holder.value is None else repr(holder.value)
     tags = {
-        PREVIOUS_VERSION: holder.version if holder else "none",
-        PREVIOUS_RUN_ID: holder.run_id if holder else "none",
-        PREVIOUS_VALUE: previous_value,
-        METRIC: metric,
-        VALUE: repr(best.value),
-        MODE: mode,
-        RUN_ID: best.run_id,
-        RUN_NAME: best.run_name,
-        EXPERIMENT: best.experiment,
-        CONFIG: _fit(json.dumps(dict(sorted(best.params.items())), separators=(",", ":"))),
-        MANIFEST: best.manifest or "none",
-        MODEL_URI: best.model_uri,
-        ALIAS: alias,
-        PROMOTED_AT: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        FORCED: "true" if force else "false",
+        PromotionTags.PREVIOUS_VERSION: holder.version if holder else "none",
+        PromotionTags.PREVIOUS_RUN_ID: holder.run_id if holder else "none",
+        PromotionTags.PREVIOUS_VALUE: previous_value,
+        PromotionTags.METRIC: metric,
+        PromotionTags.VALUE: repr(best.value),
+        PromotionTags.MODE: mode,
+        PromotionTags.RUN_ID: best.run_id,
+        PromotionTags.RUN_NAME: best.run_name,
+        PromotionTags.EXPERIMENT: best.experiment,
+        PromotionTags.CONFIG: _fit(json.dumps(dict(sorted(best.params.items())), separators=(",", ":"))),
+        PromotionTags.MANIFEST: best.manifest or "none",
+        PromotionTags.MODEL_URI: best.model_uri,
+        PromotionTags.ALIAS: alias,
+        PromotionTags.PROMOTED_AT: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        PromotionTags.FORCED: "true" if force else "false",
     }
     if force and reasons:
-        tags[OVERRIDDEN] = _fit("; ".join(reasons))
+        tags[PromotionTags.OVERRIDDEN] = _fit("; ".join(reasons))
     # MLflow's SQL registry store finds a logged model (models:/<model id>) through the global tracking URI (its
     # own TODO), as RunTracker.log_model and load_model also set it. create_model_version waits (up to 300 s) for
     # READY and raises if registration fails.
@@ -402,7 +382,7 @@ def registered_models(uri: str) -> list[ModelSummary]:
     summaries = []
     for model in _registered_models(client):
         versions = _versions(client, model.name)
-        promoted = [v.tags[PROMOTED_AT] for v in versions if PROMOTED_AT in v.tags]
+        promoted = [v.tags[PromotionTags.PROMOTED_AT] for v in versions if PromotionTags.PROMOTED_AT in v.tags]
         summaries.append(ModelSummary(model.name, str(versions[0].version) if versions else None,
                                       {alias: str(v) for alias, v in model.aliases.items()},
                                       max(promoted) if promoted else None, dict(model.tags)))
@@ -426,14 +406,15 @@ def promotion_history(uri: str, name: str) -> list[VersionRecord]:
     records = []
     for version in _versions(client, name):
         tags = dict(version.tags)
-        run_name = tags.get(RUN_NAME)
+        run_name = tags.get(PromotionTags.RUN_NAME)
         if run_name is None and version.run_id:  # a version registered by hand, not by promote
             try:
                 run_name = client.get_run(version.run_id).info.run_name
             except MlflowException:
                 run_name = None
         records.append(VersionRecord(str(version.version), sorted(by_version.get(str(version.version), [])),
-                                     version.run_id, run_name, tags.get(METRIC), tags.get(VALUE),
-                                     tags.get(PREVIOUS_VERSION), tags.get(PREVIOUS_VALUE), tags.get(FORCED),
-                                     tags.get(PROMOTED_AT), tags))
+                                     version.run_id, run_name, tags.get(PromotionTags.METRIC),
+                                     tags.get(PromotionTags.VALUE), tags.get(PromotionTags.PREVIOUS_VERSION),
+                                     tags.get(PromotionTags.PREVIOUS_VALUE), tags.get(PromotionTags.FORCED),
+                                     tags.get(PromotionTags.PROMOTED_AT), tags))
     return records

@@ -12,10 +12,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from . import plots
-from .lifecycle import ERROR_TAG
-from .runs import KIND_TAG, ensure_experiment
-
-SWEEP_KEY_TAG = "fusionlab.sweep_key"
+from .runs import ensure_experiment
+from .tags import ERROR_TAG, KIND_TAG, PARENT_RUN_ID_TAG, STOPPED_EARLY_TAG, SWEEP_KEY_TAG
 
 
 def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any], kind: str = "sweep",
@@ -41,7 +39,7 @@ def close_parent_run(uri: str, parent_run_id: str, status: str = "FINISHED") -> 
 def child_runs(uri: str, parent_run_id: str) -> list:
     client = MlflowClient(uri)
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    return client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    return client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_RUN_ID_TAG}` = '{parent_run_id}'")
 
 
 def log_sweep_summary(uri: str, parent_run_id: str, trials: pd.DataFrame, space: dict[str, str], metric: str,
@@ -72,7 +70,7 @@ def log_sweep_summary(uri: str, parent_run_id: str, trials: pd.DataFrame, space:
         # Stopped early by the scheduler: left RUNNING, or ended FAILED by the trial driver when its Train
         # controller died under it before Tune ended the trial (ActorDiedError) - a stop, not a failure.
         if run.info.status == "RUNNING" or (run.info.status == "FAILED" and run.info.run_name in stopped):
-            client.set_tag(run.info.run_id, "fusionlab.stopped_early", "true")
+            client.set_tag(run.info.run_id, STOPPED_EARLY_TAG, "true")
             if ERROR_TAG in run.data.tags:
                 client.delete_tag(run.info.run_id, ERROR_TAG)
             client.set_terminated(run.info.run_id, status="KILLED")

@@ -22,11 +22,11 @@ from typing import Any
 
 from fusionlab.config import Config
 from fusionlab.errors import FusionlabError
+from fusionlab.tracking.cells import DONE, FAILED, KILLED, recorded_runs
 
 from .grid import Grid, GridError, GridRun, prepare_run, run_tags
 
 GRIDS_DIR = "grids"
-DONE, RUNNING, FAILED, KILLED, PENDING = "done", "running", "failed", "killed", "pending"
 
 
 @dataclass(frozen=True)
@@ -79,35 +79,15 @@ def grid_tracking_uri(grid: Grid, workdir: Path) -> str:
     return uris.pop()
 
 
-def _store_exists(uri: str) -> bool:
-    prefix = "sqlite:///"
-    return not uri.startswith(prefix) or Path(uri[len(prefix):]).exists()
-
-
 def cell_statuses(grid: Grid, workdir: str | os.PathLike) -> list[CellStatus]:
     """Every cell × seed's state, from its MLflow run (read only: a store that does not exist yet stays so)."""
-    from mlflow.tracking import MlflowClient
-
-    from fusionlab.tracking.lifecycle import ERROR_TAG, FINAL_TAG, find_run
-
     runs = grid.cells_expanded()
     uri = grid_tracking_uri(grid, Path(workdir).resolve())
-    experiment = MlflowClient(uri).get_experiment_by_name(grid.name) if _store_exists(uri) else None
-    if experiment is None:
-        return [CellStatus(run, PENDING) for run in runs]
-    client = MlflowClient(uri)
+    recorded = recorded_runs(uri, grid.name, [run.config.run_name() for run in runs])
     statuses = []
     for run in runs:
-        found = find_run(client, experiment.experiment_id, run.config.run_name())
-        if found is None:
-            statuses.append(CellStatus(run, PENDING))
-            continue
-        status, tags = found.info.status, found.data.tags
-        if status == "FINISHED":  # without its final model (the loop stopped after its last epoch): not done yet
-            state = DONE if tags.get(FINAL_TAG) == "logged" else PENDING
-        else:
-            state = {"RUNNING": RUNNING, "FAILED": FAILED, "KILLED": KILLED}.get(status, PENDING)
-        statuses.append(CellStatus(run, state, found.info.run_id, tags.get(ERROR_TAG)))
+        found = recorded[run.config.run_name()]
+        statuses.append(CellStatus(run, found.state, found.run_id, found.error))
     return statuses
 
 
