@@ -1,0 +1,56 @@
+"""The ``fusionlab`` command. It only parses arguments and wires the packages together."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from fusionlab.errors import FusionlabError
+
+# Each group of subcommands, its handlers and its arguments, in a module of its own.
+from . import data, grid, models, registry, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fusionlab", description=__doc__)
+    parser.add_argument("--workdir", default="fusionlab-runs",
+                        help="holds the embedded MLflow store (mlflow.db), Ray results and checkpoints")
+    parser.add_argument("--tracking-uri", default=None, help="an MLflow server instead of the embedded store")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for group in (models, data, train, grid, registry):  # the order `fusionlab --help` lists them in
+        group.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from fusionlab.config import ConfigError
+    from fusionlab.data import DatasetError
+
+    args = build_parser().parse_args(argv)
+    console = Console(width=max(Console().width, 160))
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    try:
+        return args.handler(args, console)
+    except (DatasetError, ConfigError, FusionlabError) as error:
+        console.print(f"[red]error:[/] {error}", highlight=False)
+        return 1
+    except Terminated:
+        console.print("[red]terminated[/] (SIGTERM)", highlight=False)
+        return 128 + signal.SIGTERM
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so that what it started ends as an interrupt does: an MLflow run ends
+    KILLED, staging directories are removed."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()

@@ -1,0 +1,112 @@
+"""``fusionlab tune``, ``grid`` and ``report``: sweeps, benchmark grids and their tables."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+
+def cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from fusionlab.tune.sweep import resume_sweep, start_sweep
+
+    if args.resume:
+        console.print(f"resuming sweep {args.resume}")
+        _, best = resume_sweep(args.resume, address=args.address)
+    else:
+        if not args.config:
+            raise SystemExit("fusionlab tune: give CONFIG, or --resume SWEEP_DIR")
+        from fusionlab.config import load_config
+
+        overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
+        config = load_config(args.config, overrides)
+        console.print(f"sweeping {list(config.search.space) if config.search else []} over "
+                      f"{config.search.num_samples if config.search else 0} trials; workdir {args.workdir}")
+        _, best = start_sweep(config, args.workdir, address=args.address)
+    table = Table(title="best trial")
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    for key, value in best.items():
+        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    return 0
+
+
+def cmd_grid(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from fusionlab.tune.grid import load_grid, print_dry_run
+    from fusionlab.tune.grid_runner import cell_statuses, run_grid
+
+    overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
+    grid = load_grid(args.grid, overrides)
+    workdir = Path(args.workdir)
+    states = None if grid.planned else {cell.name: cell.state for cell in cell_statuses(grid, workdir)}
+    print_dry_run(grid, console, states, devices=args.devices)
+    if args.dry_run:
+        return 0
+    outcome = run_grid(grid, workdir, address=args.address, local=args.local, resume=args.resume, console=console)
+    console.print(f"tracked in experiment [bold]{grid.name}[/]; the table: fusionlab --workdir {args.workdir} "
+                  f"report --experiment {grid.name}")
+    console.print(outcome.summary(), highlight=False, soft_wrap=True)  # one line, for logs and tools
+    return 1 if outcome.failed else 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from fusionlab.tracking import default_tracking_uri
+    from fusionlab.tracking.report import caption, table_columns, table_rows, write_report
+
+    uri = args.tracking_uri or default_tracking_uri(args.workdir)
+    out = Path(args.out) if args.out else Path(args.workdir) / "reports" / args.experiment
+    report, written, parents = write_report(uri, args.experiment, out, args.split, overwrite=args.overwrite)
+    table = Table(title=f"report: {args.experiment}", title_justify="left")
+    for index, column in enumerate(table_columns(report, compact=True)):
+        table.add_column(column, justify="left" if index < 3 else "right", no_wrap=True)
+    for cells in table_rows(report, compact=True):
+        table.add_row(*(escape(cell) for cell in cells))
+    table.caption = escape(caption(report))
+    table.caption_justify = "left"
+    console.print(table)
+    files = ", ".join(sorted(p.name for p in written.iterdir() if p.is_file()))
+    plots = sorted(p.name for p in (written / "plots").glob("*.png"))
+    console.print(f"wrote {written}: {files}; plots/: {', '.join(plots)}", highlight=False)
+    console.print(f"logged under report/ to {len(parents)} parent run(s)" if parents
+                  else "no sweep or grid parent run in this experiment: nothing logged to MLflow", highlight=False)
+    return 0
+
+
+def add_parsers(commands) -> None:
+    """The tune, grid, report subcommands."""
+    tune = commands.add_parser("tune", help="Optuna + ASHA search over the config's search section (Ray Tune)")
+    tune.add_argument("config", nargs="?")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    tune.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
+    tune.add_argument("--address", default=None)
+    tune.set_defaults(handler=cmd_tune)
+
+    grid = commands.add_parser("grid", help="expand and run a declarative benchmark grid (experiments/*.yaml)")
+    grid.add_argument("grid")
+    grid.add_argument("--dry-run", action="store_true", help="list the cells, paper figures and cost; run nothing")
+    grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
+    grid.add_argument("--address", default=None)
+    grid.add_argument("--local", action="store_true", help="run each cell in this process without Ray")
+    grid.add_argument("--devices", type=int, default=None, metavar="N",
+                      help="estimate the wall time with N devices (GPUs) training cells at once")
+    grid.add_argument("--resume", action="store_true",
+                      help="continue this workdir's launch of the grid (a plain rerun does too; this insists on it)")
+    grid.set_defaults(handler=cmd_grid)
+
+    report = commands.add_parser("report", help="an experiment's runs as the papers' table (Markdown, CSV, plots)")
+    report.add_argument("--experiment", required=True, help="the MLflow experiment (a grid's name, a sweep's)")
+    report.add_argument("--out", default=None, help="default: WORKDIR/reports/EXPERIMENT (an earlier report there "
+                        "is replaced)")
+    report.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it is a non-empty directory that is not a fusionlab report")
+    report.add_argument("--split", choices=["test", "val"], default=None,
+                        help="default: test when every run has test scores, else val")
+    report.set_defaults(handler=cmd_report)
