@@ -92,7 +92,7 @@ def test_the_loader_checks_first_and_keeps_what_it_loaded(weights, as_release):
 
 
 def _training(path, version: str):
-    from fusionlab.train.loop import build_model
+    from fusionlab.train.segmentation_task import build_model
 
     config = parse_config({"data": {"path": "unused", "modalities": ["rgb", "depth"]},
                            "model": {"name": "cen", "backbone": "resnet_mini", "pretrained": str(path),

@@ -171,7 +171,7 @@ def test_a_model_logged_by_fusionlab_evaluates_and_predicts(cli, store, run, tin
     manifest = Manifest.load(tiny_synthetic)
     model = build("cen", backbone="resnet_mini", num_classes=manifest.label.num_classes,
                   modalities=list(manifest.modalities))
-    RunTracker(store.client, run.run_id, set()).log_model(model, manifest)
+    RunTracker(store.client, run.run_id, set()).log_model(servable(model, manifest))
     for command in ("evaluate", "predict"):
         result = cli(*commands(run, tiny_synthetic, tmp_path)[command], workdir=store.workdir)
         assert result.rc == 0, result.output

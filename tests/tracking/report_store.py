@@ -17,7 +17,7 @@ from fusionlab.data.manifest import LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from fusionlab.fid import INCEPTION_NAME, LOCAL_NAME
 from fusionlab.models import build
 from fusionlab.tracking import default_tracking_uri, ensure_experiment
-from fusionlab.tracking.runs import KIND_TAG, RunTracker
+from fusionlab.tracking.runs import KIND_TAG, RunTracker, servable, translation_servable
 
 PAPER = {"pixel_acc": 76.2, "mean_acc": 62.8, "miou": 51.1, "source": "CEN official README (fixture)"}
 PAPER_TRANSLATION = {"fid": 96.4, "kid": 1.73, "source": "CEN paper, translation table (fixture)"}
@@ -119,7 +119,7 @@ def write_store(workdir, experiment: str, runs: list[FixtureRun], parent_kind: s
         if parent:
             tags["mlflow.parentRunId"] = parent
         run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        params = {"model.name": spec.model, "model.backbone": backbone, "model.modality": spec.modality,
+        params = {"model.name": spec.model, "model.backbone": backbone, "model.params.modality": spec.modality,
                   "train.seed": spec.seed, **(spec.params or {})}
         for key, value in params.items():
             client.log_param(run_id, key, value)
@@ -130,9 +130,9 @@ def write_store(workdir, experiment: str, runs: list[FixtureRun], parent_kind: s
             torch.manual_seed(index)
             tracker = RunTracker(client, run_id, set())
             if translation:
-                tracker.log_translation_model(model, translation_manifest())
+                tracker.log_model(translation_servable(model, translation_manifest()))
             else:
-                tracker.log_model(model, manifest())
+                tracker.log_model(servable(model, manifest()))
         client.set_terminated(run_id, status=spec.status)
         ids[(spec.cell or index, spec.seed)] = run_id
     if parent:

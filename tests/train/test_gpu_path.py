@@ -17,9 +17,10 @@ from fusionlab.models import build
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.device import EpochTotals, batch_to_device, maybe_compile, to_device, use_fused, wants
 from fusionlab.train.driver import run_local
-from fusionlab.train.loop import build_model, train_epoch, unwrap
 from fusionlab.train.losses import segmentation_loss
 from fusionlab.train.optim import build_optimizer
+from fusionlab.train.segmentation_task import build_model, train_epoch
+from fusionlab.train.steps import unwrap
 
 CPU = torch.device("cpu")
 

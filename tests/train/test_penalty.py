@@ -10,8 +10,8 @@ from train_configs import config_tree
 
 from fusionlab.config import parse_config
 from fusionlab.data import Manifest
-from fusionlab.train.loop import build_model
 from fusionlab.train.losses import segmentation_loss
+from fusionlab.train.segmentation_task import build_model
 
 IGNORE = 255
 
@@ -34,7 +34,7 @@ def reference_loss(outputs, target, model, lamda):
 
 
 def cen_model(data, **cen):
-    tree = {**config_tree(data, model={"cen": cen}), "recipe": "reference"}
+    tree = {**config_tree(data, model={"params": cen}), "recipe": "reference"}
     config = parse_config(tree)
     torch.manual_seed(0)
     model = build_model(config, Manifest.load(data)).double()
@@ -54,7 +54,7 @@ def gradients(loss, params):
                          ids=["per_output-2e-4", "once-default"])
 def test_the_gradient_on_every_bn2_gamma_is_the_references(small_synthetic, cen, effective):
     config, model = cen_model(small_synthetic, **cen)
-    assert config.flat()["model.cen.effective_lambda"] == pytest.approx(effective, rel=1e-12)
+    assert config.flat()["model.params.effective_lambda"] == pytest.approx(effective, rel=1e-12)
     model.eval()  # no dropout: both losses read the same forward anyway
     generator = torch.Generator().manual_seed(1)
     image = torch.randn(2, 2, 3, 32, 40, generator=generator, dtype=torch.float64)

@@ -10,7 +10,7 @@ import torch
 from train_configs import config_tree
 
 from fusionlab.config import parse_config
-from fusionlab.train.loop import autocast, autocast_dtype
+from fusionlab.train.steps import autocast, autocast_dtype
 from fusionlab.tune.grid import load_grid
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")

@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
-import fusionlab.train.loop as loop
+import fusionlab.train.segmentation_task as segmentation
 from fusionlab.config import parse_config
 from fusionlab.errors import TrainingDiverged
 from fusionlab.tracking import default_tracking_uri
@@ -44,7 +44,7 @@ def test_an_interrupted_run_ends_killed(small_synthetic, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "train_epoch", interrupted)
+    monkeypatch.setattr(segmentation, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_local(config(small_synthetic), tmp_path)
     _, run = the_run(tmp_path)
@@ -56,7 +56,7 @@ def test_a_crash_while_scoring_test_fails_the_run_and_a_rerun_finishes_it(small_
         raise RuntimeError("test split unreadable")
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop, "test_scores", crash)
+        patch.setattr(segmentation, "test_scores", crash)
         with pytest.raises(RuntimeError, match="test split unreadable"):
             run_local(config(small_synthetic), tmp_path)
     client, run = the_run(tmp_path)

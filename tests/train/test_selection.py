@@ -10,7 +10,7 @@ from train_configs import config_tree
 
 from fusionlab.config import parse_config
 from fusionlab.tracking import default_tracking_uri, load_model
-from fusionlab.train import loop
+from fusionlab.train import segmentation_task
 from fusionlab.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
@@ -90,7 +90,7 @@ def test_the_selection_survives_a_checkpoint_loaded_with_weights_only(tmp_path):
 # --- in the training loop ---
 
 
-REAL_SET_EPOCH_LR, REAL_VALIDATE = loop.set_epoch_lr, loop.validate
+REAL_SET_EPOCH_LR, REAL_VALIDATE = segmentation_task.set_epoch_lr, segmentation_task.validate
 
 
 class Killed(Exception):
@@ -114,8 +114,8 @@ def scripted_validation(monkeypatch, scores: dict[int, float], crash_at: int | N
         metrics[f"{kwargs['prefix']}/miou"] = scores[epoch]
         return metrics, matrix, examples
 
-    monkeypatch.setattr(loop, "set_epoch_lr", set_epoch_lr)
-    monkeypatch.setattr(loop, "validate", validate)
+    monkeypatch.setattr(segmentation_task, "set_epoch_lr", set_epoch_lr)
+    monkeypatch.setattr(segmentation_task, "validate", validate)
 
 
 def the_run(workdir, experiment="tests"):
@@ -221,13 +221,12 @@ def test_last_keeps_the_last_epoch_as_before(small_synthetic, tmp_path, monkeypa
 
 def test_translation_keeps_the_lowest_val_fid_and_scores_test_with_that_generator(tmp_path, monkeypatch):
     from fusionlab.data.synthetic_translation import write_synthetic_translation
-    from fusionlab.train import translation_loop
-    from fusionlab.train.evaluate import evaluate_translation_model
+    from fusionlab.train import translation_task
 
     data = tmp_path / "data"
     write_synthetic_translation(data, train=8, val=4, test=4, size=(32, 32), seed=0)
     epoch_of = {}
-    real_lr, real_evaluate = translation_loop.set_epoch_lr, translation_loop.evaluate_translation
+    real_lr, real_evaluate = translation_task.set_epoch_lr, translation_task.evaluate_translation
 
     def set_epoch_lr(optimizer, train, epoch):
         epoch_of["now"] = epoch
@@ -239,8 +238,8 @@ def test_translation_keeps_the_lowest_val_fid_and_scores_test_with_that_generato
             metrics["val/fid"] = {0: 9.0, 1: 5.0, 2: 7.0}[epoch_of["now"]]
         return metrics, examples
 
-    monkeypatch.setattr(translation_loop, "set_epoch_lr", set_epoch_lr)
-    monkeypatch.setattr(translation_loop, "evaluate_translation", evaluate_translation)
+    monkeypatch.setattr(translation_task, "set_epoch_lr", set_epoch_lr)
+    monkeypatch.setattr(translation_task, "evaluate_translation", evaluate_translation)
     config = parse_config({
         "data": {"path": str(data), "modalities": ["normal", "reshading"], "scale_range": [1.0, 1.0]},
         "model": {"name": "cen", "backbone": "unet_mini"},
@@ -256,5 +255,5 @@ def test_translation_keeps_the_lowest_val_fid_and_scores_test_with_that_generato
     for epoch, same in ((1, True), (2, False)):
         weights = checkpoint_weights(tmp_path, config, epoch)
         assert all(torch.equal(logged[key], value) for key, value in weights.items()) == same, epoch
-    scores = evaluate_translation_model(predictor, data, "test", features="local", kid_subsets=5)
+    scores = evaluate(predictor, data, "test", features="local", kid_subsets=5)
     assert history(client, run, "test/fid") == {3: pytest.approx(scores["fid"], rel=1e-4)}

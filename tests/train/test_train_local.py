@@ -16,7 +16,7 @@ from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
-from fusionlab.train.loop import build_model
+from fusionlab.train.segmentation_task import build_model
 
 
 def trained_model(config, workdir):
@@ -43,7 +43,7 @@ def test_l1_sparsity_collapses_the_penalised_block(small_synthetic, tmp_path):
     # Plain SGD so the L1 steps (lr * lambda = 0.05) settle below theta instead of oscillating around it.
     config = parse_config(config_tree(
         small_synthetic,
-        model={"cen": {"lambda": 10.0, "threshold": 0.1}},
+        model={"params": {"lambda": 10.0, "threshold": 0.1}},
         train={"epochs": 4, "optimizer": "sgd", "momentum": 0.0, "lr_encoder": 5e-3, "lr_decoder": 5e-3}))
     reports, model = trained_model(config, tmp_path)
     penalised, unpenalised = block_means(model)
@@ -54,7 +54,7 @@ def test_l1_sparsity_collapses_the_penalised_block(small_synthetic, tmp_path):
 
 
 def test_no_sparsity_and_no_threshold_exchange_nothing(small_synthetic, tmp_path):
-    config = parse_config(config_tree(small_synthetic, model={"cen": {"lambda": 0.0, "threshold": 0.0}},
+    config = parse_config(config_tree(small_synthetic, model={"params": {"lambda": 0.0, "threshold": 0.0}},
                                       train={"epochs": 2}))
     reports, model = trained_model(config, tmp_path)
     assert all(r["exchange/fraction"] == 0.0 for r in reports)
@@ -102,7 +102,7 @@ def test_under_adam_only_the_proximal_step_makes_the_penalised_factors_zero(smal
     common = {"train": {"epochs": 2, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3}}
     fractions = {}
     for mode in ("loss", "proximal"):
-        config = parse_config(config_tree(small_synthetic, model={"cen": {"lambda": 200.0, "sparsity": mode}},
+        config = parse_config(config_tree(small_synthetic, model={"params": {"lambda": 200.0, "sparsity": mode}},
                                           tracking={"experiment": "tests", "run_name": mode}, **common))
         reports, model = trained_model(config, tmp_path)
         fractions[mode] = reports[-1]["exchange/fraction"]

@@ -19,7 +19,7 @@ from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.tracking.runs import servable
 from fusionlab.train.driver import run_ray
 from fusionlab.train.evaluate import evaluate
-from fusionlab.train.loop import build_model
+from fusionlab.train.segmentation_task import build_model
 from process_group import kill_group, run_in_own_group
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray
     assert run.info.status == "FINISHED"
     assert run.data.params["model.name"] == "cen"
     # the fusionlab recipe adds the penalty once: the reference's 2e-4 per output is 3 x 2e-4 for M = 2
-    assert float(run.data.params["model.cen.lambda"]) == pytest.approx(6e-4)
+    assert float(run.data.params["model.params.lambda"]) == pytest.approx(6e-4)
     assert run.data.params["resources.num_workers"] == "2"
     history = metric_history(client, run.info.run_id, "val/miou", epochs=5)
     assert len(history) == 5

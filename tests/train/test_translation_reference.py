@@ -22,7 +22,7 @@ from fusionlab.config import parse_config
 from fusionlab.data.manifest import Manifest, ModalitySpec
 from fusionlab.train.optim import build_optimizer
 from fusionlab.train.translation import train_epoch
-from fusionlab.train.translation_loop import build_pair, discriminator_optimizer
+from fusionlab.train.translation_task import build_pair, discriminator_optimizer
 
 M, B, SIZE = 2, 2, 32
 TANH = ModalitySpec("uint8", 3, scale=1 / 255, mean=(0.5,) * 3, std=(0.5,) * 3)  # served values are the tanh range
@@ -34,7 +34,7 @@ def reference_config(**gan):
         "recipe": "reference",
         "data": {"path": "unused", "modalities": ["reshading", "edge_texture"], "min_short_side": None},
         "model": {"name": "cen", "backbone": "unet_mini",
-                  "cen": {"lambda": LAMDA, "threshold": 1e-2, "penalty": "once", "sparsity": "loss"}},
+                  "params": {"lambda": LAMDA, "threshold": 1e-2, "penalty": "once", "sparsity": "loss"}},
         "train": {"optimizer": "adam", "lr_encoder": 2e-4, "lr_decoder": 2e-4, "betas": [0.5, 0.999],
                   "weight_decay": 0.0, "channels_last": False, "fused": False,
                   "gan": {"l1_weight": GAMA, "lr_discriminator": 2e-4, **gan}},

@@ -15,7 +15,7 @@ from fusionlab.fid import resolve_extractor
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.translation import evaluate_translation, resized, scoring_mode
-from fusionlab.train.translation_loop import build_pair
+from fusionlab.train.translation_task import build_pair
 
 
 @pytest.fixture(scope="module")

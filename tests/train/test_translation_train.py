@@ -22,7 +22,7 @@ from fusionlab.models import list_models
 from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
-from fusionlab.train.evaluate import evaluate_translation_model
+from fusionlab.train.evaluate import evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -40,8 +40,8 @@ pytestmark = pytest.mark.usefixtures("no_inception_file")  # tests/train/conftes
 def translation_config(dataset, **sections):
     tree = {
         "data": {"path": str(dataset), "modalities": ["normal", "reshading"], "scale_range": [1.0, 1.0]},
-        "model": {"name": "cen", "backbone": "unet_mini", "cen": {"lambda": 100.0, "threshold": 1e-2,
-                                                                    "sparsity": "proximal"}},
+        "model": {"name": "cen", "backbone": "unet_mini",
+                  "params": {"lambda": 100.0, "threshold": 1e-2, "sparsity": "proximal"}},
         "train": {"epochs": 6, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3,
                   "betas": [0.5, 0.999], "weight_decay": 0.0, "fid": {"kid_subsets": 20}},
         "resources": {"num_workers": 1},
@@ -103,7 +103,7 @@ def test_cen_translation_learns_and_logs_fid_kid_and_image_grids(translation_dat
     assert predictor.target == "rgb" and set(predictor.input_specs) == {"normal", "reshading"}
 
     # `fusionlab evaluate` scores the logged model as training scored the test split.
-    scores = evaluate_translation_model(predictor, translation_data, "test", features="local")
+    scores = evaluate(predictor, translation_data, "test", features="local")
     assert scores["fid"] == pytest.approx(run.data.metrics["test/fid"], rel=1e-4)
     assert scores["l1"] == pytest.approx(run.data.metrics["test/l1"], rel=1e-4)
     assert scores["features"] == run.data.tags["fusionlab.fid_features"]
@@ -161,10 +161,10 @@ def test_a_resumed_translation_run_continues_with_its_discriminator(translation_
 
 @pytest.mark.parametrize("name", list_models(task="translation"))
 def test_every_translation_model_trains_and_is_tracked(translation_data, tmp_path, name):
-    model = {"name": name}
+    model = {"name": name, "params": {}}  # the base config's are CEN's
     data = {}
     if name == "unimodal":
-        model["modality"] = "reshading"
+        model["params"] = {"modality": "reshading"}
         data["modalities"] = ["reshading"]
     config = translation_config(translation_data, model=model, data=data, train={"epochs": 1})
     reports = run_local(config, tmp_path)
@@ -193,7 +193,7 @@ def test_models_and_backbones_must_suit_the_datasets_task(translation_data, smal
 
 
 def test_a_translation_search_must_rank_by_a_translation_metric(translation_data):
-    search = {"space": {"model.cen.lambda": {"type": "loguniform", "low": 1.0, "high": 100.0}}}
+    search = {"space": {"model.params.lambda": {"type": "loguniform", "low": 1.0, "high": 100.0}}}
     with pytest.raises(ConfigError, match=r"search\.metric: 'val/miou' is not logged by translation runs.*val/fid"):
         translation_config(translation_data, search=search)
     config = translation_config(translation_data, search={**search, "metric": "val/fid", "mode": "min"})
@@ -201,7 +201,7 @@ def test_a_translation_search_must_rank_by_a_translation_metric(translation_data
 
 
 def test_the_discriminator_follows_the_decoders_stage_schedule(translation_data):
-    from fusionlab.train.translation_loop import discriminator_lr
+    from fusionlab.train.translation_task import discriminator_lr
 
     staged = translation_config(translation_data, train={"epochs": 4, "lr_decoder": [1e-3, 5e-4],
                                                          "gan": {"lr_discriminator": 4e-4}})

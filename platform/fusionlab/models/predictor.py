@@ -25,6 +25,8 @@ class SegmentationPredictor(nn.Module):
     labels predict writes are the ones that were scored.
     """
 
+    task = "segmentation"  # the dataset task it serves (a manifest's ``task``): what ``evaluate`` scores it by
+
     def __init__(self, model: FusionModel, input_specs: Mapping[str, Mapping[str, Any]] | None = None,
                  classes: Sequence[str] | None = None, ignore_index: int = 255, upsample: str = "bilinear"):
         super().__init__()
@@ -51,6 +53,8 @@ class SegmentationPredictor(nn.Module):
 class TranslationPredictor(nn.Module):
     """``[B, M, C, H, W]`` (normalised inputs, as the dataset serves them) -> the ensemble's images ``[B, K, H, W]``
     in [0, 1] (the target modality's ``value * scale``: for 8-bit RGB, pixel / 255)."""
+
+    task = "translation"
 
     def __init__(self, model: FusionModel, input_specs: Mapping[str, Mapping[str, Any]] | None = None,
                  target: str | None = None):

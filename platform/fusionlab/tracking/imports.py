@@ -13,7 +13,7 @@ from fusionlab.data import Manifest
 from fusionlab.models import FusionModel
 
 from .registry import MANIFEST_TAG
-from .runs import MODEL_NAME, RECIPE_TAG, SELECTION_TAG, RunTracker, ensure_experiment, run_tags
+from .runs import MODEL_NAME, RECIPE_TAG, SELECTION_TAG, RunTracker, ensure_experiment, run_tags, servable
 
 ORIGIN_TAG = "fusionlab.origin"  # "import": the weights were not trained by fusionlab
 SOURCE_TAG = "fusionlab.import.source"
@@ -45,7 +45,7 @@ def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionMo
     try:
         if metrics:
             tracker.log_metrics(metrics, step=0)
-        tracker.log_model(model, manifest, upsample)
+        tracker.log_model(servable(model, manifest, upsample))
     except BaseException:
         tracker.close("FAILED")
         raise

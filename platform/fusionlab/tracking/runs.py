@@ -10,12 +10,13 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from torch import nn
 
 from fusionlab.config import Config
 from fusionlab.data import Manifest
@@ -24,7 +25,7 @@ from fusionlab.models.predictor import SegmentationPredictor, TranslationPredict
 from fusionlab.recipes import recipe_label
 from fusionlab.train.identity import as_param
 
-from . import lifecycle, model_flavor, plots
+from . import lifecycle, model_flavor
 from .lifecycle import RUN_KEY_TAG
 
 RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
@@ -48,7 +49,7 @@ def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
         "fusionlab.parameters": str(sum(p.numel() for p in model.parameters())),
         "fusionlab.modalities": ",".join(model.modalities),
     }
-    pretrained = getattr(model, "pretrained_file", None)
+    pretrained = model.pretrained_file
     if pretrained is not None:
         tags[PRETRAINED_SHA256_TAG] = pretrained.sha256
         tags[PRETRAINED_RELEASE_TAG] = f"{pretrained.arch} {pretrained.release}" if pretrained.release else "unknown"
@@ -130,55 +131,25 @@ class RunTracker:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
-    def log_final(self, model: FusionModel, manifest: Manifest, confusion: torch.Tensor | None,
-                  examples: list[dict[str, torch.Tensor]], upsample: str = "bilinear") -> None:
+    def log_final(self, figures: Mapping[str, Callable[[Path], Path | None]], predictor: nn.Module) -> None:
+        """The selected model's plots (``figures``: file name -> what draws it, from the run's task) under
+        ``plots/``, then the model itself."""
+        for name, draw in figures.items():
+            self.log_figure(draw, f"plots/{name}")
+        self.log_model(predictor)
+
+    def log_figure(self, draw: Callable[[Path], Path | None], artifact_file: str) -> None:
+        """``draw(path)``'s figure at ``artifact_file`` (e.g. ``images/epoch_0003.png``); nothing when it draws
+        nothing (no examples, a model without fusion points)."""
         with tempfile.TemporaryDirectory() as tmp:
-            tmp_path = Path(tmp)
-            figures = [
-                plots.gamma_histograms(model, tmp_path / "gamma_histograms.png"),
-                plots.exchange_by_layer(model, tmp_path / "exchange_by_layer.png"),
-                plots.prediction_overlays(examples, manifest, list(model.modalities), tmp_path / "predictions.png"),
-            ]
-            if confusion is not None:
-                figures.append(plots.confusion_matrix(confusion, manifest.label.classes,
-                                                      tmp_path / "confusion_matrix.png"))
-            for figure in figures:
-                if figure is not None:
-                    self.client.log_artifact(self.run_id, str(figure), artifact_path="plots")
-        self.log_model(model, manifest, upsample)
+            figure = draw(Path(tmp) / Path(artifact_file).name)
+            if figure is not None:
+                self.client.log_artifact(self.run_id, str(figure), artifact_path=str(Path(artifact_file).parent))
 
-    def log_translation_examples(self, examples: list[dict[str, Any]], modalities: list[str],
-                                 branch_names: list[str], artifact_file: str) -> None:
-        """An image grid (inputs, every output, target) at ``artifact_file`` (e.g. ``images/epoch_0003.png``)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(artifact_file).name
-            if plots.translation_grid(examples, modalities, branch_names, path) is not None:
-                self.client.log_artifact(self.run_id, str(path), artifact_path=str(Path(artifact_file).parent))
-
-    def log_translation_final(self, model: FusionModel, manifest: Manifest, examples: list[dict[str, Any]]) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_path = Path(tmp)
-            figures = [
-                plots.gamma_histograms(model, tmp_path / "gamma_histograms.png"),
-                plots.exchange_by_layer(model, tmp_path / "exchange_by_layer.png"),
-                plots.translation_grid(examples, list(model.modalities), model.branch_names(),
-                                       tmp_path / "translations.png"),
-            ]
-            for figure in figures:
-                if figure is not None:
-                    self.client.log_artifact(self.run_id, str(figure), artifact_path="plots")
-        self.log_translation_model(model, manifest)
-
-    def log_model(self, model: FusionModel, manifest: Manifest, upsample: str = "bilinear") -> None:
-        """The run's model ``model``: weights plus the spec that rebuilds it (tracking/model_flavor.py)."""
-        model_flavor.log_model(self.client.tracking_uri, self.run_id, MODEL_NAME,
-                               servable(model.cpu().eval(), manifest, upsample))
-
-    def log_translation_model(self, model: FusionModel, manifest: Manifest) -> None:
-        """The generator behind a predictor that returns the ensemble's images in [0, 1]."""
-        specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities}
-        model_flavor.log_model(self.client.tracking_uri, self.run_id, MODEL_NAME,
-                               TranslationPredictor(model.cpu().eval(), specs, manifest.target))
+    def log_model(self, predictor: nn.Module) -> None:
+        """The run's model, as ``predictor`` serves it (``servable`` / ``translation_servable``): weights plus the
+        spec that rebuilds it (tracking/model_flavor.py)."""
+        model_flavor.log_model(self.client.tracking_uri, self.run_id, MODEL_NAME, predictor.cpu().eval())
 
     def mark_final_logged(self) -> None:
         self.client.set_tag(self.run_id, lifecycle.FINAL_TAG, "logged")
@@ -191,11 +162,20 @@ class RunTracker:
 def servable(model: FusionModel, manifest: Manifest, upsample: str = "bilinear") -> SegmentationPredictor:
     """The model as it is logged: with the inputs' encodings and normalisation, the class names and how its logits
     are upsampled to the input's size (``model.eval_upsample``)."""
-    specs = {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities
-             if name in manifest.modalities}
     label = manifest.label
-    return SegmentationPredictor(model, specs, label.classes if label else None,
+    return SegmentationPredictor(model, input_specs(model, manifest), label.classes if label else None,
                                  label.ignore_index if label else 255, upsample)
+
+
+def translation_servable(model: FusionModel, manifest: Manifest) -> TranslationPredictor:
+    """The generator as it is logged: with the inputs' encodings and normalisation, returning the ensemble's images
+    of the target modality in [0, 1]."""
+    return TranslationPredictor(model, input_specs(model, manifest), manifest.target)
+
+
+def input_specs(model: FusionModel, manifest: Manifest) -> dict[str, dict[str, Any]]:
+    return {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities
+            if name in manifest.modalities}
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationPredictor | TranslationPredictor:

@@ -62,7 +62,7 @@ def configure_backends(config: TrainConfig, device: torch.device) -> None:
 
 def maybe_compile(model: nn.Module, config: TrainConfig) -> nn.Module:
     """``torch.compile`` the prepared model (after DDP wrapping: TorchDynamo's DDPOptimizer splits the graph at the
-    gradient buckets). The wrapper is ``OptimizedModule``; ``loop.unwrap`` strips it, so checkpoints save the
+    gradient buckets). The wrapper is ``OptimizedModule``; ``steps.unwrap`` strips it, so checkpoints save the
     uncompiled module's ``state_dict`` with unchanged keys."""
     return torch.compile(model, backend=config.compile_backend) if config.compile else model
 

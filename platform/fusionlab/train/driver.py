@@ -33,7 +33,7 @@ def prepare_tracking(config: Config, workdir: Path) -> str:
 
     verify_for_training(config.data.path)
     if "://" not in config.data.path and Manifest.load(config.data.path).task == "translation":
-        from .translation_loop import check_feature_weights
+        from .translation_task import check_feature_weights
 
         check_feature_weights(config)
 

@@ -16,9 +16,24 @@ from .metrics import ConfusionMatrix
 
 
 @torch.no_grad()
-def evaluate(predictor: torch.nn.Module, data: str | os.PathLike, split: str = "test",
-             batch_size: int = 8, device: torch.device | str = "cpu") -> dict[str, float]:
+def evaluate(predictor: torch.nn.Module, data: str | os.PathLike, split: str = "test", batch_size: int = 8,
+             device: torch.device | str = "cpu", *, features: str = "auto", weights: str | None = None,
+             kid_subsets: int = 100) -> dict[str, float | str]:
+    """The ensemble's scores on ``split`` of the dataset at ``data``, by the predictor's task: ``pixel_acc``,
+    ``mean_acc``, ``miou`` (a ``SegmentationPredictor``), or ``fid``, ``kid`` (x100), ``l1`` and the ``features``
+    they were computed with (a ``TranslationPredictor``; ``features``, ``weights`` and ``kid_subsets`` choose how:
+    see ``fusionlab.fid``)."""
     manifest = check_dataset_for(predictor, data)
+    if manifest.task != predictor.task:
+        raise DatasetError(f"dataset {data} is a {manifest.task} dataset; this model is a {predictor.task} model")
+    if predictor.task == "translation":
+        return translation_scores(predictor, data, manifest, split, batch_size, device, features=features,
+                                  weights=weights, kid_subsets=kid_subsets)
+    return segmentation_scores(predictor, data, manifest, split, batch_size, device)
+
+
+def segmentation_scores(predictor: torch.nn.Module, data: str | os.PathLike, manifest: Manifest, split: str,
+                        batch_size: int, device: torch.device | str) -> dict[str, float]:
     label = manifest.label
     if label is None or label.num_classes != predictor.num_classes:
         raise DatasetError(f"{data}: the dataset has {label.num_classes if label else 0} classes, the model predicts "
@@ -39,14 +54,9 @@ def check_dataset_for(predictor: torch.nn.Module, data: str | os.PathLike) -> Ma
     return manifest
 
 
-def select_modalities_for(predictor: torch.nn.Module, data: str | os.PathLike) -> list[str]:
-    return select_modalities(check_dataset_for(predictor, data), predictor.modalities)
-
-
-@torch.no_grad()
-def evaluate_translation_model(predictor: torch.nn.Module, data: str | os.PathLike, split: str = "test",
-                               batch_size: int = 8, device: torch.device | str = "cpu", features: str = "auto",
-                               weights: str | None = None, kid_subsets: int = 100) -> dict[str, float | str]:
+def translation_scores(predictor: torch.nn.Module, data: str | os.PathLike, manifest: Manifest, split: str,
+                       batch_size: int, device: torch.device | str, *, features: str, weights: str | None,
+                       kid_subsets: int) -> dict[str, float | str]:
     """FID, KID×100 and L1 (in the generator's [-1, 1] range, as training logs it) of a ``TranslationPredictor``'s
     images against the split's targets; ``features`` names the extractor used (see ``fusionlab.fid``)."""
     from fusionlab.config import FidConfig
@@ -54,10 +64,7 @@ def evaluate_translation_model(predictor: torch.nn.Module, data: str | os.PathLi
 
     from .translation import evaluate_translation
 
-    dataset = ShardDataset(data, split, select_modalities_for(predictor, data))
-    manifest = dataset.manifest
-    if manifest.task != "translation" or getattr(predictor, "target", None) is None:
-        raise DatasetError(f"dataset {data} is a {manifest.task} dataset; this model is not a translation model")
+    dataset = ShardDataset(data, split, select_modalities(manifest, predictor.modalities))
     if len(dataset) < 2:
         raise DatasetError(f"split {split!r} of {data} has {len(dataset)} sample(s); FID/KID need at least 2")
     extractor = resolve_extractor(features, weights)

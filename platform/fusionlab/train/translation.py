@@ -29,7 +29,7 @@ from fusionlab.models.discriminator import branch_pairs, conditional_input
 
 from .context import Batch, WorkerContext
 from .device import EpochTotals, batch_to_device, image_to_device
-from .loop import freeze_batchnorm, metric_safe, unwrap
+from .steps import freeze_batchnorm, metric_safe, unwrap
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 
