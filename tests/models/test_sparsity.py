@@ -56,7 +56,7 @@ def test_regularization_loss_is_lambda_times_penalty():
 
 
 def test_portion_above_one_over_m_is_rejected():
-    with pytest.raises(ValueError, match=r"portion must be in \[0, 1/M\]"):
+    with pytest.raises(ValueError, match=r"portion must be in \(0, 1/M\]"):
         cen(("rgb", "depth", "hha"), portion=0.4)
 
 

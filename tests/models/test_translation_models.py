@@ -136,7 +136,7 @@ def test_bad_arguments_give_clear_errors():
     for name in ("cen", "asymfusion", "average", "attention"):
         with pytest.raises(ValueError, match=f"{name} needs at least 2 modalities"):
             translator(name, ["depth"])
-    with pytest.raises(ValueError, match=r"portion must be in \[0, 1/M\]"):
+    with pytest.raises(ValueError, match=r"portion must be in \(0, 1/M\]"):
         translator("cen", ["depth", "normal", "shade"], portion=0.4)
     with pytest.raises(ValueError, match="shuffle_groups must be >= 2"):
         translator("asymfusion", shuffle_groups=1)

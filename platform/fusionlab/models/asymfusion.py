@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .asym import REFERENCE_SHIFT_OFFSETS, REFERENCE_SHUFFLE_GROUPS, channel_shuffle, kept_channels, pixel_shift
+from .asym import channel_shuffle, kept_channels, pixel_shift
 from .modal import mean_of_others, split_modalities
+from .params import AsymFusionParams
 from .resnet import BackboneSpec, BlockPosition, Bottleneck
 from .segmenter import FusionSegmenter
 
@@ -41,10 +42,10 @@ class AsymFusionNet(FusionSegmenter):
         num_classes: int,
         modalities: Sequence[str],
         *,
-        shuffle_groups: int = REFERENCE_SHUFFLE_GROUPS,
-        shift_offsets: Sequence[Sequence[int]] = REFERENCE_SHIFT_OFFSETS,
+        shuffle_groups: int = AsymFusionParams.shuffle_groups,
+        shift_offsets: Sequence[Sequence[int]] = AsymFusionParams.shift_offsets,
         in_channels: int = 3,
-        rcu_residual: str = "pre_activation",
+        rcu_residual: str = AsymFusionParams.rcu_residual,
     ):
         if len(modalities) < 2:
             raise ValueError(f"asymfusion needs at least 2 modalities, got {list(modalities)}")

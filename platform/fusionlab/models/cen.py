@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 import torch
 
 from .exchange import ExchangeBottleneck
+from .params import CENParams, SegmenterParams, Sparsity, check_portion
 from .resnet import BackboneSpec, BlockPosition, Bottleneck
 from .segmenter import FusionSegmenter
 from .sparsity import l1_penalty, l1_proximal_step_
 
-# "loss": lambda * sum |gamma| added to the loss (the references, with SGD); "proximal": the same penalty applied as a
-# soft-threshold after each optimizer step (what makes it bite under Adam; see sparsity.l1_proximal_step_).
-SPARSITY_MODES = ("loss", "proximal")
+SPARSITY_MODES = get_args(Sparsity)
 
 
 def check_cen_params(model: str, num_modalities: int, *, threshold: float, portion: float | None,
@@ -21,12 +21,10 @@ def check_cen_params(model: str, num_modalities: int, *, threshold: float, porti
     """Validate CEN's hyperparameters (``model`` names the model in errors); returns the portion (default 1/M)."""
     if num_modalities < 2:
         raise ValueError(f"{model} needs at least 2 modalities, got {num_modalities}")
-    portion = 1.0 / num_modalities if portion is None else portion
-    if not 0.0 <= portion <= 1.0 / num_modalities + 1e-9:
-        raise ValueError(
-            f"{model} portion must be in [0, 1/M] = [0, {1 / num_modalities:.4g}] so the modalities' penalised "
-            f"blocks stay disjoint, got {portion}"
-        )
+    try:
+        portion = check_portion(portion, num_modalities)
+    except ValueError as error:
+        raise ValueError(f"{model} {error}") from None
     if sparsity not in SPARSITY_MODES:
         raise ValueError(f"{model} sparsity must be one of {SPARSITY_MODES}, got {sparsity!r}")
     if threshold < 0 or l1_lambda < 0:
@@ -61,12 +59,12 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
         num_classes: int,
         modalities: Sequence[str],
         *,
-        threshold: float = 2e-2,
-        portion: float | None = None,
-        l1_lambda: float = 2e-4,
-        sparsity: str = "loss",
+        threshold: float = CENParams.threshold,
+        portion: float | None = CENParams.portion,
+        l1_lambda: float = CENParams.REFERENCE_LAMBDA,
+        sparsity: str = CENParams.sparsity,
         in_channels: int = 3,
-        rcu_residual: str = "pre_activation",
+        rcu_residual: str = SegmenterParams.rcu_residual,
     ):
         if len(modalities) < 2:
             raise ValueError(f"cen needs at least 2 modalities, got {list(modalities)}")

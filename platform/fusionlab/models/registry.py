@@ -1,7 +1,9 @@
 """The model registry, one flat name space per task: ``@register_model`` keys a constructor on its function name.
 
 ``@register_model`` registers a segmentation model; ``@register_model(task="translation")`` an image-to-image
-translation generator. The same name may exist in both tasks (``cen``, ``asymfusion``, ``unimodal``).
+translation generator. The same name may exist in both tasks (``cen``, ``asymfusion``, ``unimodal``). Each entry
+declares its parameters (``params=``, a ``models.params`` class; the config's ``model.params`` is validated against
+it); ``build`` takes constructor keyword arguments, ``build_from_params`` an instance of that class.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .fusion import FusionModel
+from .params import ModelParams, SegmenterParams, TranslationParams
 from .resnet import BackboneSpec
 
 TASKS = ("segmentation", "translation")
@@ -33,6 +36,8 @@ class BuildArgs:
 
 
 _MODELS: dict[str, dict[str, Constructor]] = {task: {} for task in TASKS}
+_PARAMS: dict[str, dict[str, type[ModelParams]]] = {task: {} for task in TASKS}
+DEFAULT_PARAMS: dict[str, type[ModelParams]] = {"segmentation": SegmenterParams, "translation": TranslationParams}
 
 
 def _task_models(task: str) -> dict[str, Constructor]:
@@ -42,14 +47,18 @@ def _task_models(task: str) -> dict[str, Constructor]:
         raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}") from None
 
 
-def register_model(fn: Constructor | None = None, *, task: str = "segmentation"):
-    """Use bare (``@register_model``: segmentation) or with a task (``@register_model(task="translation")``)."""
+def register_model(fn: Constructor | None = None, *, task: str = "segmentation",
+                   params: type[ModelParams] | None = None):
+    """Use bare (``@register_model``: segmentation) or with a task and the model's params class
+    (``@register_model(task="translation", params=TranslationCENParams)``; default: the task's parameterless one,
+    ``SegmenterParams`` for the RefineNet segmenters)."""
     models = _task_models(task)
 
     def register(constructor: Constructor) -> Constructor:
         if constructor.__name__ in models:
             raise ValueError(f"{task} model {constructor.__name__!r} is registered twice")
         models[constructor.__name__] = constructor
+        _PARAMS[task][constructor.__name__] = params or DEFAULT_PARAMS[task]
         return constructor
 
     return register if fn is None else register(fn)
@@ -59,6 +68,43 @@ def list_models(pattern: str = "*", task: str | None = "segmentation") -> list[s
     """The task's model names matching ``pattern``; ``task=None``: every task's names, deduplicated."""
     names = set().union(*_MODELS.values()) if task is None else _task_models(task)
     return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
+
+
+def params_class(name: str, task: str = "segmentation") -> type[ModelParams]:
+    """The params class registered model ``name`` of ``task`` declares."""
+    _constructor(name, task)
+    return _PARAMS[task][name]
+
+
+def _constructor(name: str, task: str) -> Constructor:
+    models = _task_models(task)
+    try:
+        return models[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r} for task {task!r}; registered {task} models: "
+                         f"{list_models(task=task)}") from None
+
+
+def build_from_params(
+    name: str,
+    params: ModelParams | None = None,
+    *,
+    backbone: str | BackboneSpec | None = None,
+    num_classes: int,
+    modalities: Sequence[str],
+    task: str = "segmentation",
+) -> FusionModel:
+    """Build from an instance of the model's params class (None: its defaults), checked against ``modalities``."""
+    expected = params_class(name, task)
+    params = expected() if params is None else params
+    if type(params) is not expected:
+        raise TypeError(f"{task} model {name!r} takes {expected.__name__}, got {type(params).__name__}")
+    try:
+        params.check(modalities)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+    return build(name, backbone=backbone, num_classes=num_classes, modalities=modalities, task=task,
+                 **params.constructor_kwargs(len(modalities)))
 
 
 def build(
@@ -73,12 +119,7 @@ def build(
     """Build a registered model of ``task``. ``num_classes`` is the output channels for translation; ``backbone``
     defaults to the task's (``resnet50``, ``pix2pix_unet``); a segmentation model also takes a ``BackboneSpec``
     (any ``layers``); ``params`` are the model's own keyword arguments."""
-    models = _task_models(task)
-    try:
-        constructor = models[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r} for task {task!r}; registered {task} models: "
-                         f"{list_models(task=task)}") from None
+    constructor = _constructor(name, task)
     backbone = backbone or DEFAULT_BACKBONES[task]
     model = constructor(backbone=backbone, num_classes=num_classes, modalities=list(modalities), **params)
     # How it was built, so that it can be saved as weights plus this and rebuilt here (models/model_files.py).

@@ -18,6 +18,7 @@ from .cen import CENSparsity, check_cen_params
 from .exchange import ExchangingLayer, channel_exchange
 from .fusion import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
 from .modal import SharedConv2d, mean_of_others, split_modalities
+from .params import TranslationCENParams
 from .unet import DownLayer, LayerFactory, LayerPosition, UNetDecoder, UNetEncoder, UNetSpec, init_pix2pix_, plain_layer
 
 
@@ -174,8 +175,11 @@ class ExchangingTranslationNet(CENSparsity, TranslationNet):
     """CEN for translation: exchange after the norm of down layers 2..levels-1, L1 sparsity on a portion of their
     gammas (reference defaults: lambda 1e-3, threshold 1e-2)."""
 
-    def __init__(self, spec: UNetSpec, num_classes: int, modalities: Sequence[str], *, threshold: float = 1e-2,
-                 portion: float | None = None, l1_lambda: float = 1e-3, sparsity: str = "loss", in_channels: int = 3):
+    def __init__(self, spec: UNetSpec, num_classes: int, modalities: Sequence[str], *,
+                 threshold: float = TranslationCENParams.threshold,
+                 portion: float | None = TranslationCENParams.portion,
+                 l1_lambda: float = TranslationCENParams.REFERENCE_LAMBDA,
+                 sparsity: str = TranslationCENParams.sparsity, in_channels: int = 3):
         portion = check_cen_params("cen", len(modalities), threshold=threshold, portion=portion,
                                    l1_lambda=l1_lambda, sparsity=sparsity)
         factory = fusing_factory(ExchangeDownLayer, threshold=threshold, portion=portion)

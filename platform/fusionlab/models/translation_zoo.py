@@ -1,11 +1,12 @@
-"""The registered translation models (``task="translation"``): U-Net generators, ``num_classes`` output channels."""
+"""The registered translation models (``task="translation"``): U-Net generators, ``num_classes`` output channels;
+their own parameters' defaults are their params classes' (``models/params.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .asym import REFERENCE_SHIFT_OFFSETS, REFERENCE_SHUFFLE_GROUPS
 from .fusion import FusionModel
+from .params import TranslationAsymFusionParams, TranslationCENParams, TranslationParams, TranslationUnimodalParams
 from .registry import register_model
 from .translation import (
     AsymDownLayer,
@@ -23,7 +24,7 @@ def _needs_fusion(name: str, modalities: Sequence[str]) -> None:
         raise ValueError(f"{name} needs at least 2 modalities, got {list(modalities)}")
 
 
-@register_model(task="translation")
+@register_model(task="translation", params=TranslationUnimodalParams)
 def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], modality: str | None = None,
              in_channels: int = 3) -> FusionModel:
     """The pix2pix generator on one modality (``modality``, default: the first) read from the stacked input."""
@@ -31,14 +32,14 @@ def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], moda
                           branch_modalities=[modality or modalities[0]], in_channels=in_channels)
 
 
-@register_model(task="translation")
+@register_model(task="translation", params=TranslationParams)
 def concat(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3) -> FusionModel:
     """Early fusion: one generator on the modalities concatenated along channels."""
     return TranslationNet(get_translation_backbone(backbone), num_classes, modalities, concat_inputs=True,
                           in_channels=in_channels)
 
 
-@register_model(task="translation")
+@register_model(task="translation", params=TranslationParams)
 def average(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3) -> FusionModel:
     """After the norm of down layers 2..levels-1 every branch takes the mean over the branches."""
     _needs_fusion("average", modalities)
@@ -46,7 +47,7 @@ def average(*, backbone: str, num_classes: int, modalities: Sequence[str], in_ch
                           layer_factory=fusing_factory(AverageDownLayer))
 
 
-@register_model(task="translation")
+@register_model(task="translation", params=TranslationParams)
 def attention(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3) -> FusionModel:
     """At the same layers, per-pixel softmax attention over the branches (shared 1x1 scoring conv)."""
     _needs_fusion("attention", modalities)
@@ -54,19 +55,24 @@ def attention(*, backbone: str, num_classes: int, modalities: Sequence[str], in_
                           layer_factory=fusing_factory(AttentionDownLayer))
 
 
-@register_model(task="translation")
-def cen(*, backbone: str, num_classes: int, modalities: Sequence[str], threshold: float = 1e-2,
-        portion: float | None = None, l1_lambda: float = 1e-3, sparsity: str = "loss",
+@register_model(task="translation", params=TranslationCENParams)
+def cen(*, backbone: str, num_classes: int, modalities: Sequence[str],
+        threshold: float = TranslationCENParams.threshold, portion: float | None = TranslationCENParams.portion,
+        l1_lambda: float | None = None, sparsity: str = TranslationCENParams.sparsity,
         in_channels: int = 3) -> FusionModel:
+    """``l1_lambda`` None: the effective weight of ``TranslationCENParams()`` (the reference's 1e-3, added once)."""
     _needs_fusion("cen", modalities)
+    if l1_lambda is None:
+        l1_lambda = TranslationCENParams().effective_lambda(len(modalities))
     return ExchangingTranslationNet(get_translation_backbone(backbone), num_classes, modalities, threshold=threshold,
                                     portion=portion, l1_lambda=l1_lambda, sparsity=sparsity, in_channels=in_channels)
 
 
-@register_model(task="translation")
+@register_model(task="translation", params=TranslationAsymFusionParams)
 def asymfusion(*, backbone: str, num_classes: int, modalities: Sequence[str],
-               shuffle_groups: int = REFERENCE_SHUFFLE_GROUPS,
-               shift_offsets: Sequence[Sequence[int]] = REFERENCE_SHIFT_OFFSETS, in_channels: int = 3) -> FusionModel:
+               shuffle_groups: int = TranslationAsymFusionParams.shuffle_groups,
+               shift_offsets: Sequence[Sequence[int]] = TranslationAsymFusionParams.shift_offsets,
+               in_channels: int = 3) -> FusionModel:
     _needs_fusion("asymfusion", modalities)
     if shuffle_groups < 2:
         raise ValueError(f"asymfusion shuffle_groups must be >= 2, got {shuffle_groups}")
