@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
 SLOTS = 2  # worker nodes, one slot each
-CELLS = [("RGB only", {"model.name": "unimodal", "model.modality": "rgb", "data.modalities": ["rgb"]}),
+CELLS = [("RGB only", {"model.name": "unimodal", "model.params.modality": "rgb", "data.modalities": ["rgb"]}),
          ("Late fusion", {"model.name": "late_fusion"}), ("Shared BN", {"model.name": "shared_bn"}),
          ("CEN", {"model.name": "cen"})]
 

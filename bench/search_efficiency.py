@@ -13,8 +13,8 @@ its cap).
 
 What runs
     1. A synthetic RGB-D dataset (``fusionlab.data.synthetic``) is written to a temporary directory.
-    2. Grid: every cell of λ (``model.cen.lambda``, log-spaced over [1e-4, 1e-1]) × θ (``model.cen.threshold``,
-       log-spaced over [5e-3, 5e-2]) × portion (``model.cen.portion``, linear over [0.1, 0.5]) trains for
+    2. Grid: every cell of λ (``model.params.lambda``, log-spaced over [1e-4, 1e-1]) × θ (``model.params.threshold``,
+       log-spaced over [5e-3, 5e-2]) × portion (``model.params.portion``, linear over [0.1, 0.5]) trains for
        ``--epochs`` epochs. A cell's score is its val/miou after the last epoch (``--score best``: the best epoch).
        The grid costs cells × epochs trial-epochs: it must run every cell to know which one is best.
     3. Optuna: a seeded ``TPESampler`` over the same ranges (λ and θ log-uniform, portion uniform) with
@@ -66,8 +66,8 @@ from fusionlab.train.context import LocalContext
 from fusionlab.train.loop import train_loop
 
 console = Console(width=None if os.isatty(1) else 150)
-PARAMS = ("model.cen.lambda", "model.cen.threshold", "model.cen.portion")
-SHORT = {"model.cen.lambda": "λ", "model.cen.threshold": "θ", "model.cen.portion": "portion"}
+PARAMS = ("model.params.lambda", "model.params.threshold", "model.params.portion")
+SHORT = {"model.params.lambda": "λ", "model.params.threshold": "θ", "model.params.portion": "portion"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -276,9 +276,9 @@ def run_optuna(bench: Bench, seed: int, target: float, cap: int) -> Search:
         number += 1
         handle = study.ask()
         params = {
-            "model.cen.lambda": handle.suggest_float("lambda", *args.lambda_range, log=True),
-            "model.cen.threshold": handle.suggest_float("threshold", *args.theta_range, log=True),
-            "model.cen.portion": handle.suggest_float("portion", *args.portion_range),
+            "model.params.lambda": handle.suggest_float("lambda", *args.lambda_range, log=True),
+            "model.params.threshold": handle.suggest_float("threshold", *args.theta_range, log=True),
+            "model.params.portion": handle.suggest_float("portion", *args.portion_range),
         }
 
         def on_epoch(trial: Trial, metrics: dict[str, Any], handle: optuna.Trial = handle) -> None:

@@ -96,8 +96,8 @@ def test_the_run_records_the_model_and_its_source(imported):
     assert run.info.status == "FINISHED"
     assert params["model.name"] == "cen" and params["model.backbone"] == "resnet-layers-2-2-2-2"
     assert params["model.num_classes"] == "40" and params["data.modalities"] == "['rgb', 'depth']"
-    assert params["recipe"] == "reference" and params["model.rcu_residual"] == "post_activation"
-    assert params["model.cen.threshold"] == "0.02" and params["model.eval_upsample"] == "bicubic"
+    assert params["recipe"] == "reference" and params["model.params.rcu_residual"] == "post_activation"
+    assert params["model.params.threshold"] == "0.02" and params["model.eval_upsample"] == "bicubic"
     assert params["import.sha256"] == hashlib.sha256(imported["checkpoint"].read_bytes()).hexdigest()
     assert params["import.file"] == str(imported["checkpoint"].resolve())
     assert params["import.epoch_start"] == str(EPOCH_START) and float(params["import.best_val"]) == BEST_VAL

@@ -30,7 +30,7 @@ def test_the_default_recipe_is_fusionlab_and_the_two_recipes_differ_in_every_swi
 
 def test_an_explicit_switch_wins_and_the_label_names_it():
     config = parsed({**SEGMENTATION, "train": {"amp": "bf16"}}, recipe="reference")
-    assert config.train.amp == "bf16" and config.model.rcu_residual == "post_activation"
+    assert config.train.amp == "bf16" and config.model.params["rcu_residual"] == "post_activation"
     assert recipe_label(config.flat()) == "custom: reference but train.amp=bf16"
 
 
@@ -39,18 +39,38 @@ def test_translation_runs_get_the_translation_reference_values():
     flat = config.flat()
     for key, value in TRANSLATION_REFERENCE.items():
         assert get_dotted(config.model_dump(mode="json", by_alias=True), key) == (True, value)
-    assert config.model.cen.penalty == "once" and config.train.gan.discriminators == "per_branch"
+    assert config.model.params["penalty"] == "once" and config.train.gan.discriminators == "per_branch"
+    assert "model.params.rcu_residual" not in flat  # the U-Net has no RefineNet residual conv unit
     assert recipe_label(flat) == "reference"
+
+
+@pytest.mark.parametrize("recipe", ["reference", "fusionlab"])
+def test_param_switches_are_filled_only_where_the_model_has_the_parameter(recipe):
+    unimodal = parsed({**SEGMENTATION, "model": {"name": "unimodal"}}, recipe=recipe)
+    assert unimodal.model.params["rcu_residual"] == SWITCHES["model.params.rcu_residual"][recipe]
+    assert "penalty" not in unimodal.model.params
+    assert recipe_label(unimodal.flat()) == recipe
+    concat = parsed({**TRANSLATION, "model": {"name": "concat", "backbone": "unet_mini"}}, recipe=recipe)
+    assert concat.model.params == {} and recipe_label(concat.flat()) == recipe
+
+
+def test_runs_logged_before_model_params_keep_their_label():
+    flat = parsed(SEGMENTATION, recipe="reference").flat()
+    old = {key.replace("model.params.penalty", "model.cen.penalty").replace("model.params.rcu_residual",
+                                                                              "model.rcu_residual"): value
+           for key, value in flat.items()}
+    assert "model.cen.penalty" in old and recipe_label(old) == "reference"
+    assert recipe_label({**old, "model.cen.penalty": "once"}) == "custom: reference but model.params.penalty=once"
 
 
 def test_reference_penalty_pressure_is_the_references_lambda_per_output():
     reference = parsed(SEGMENTATION, recipe="reference")
     ours = parsed(SEGMENTATION, recipe="fusionlab")
     # the reference adds 2e-4 * sum|gamma| for each of M + 1 = 3 outputs; fusionlab once, lambda scaled to match
-    assert reference.model.cen.resolved_lambda(2) == pytest.approx(2e-4)
-    assert ours.model.cen.resolved_lambda(2) == pytest.approx(6e-4)
+    assert reference.model.model_params().resolved_lambda(2) == pytest.approx(2e-4)
+    assert ours.model.model_params().resolved_lambda(2) == pytest.approx(6e-4)
     assert reference.model.build_kwargs(2)["l1_lambda"] == pytest.approx(ours.model.build_kwargs(2)["l1_lambda"])
-    assert reference.flat()["model.cen.effective_lambda"] == pytest.approx(6e-4)
+    assert reference.flat()["model.params.effective_lambda"] == pytest.approx(6e-4)
 
 
 def test_selecting_on_a_split_that_is_trained_on_is_refused():
@@ -61,7 +81,7 @@ def test_selecting_on_a_split_that_is_trained_on_is_refused():
 
 
 def test_a_search_under_the_references_selection_is_told_to_select_on_val():
-    search = {"space": {"model.cen.threshold": {"type": "uniform", "low": 0.01, "high": 0.03}}}
+    search = {"space": {"model.params.threshold": {"type": "uniform", "low": 0.01, "high": 0.03}}}
     with pytest.raises(ConfigError, match="search.metric val/miou is not logged under train.selection best_test"):
         parsed({**SEGMENTATION, "search": search}, recipe="reference")
     tree = {**SEGMENTATION, "search": search, "train": {"selection": "best_val"},
@@ -70,4 +90,4 @@ def test_a_search_under_the_references_selection_is_told_to_select_on_val():
 
 
 def test_the_resolved_lambda_is_logged_as_written():
-    assert parsed(SEGMENTATION).flat()["model.cen.lambda"] == 6e-4  # exactly: 3 x 2e-4, not 0.0006000000000000001
+    assert parsed(SEGMENTATION).flat()["model.params.lambda"] == 6e-4  # exactly: 3 x 2e-4, not 0.0006000000000000001

@@ -16,10 +16,10 @@ BASE = {
     "train": {"epochs": 2, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
     "resources": {"num_workers": 1},
 }
-UNIMODAL_RGB = {"model.name": "unimodal", "model.modality": "rgb", "data.modalities": ["rgb"]}
+UNIMODAL_RGB = {"model.name": "unimodal", "model.params.modality": "rgb", "data.modalities": ["rgb"]}
 # SGD at this rate overflows the weights in its first step: the second step's loss is not finite, so the epoch
 # raises TrainingDiverged, an error that would only recur (not retried: train/failures.py).
-DIVERGES = {"model.name": "unimodal", "model.modality": "depth", "data.modalities": ["depth"],
+DIVERGES = {"model.name": "unimodal", "model.params.modality": "depth", "data.modalities": ["depth"],
             "train.optimizer": "sgd", "train.lr_encoder": 1e30, "train.lr_decoder": 1e30}
 
 

@@ -15,14 +15,15 @@ from pathlib import Path
 
 from fusionlab.data import LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from fusionlab.errors import FusionlabError
-from fusionlab.models import FusionModel, build, get_backbone
-from fusionlab.models.asym import REFERENCE_SHIFT_OFFSETS, REFERENCE_SHUFFLE_GROUPS
+from fusionlab.models import FusionModel, get_backbone
+from fusionlab.models.params import CENParams, ModelParams
 from fusionlab.models.reference_checkpoint import (
     REFERENCE_MODELS,
     ReferenceCheckpoint,
     load_reference_state,
     read_reference_checkpoint,
 )
+from fusionlab.models.registry import build_from_params, params_class
 from fusionlab.models.resnet import BackboneSpec
 from fusionlab.recipes import SWITCHES
 
@@ -30,7 +31,7 @@ RECIPE = "reference"
 # The references keep the epoch with the best mIoU on their "val" list, which is NYUDv2's 654-image test split.
 SELECTION = "best_test"
 EVAL_UPSAMPLE = SWITCHES["model.eval_upsample"][RECIPE]  # the references score cv2.resize(INTER_CUBIC) logits
-REFERENCE_THRESHOLD = 2e-2  # yikaiw/CEN's segmentation bn_threshold
+REFERENCE_THRESHOLD = CENParams.threshold  # yikaiw/CEN's segmentation bn_threshold
 
 
 @dataclass
@@ -83,10 +84,20 @@ def build_reference_model(name: str, backbone: str | BackboneSpec, num_classes: 
     """The fusionlab model a reference checkpoint loads into: the reference recipe's switches, eval mode."""
     if name not in REFERENCE_MODELS:
         raise FusionlabError(f"no reference checkpoint format for model {name!r}; expected one of {REFERENCE_MODELS}")
-    kwargs = {"rcu_residual": SWITCHES["model.rcu_residual"][RECIPE]}
+    params = reference_params(name, threshold)
+    return build_from_params(name, params, backbone=backbone, num_classes=num_classes,
+                             modalities=list(modalities)).eval()
+
+
+def reference_params(name: str, threshold: float = REFERENCE_THRESHOLD) -> ModelParams:
+    """The model's parameters under the reference recipe (its switches; CEN's ``threshold``)."""
+    switches = {key.removeprefix("model.params."): values[RECIPE] for key, values in SWITCHES.items()
+                if key.startswith("model.params.")}
+    cls = params_class(name)
+    values = {key: value for key, value in switches.items() if key in cls.config_keys()}
     if name == "cen":
-        kwargs["threshold"] = threshold
-    return build(name, backbone=backbone, num_classes=num_classes, modalities=list(modalities), **kwargs).eval()
+        values["threshold"] = threshold
+    return cls.from_config(values)
 
 
 def model_params(name: str, model: FusionModel, backbone: str | BackboneSpec, checkpoint: ReferenceCheckpoint,
@@ -95,17 +106,15 @@ def model_params(name: str, model: FusionModel, backbone: str | BackboneSpec, ch
     params: dict[str, object] = {
         "recipe": RECIPE, "model.name": name, "model.backbone": backbone_label(backbone),
         "model.layers": list(spec.layers), "model.num_classes": model.num_classes,
-        "model.rcu_residual": SWITCHES["model.rcu_residual"][RECIPE], "model.eval_upsample": EVAL_UPSAMPLE,
+        "model.eval_upsample": EVAL_UPSAMPLE,
         "data.modalities": list(model.modalities),
         "data.path": str(data) if data is not None else None,
         "import.file": str(Path(checkpoint.path).resolve()), "import.sha256": checkpoint.sha256,
         "import.epoch_start": checkpoint.epoch_start, "import.best_val": checkpoint.best_val,
     }
-    if name == "cen":
-        params["model.cen.threshold"] = model.threshold
-    else:
-        params["model.asymfusion.shuffle_groups"] = REFERENCE_SHUFFLE_GROUPS
-        params["model.asymfusion.shift_offsets"] = [list(offset) for offset in REFERENCE_SHIFT_OFFSETS]
+    threshold = getattr(model, "threshold", REFERENCE_THRESHOLD)
+    for key, value in reference_params(name, threshold).to_config().items():
+        params[f"model.params.{key}"] = [list(v) for v in value] if key == "shift_offsets" else value
     return params
 
 

@@ -17,9 +17,9 @@ REQUIRED_SECTIONS = ("data",)
 # The references' values (yikaiw/CEN, yikaiw/AsymFusion; ../shared/PAPERS.md) and fusionlab's, per switch.
 SWITCHES: dict[str, dict[str, Any]] = {
     # Light-Weight RefineNet's residual conv unit: the references' in-place ReLU makes the residual relu(x).
-    "model.rcu_residual": {"reference": "post_activation", "fusionlab": "pre_activation"},
+    "model.params.rcu_residual": {"reference": "post_activation", "fusionlab": "pre_activation"},
     # CEN's L1 term: added once per output (M branches + the ensemble) as the references do, or once.
-    "model.cen.penalty": {"reference": "per_output", "fusionlab": "once"},
+    "model.params.penalty": {"reference": "per_output", "fusionlab": "once"},
     # Segmentation scores (validation, test, the logged model): logits upsampled bicubically, as the references'
     # cv2.resize(INTER_CUBIC), or bilinearly.
     "model.eval_upsample": {"reference": "bicubic", "fusionlab": "bilinear"},
@@ -49,10 +49,14 @@ SWITCHES: dict[str, dict[str, Any]] = {
 # Where the translation reference (yikaiw/CEN image2image_translation) differs from the segmentation one: it adds
 # the L1 term once, resizes every domain bilinearly (PIL) to 286 before its 256 crop, and has no 350-px clamp.
 TRANSLATION_REFERENCE: dict[str, Any] = {
-    "model.cen.penalty": "once",
+    "model.params.penalty": "once",
     "data.resize": "bilinear",
     "data.min_short_side": None,
 }
+PARAMS_PREFIX = "model.params."
+# Runs logged before model.params recorded these switches under their old keys.
+LEGACY_KEYS = {"model.params.rcu_residual": "model.rcu_residual", "model.params.penalty": "model.cen.penalty"}
+DEFAULT_MODEL = "cen"  # ModelConfig.name's default
 
 
 def switch_value(key: str, recipe: str, task: str) -> Any:
@@ -77,13 +81,30 @@ def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
     if recipe not in RECIPE_NAMES:
         return tree  # the schema rejects it with the expected names
     task = task_of(get_dotted(tree, "model.backbone")[1])
+    takes = _model_param_keys(tree, task)
     for key in SWITCHES:
         present, _ = get_dotted(tree, key)
         if key.split(".")[0] in REQUIRED_SECTIONS and key.split(".")[0] not in tree:
             continue  # leave the schema's "required key is missing" to say so
+        if key.startswith(PARAMS_PREFIX) and key.removeprefix(PARAMS_PREFIX) not in takes:
+            continue  # a switch of a parameter this model does not have (a translation model's rcu_residual)
         if not present:
             tree = set_dotted(tree, key, switch_value(key, recipe, task))
     return tree
+
+
+def _model_param_keys(tree: dict[str, Any], task: str) -> set[str]:
+    """The ``model.params`` keys the tree's model takes; none where the tree is not one the schema accepts."""
+    from .config import get_dotted
+    from .models.registry import params_class
+
+    if not isinstance(tree.get("model", {}), dict) or not isinstance(tree.get("model", {}).get("params", {}), dict):
+        return set()
+    present, name = get_dotted(tree, "model.name")
+    try:
+        return set(params_class(name if present else DEFAULT_MODEL, task).config_keys())
+    except (ValueError, TypeError):
+        return set()  # an unknown name: the schema refuses it
 
 
 def recipe_label(flat: dict[str, Any]) -> str:
@@ -91,6 +112,7 @@ def recipe_label(flat: dict[str, Any]) -> str:
     naming the switches that differ from the declared recipe. ``flat``: a config's dotted parameters."""
     declared = flat.get("recipe", "fusionlab")
     task = task_of(flat.get("model.backbone"))
+    flat = {**{new: flat[old] for new, old in LEGACY_KEYS.items() if new not in flat and old in flat}, **flat}
     differing = [f"{key}={flat.get(key)}" for key in SWITCHES
                  if key in flat and flat[key] != switch_value(key, declared, task)]
     return declared if not differing else f"custom: {declared} but " + ", ".join(differing)

@@ -44,7 +44,7 @@ def tiny_grid(data: Path) -> dict:
             "resources": {"num_workers": 1},
         },
         "cells": [
-            {"label": "RGB only", "set": {"model.name": "unimodal", "model.modality": "rgb",
+            {"label": "RGB only", "set": {"model.name": "unimodal", "model.params.modality": "rgb",
                                           "data.modalities": ["rgb"]}},
             {"label": "CEN", "set": {"model.name": "cen"}},
         ],

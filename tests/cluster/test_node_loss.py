@@ -109,7 +109,7 @@ def sweep_tree(data: Path, experiment: str) -> dict:
                   "checkpoint_every": 1},
         "resources": {"num_workers": 1, "use_gpu": False, "max_failures": 3},
         "tracking": {"experiment": experiment},
-        "search": {"space": {"model.cen.lambda": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
+        "search": {"space": {"model.params.lambda": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
                    "num_samples": 4, "seed": 3, "name": experiment, "scheduler": {"type": "none"},
                    "max_concurrent_trials": 1},
     }

@@ -32,8 +32,8 @@ SET_CASES = {
     "lr-inf-in-schedule": (["train", "--local", "--set", "train.lr_decoder=[1e-3, .inf]"],
                            [CONFIG, "train.lr_decoder.1", "finite number", "inf"]),
     "lr-0": (["train", "--local", "--set", "train.lr_encoder=0"], [CONFIG, "train.lr_encoder", "learning rate > 0"]),
-    "lambda-nan": (["train", "--local", "--set", "model.cen.lambda=.nan"],
-                   [CONFIG, "model.cen.lambda", "finite number"]),
+    "lambda-nan": (["train", "--local", "--set", "model.params.lambda=.nan"],
+                   [CONFIG, "model.params.lambda", "finite number"]),
     "epochs-true": (["train", "--local", "--set", "train.epochs=true"],
                     [CONFIG, "train.epochs", "valid integer", "True"]),
     "batch-float": (["train", "--local", "--set", "train.batch_size=4.0"],
@@ -61,8 +61,8 @@ def test_bad_yaml_names_the_file(cli, tmp_path):
 
 
 SEARCH_CASES = {
-    "choice-below-limit": ({"model.cen.threshold": {"type": "choice", "values": [0.01, -1]}},
-                           ["search.space.model.cen.threshold", "value -1", "greater than or equal to 0"]),
+    "choice-below-limit": ({"model.params.threshold": {"type": "choice", "values": [0.01, -1]}},
+                           ["search.space.model.params.threshold", "value -1", "greater than or equal to 0"]),
     "range-low-lr-0": ({"train.lr_encoder": {"type": "uniform", "low": 0, "high": 0.01}},
                        ["search.space.train.lr_encoder", "low 0.0", "learning rate > 0"]),
     "float-range-on-epochs": ({"train.epochs": {"type": "uniform", "low": 1, "high": 3}},

@@ -21,8 +21,8 @@ def test_resuming_a_run_with_another_model_or_lambda_is_refused(cli, tiny_synthe
     assert first.rc == 0, first.output
     cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}", "--set", "model.name=asymfusion").refused(
         "run 'the-run' already exists", "model.name: cen -> asymfusion", "tracking.run_name=NEW_NAME")
-    cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}", "--set", "model.cen.lambda=0.01").refused(
-        "model.cen.lambda:", "-> 0.01")
+    cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}", "--set", "model.params.lambda=0.01").refused(
+        "model.params.lambda:", "-> 0.01")
     assert statuses(tmp_path / "runs") == ["FINISHED"]
 
 

@@ -31,7 +31,7 @@ base:
   resources: {{num_workers: 1}}
 cells:
   - label: RGB only
-    set: {{model.name: unimodal, model.modality: rgb, data.modalities: [rgb]}}
+    set: {{model.name: unimodal, model.params.modality: rgb, data.modalities: [rgb]}}
   - label: CEN
     set: {{model.name: cen}}
 """

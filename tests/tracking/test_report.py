@@ -105,11 +105,12 @@ def test_falls_back_to_val_when_a_run_has_no_test_scores_and_skips_unfinished(tm
     assert table_rows(explicit)[1][table_columns(explicit).index("mIoU (%)")] == "-"
 
 
-def test_sweep_trials_sorted_best_first_with_the_searched_parameters_and_their_plots(tmp_path):
+@pytest.mark.parametrize("prefix", ["model.params", "model.cen"], ids=["today", "runs-logged-before-model-params"])
+def test_sweep_trials_sorted_best_first_with_the_searched_parameters_and_their_plots(tmp_path, prefix):
     # the last trial was stopped by the scheduler: listed, marked, with the epochs it ran
-    trials = [FixtureRun(None, "cen", 0, scores(miou), params={"model.cen.lambda": lam, "model.cen.threshold": th})
+    trials = [FixtureRun(None, "cen", 0, scores(miou), params={f"{prefix}.lambda": lam, f"{prefix}.threshold": th})
               for miou, lam, th in ((0.40, 1e-4, 0.01), (0.60, 1e-3, 0.02), (0.50, 1e-2, 0.03))]
-    trials.append(FixtureRun(None, "cen", 0, scores(0.1), params={"model.cen.lambda": 0.5, "model.cen.threshold": 0.5},
+    trials.append(FixtureRun(None, "cen", 0, scores(0.1), params={f"{prefix}.lambda": 0.5, f"{prefix}.threshold": 0.5},
                              status="KILLED", tags={"fusionlab.stopped_early": "true"}))
     write_store(tmp_path, "sweep", trials, parent_kind="sweep")
     report, out, parents = write_report(default_tracking_uri(tmp_path), "sweep", tmp_path / "out")

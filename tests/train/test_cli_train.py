@@ -28,6 +28,6 @@ def test_train_then_evaluate_the_logged_model(small_synthetic, tmp_path, capsys)
 
 def test_bad_config_is_reported_not_raised(small_synthetic, tmp_path, capsys):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(config_tree(small_synthetic, model={"cen": {"threshold": -1}})))
+    config.write_text(yaml.safe_dump(config_tree(small_synthetic, model={"params": {"threshold": -1}})))
     assert main(["train", str(config), "--local"]) == 1
-    assert "model.cen.threshold" in capsys.readouterr().out
+    assert "model.params.threshold" in capsys.readouterr().out

@@ -15,10 +15,11 @@ def write(tmp_path, tree):
 
 def test_valid_config_loads_with_defaults_and_overrides(small_synthetic, tmp_path):
     path = write(tmp_path, config_tree(small_synthetic))
-    config = load_config(path, ["train.epochs=7", "model.cen.lambda=1e-3", "resources.num_workers=2"])
-    assert config.train.epochs == 7 and config.model.cen.lambda_ == 1e-3 and config.resources.num_workers == 2
+    config = load_config(path, ["train.epochs=7", "model.params.lambda=1e-3", "resources.num_workers=2"])
+    assert config.train.epochs == 7 and config.model.params["lambda"] == 1e-3 and config.resources.num_workers == 2
     flat = config.flat()
-    assert flat["model.cen.lambda"] == 1e-3 and flat["model.cen.threshold"] == 0.02 and flat["model.name"] == "cen"
+    assert flat["model.params.lambda"] == 1e-3 and flat["model.params.threshold"] == 0.02
+    assert flat["model.name"] == "cen"
     # the fusionlab recipe adds the penalty once: the effective weight is lambda itself
     assert config.model.build_kwargs(2) == {"rcu_residual": "pre_activation", "threshold": 0.02, "portion": None,
                                             "l1_lambda": 1e-3, "sparsity": "loss"}
@@ -47,8 +48,10 @@ def test_synthesize_creates_missing_data(tmp_path):
 @pytest.mark.parametrize("change,message", [
     ({"train": {"epochz": 3}}, r"train\.epochz: unknown key"),
     ({"train": {"epochs": "three"}}, r"train\.epochs: Input should be a valid integer.*'three'"),
-    ({"model": {"cen": {"threshold": -0.1}}}, r"model\.cen\.threshold: Input should be greater than or equal to 0"),
-    ({"model": {"cen": {"portion": 0.8}}}, r"model\.cen\.portion must be <= 1/M = 0\.5 for 2 modalities, got 0\.8"),
+    ({"model": {"params": {"threshold": -0.1}}},
+     r"model\.params\.threshold: Input should be greater than or equal to 0"),
+    ({"model": {"params": {"portion": 0.8}}},
+     r"model\.params\.portion must be in \(0, 1/M\] = \(0, 0\.5\] for 2 modalities.*got 0\.8"),
     ({"model": {"name": "cne"}},
      r"model\.name: unknown model 'cne'; expected one of \['asymfusion', 'attention', 'average', 'cen'"),
     ({"model": {"backbone": "resnet18"}}, r"model\.backbone: unknown backbone 'resnet18'"),
@@ -89,10 +92,10 @@ def test_yaml_and_set_values_of_every_type_still_parse(small_synthetic, tmp_path
     path.write_text(yaml.safe_dump(tree).replace("lr_encoder: 0.001", "lr_encoder: 1e-3"))
     assert yaml.safe_load(path.read_text())["train"]["lr_encoder"] == "1e-3"  # PyYAML reads it as a string
     config = load_config(path, ["data.hflip=false", "train.lr_decoder=[1e-3, 5e-4]",
-                                "resources.use_gpu=false", "train.keep_checkpoints=3", "model.cen.lambda=0"])
+                                "resources.use_gpu=false", "train.keep_checkpoints=3", "model.params.lambda=0"])
     assert config.train.lr_encoder == 1e-3 and config.train.lr_decoder == [1e-3, 5e-4]
     assert config.data.hflip is False and config.resources.use_gpu is False and config.train.keep_checkpoints == 3
-    assert config.model.cen.lambda_ == 0 and config.resources.cpus_per_worker == 1.0
+    assert config.model.params["lambda"] == 0 and config.resources.cpus_per_worker == 1.0
 
 
 @pytest.mark.parametrize("change,message", [
@@ -108,9 +111,9 @@ def test_yaml_and_set_values_of_every_type_still_parse(small_synthetic, tmp_path
     ({"train": {"lr_decoder": [1e-3, -1e-3]}}, r"train\.lr_decoder: expected a finite learning rate > 0"),
     ({"train": {"lr_encoder": True}}, r"train\.lr_encoder: expected a number, not a boolean"),
     ({"train": {"gan": {"lr_discriminator": float("nan")}}}, r"train\.gan\.lr_discriminator: .*finite number"),
-    ({"model": {"cen": {"lambda": float("nan")}}}, r"model\.cen\.lambda: Input should be a finite number"),
-    ({"model": {"cen": {"lambda": float("inf")}}}, r"model\.cen\.lambda: Input should be a finite number"),
-    ({"model": {"cen": {"lambda": -1e-4}}}, r"model\.cen\.lambda: Input should be greater than or equal to 0"),
+    ({"model": {"params": {"lambda": float("nan")}}}, r"model\.params\.lambda: Input should be a finite number"),
+    ({"model": {"params": {"lambda": float("inf")}}}, r"model\.params\.lambda: Input should be a finite number"),
+    ({"model": {"params": {"lambda": -1e-4}}}, r"model\.params\.lambda: Input should be greater than or equal to 0"),
     ({"train": {"keep_checkpoints": 0}}, r"train\.keep_checkpoints: Input should be greater than or equal to 1"),
 ], ids=["epochs-true", "batch-float", "epochs-string", "hflip-1", "use_gpu-yes", "lr-nan", "lr-list-inf", "lr-0",
         "lr-list-all-0", "lr-list-negative", "lr-true", "lr_discriminator-nan", "lambda-nan", "lambda-inf",
@@ -126,9 +129,9 @@ def search(**space):
 
 
 @pytest.mark.parametrize("space,message", [
-    ({"model.cen.threshold": {"type": "choice", "values": [0.01, -0.5]}},
-     r"search\.space\.model\.cen\.threshold: value -0\.5: model\.cen\.threshold: Input should be greater than or "
-     r"equal to 0"),
+    ({"model.params.threshold": {"type": "choice", "values": [0.01, -0.5]}},
+     r"search\.space\.model\.params\.threshold: value -0\.5: model\.params\.threshold: Input should be greater "
+     r"than or equal to 0"),
     ({"train.lr_encoder": {"type": "uniform", "low": 0, "high": 1e-2}},
      r"search\.space\.train\.lr_encoder: low 0\.0: train\.lr_encoder: expected a finite learning rate > 0"),
     ({"train.momentum": {"type": "uniform", "low": 0.5, "high": 1.5}},
@@ -148,8 +151,8 @@ def test_search_values_inside_field_limits_load(small_synthetic):
     config = parse_config(config_tree(small_synthetic, search=search(**{
         "train.lr_encoder": {"type": "loguniform", "low": 1e-5, "high": 1e-2},
         "train.batch_size": {"type": "int", "low": 2, "high": 4},
-        "model.cen.sparsity": {"type": "choice", "values": ["loss", "proximal"]}})))
-    assert set(config.search.space) == {"train.lr_encoder", "train.batch_size", "model.cen.sparsity"}
+        "model.params.sparsity": {"type": "choice", "values": ["loss", "proximal"]}})))
+    assert set(config.search.space) == {"train.lr_encoder", "train.batch_size", "model.params.sparsity"}
 
 
 def test_a_batch_larger_than_the_train_split_is_refused(small_synthetic):

@@ -35,7 +35,7 @@ def small_grid(**changes):
                  "model": {"backbone": "resnet_mini"}, "train": {"epochs": 4}},
         "cells": [
             {"label": "CEN (mini)", "set": {"model.name": "cen"}, "paper": {"miou": 50.0, "source": "made up"}},
-            {"label": "RGB only", "set": {"model.name": "unimodal", "model.modality": "rgb",
+            {"label": "RGB only", "set": {"model.name": "unimodal", "model.params.modality": "rgb",
                                           "data.modalities": ["rgb"]}},
         ],
     }
@@ -80,7 +80,8 @@ def test_the_issue_files_exist():
 def test_nyudv2_refinenet_is_the_papers_table():
     runs = load_grid(NYUDV2).cells_expanded()
     assert len(runs) == 14
-    cells = {(run.config.model.name, run.config.model.modality, run.config.model.backbone): run for run in runs}
+    cells = {(run.config.model.name, run.config.model.params.get("modality"), run.config.model.backbone): run
+             for run in runs}
     assert len(cells) == 14
     assert {name for name, _, _ in cells} == ALL_MODELS
     published = {("cen", "resnet101"): (76.2, 62.8, 51.1), ("cen", "resnet152"): (77.0, 64.4, 51.6),
@@ -98,7 +99,7 @@ def test_nyudv2_refinenet_is_the_papers_table():
         assert config.train.lr_encoder == [5e-4, 2.5e-4, 1e-4] and config.train.lr_decoder == [3e-3, 1.5e-3, 7e-4]
         assert config.data.crop == (500, 500)
         if config.model.name == "unimodal":
-            assert config.data.modalities == [config.model.modality]
+            assert config.data.modalities == [config.model.params["modality"]]
         else:
             assert config.data.modalities == ["rgb", "depth"]
         assert run.paper is None or set(run.paper) >= {"miou", "source"}
@@ -108,7 +109,8 @@ def test_nyudv2_refinenet_is_the_papers_table():
 def test_synthetic_grid_covers_every_model_on_the_cpu_backbone():
     runs = load_grid(SYNTHETIC).cells_expanded()
     assert {run.config.model.name for run in runs} == ALL_MODELS
-    assert {run.config.model.modality for run in runs if run.config.model.name == "unimodal"} == {"rgb", "depth"}
+    assert {run.config.model.params.get("modality") for run in runs if run.config.model.name == "unimodal"} == {
+        "rgb", "depth"}
     for run in runs:
         assert run.config.model.backbone == "resnet_mini" and run.config.train.optimizer == "adam"
         assert run.config.resources.num_workers == 1 and run.config.data.synthesize is not None
@@ -141,7 +143,7 @@ def test_search_config_validates_with_its_search_section():
     tree = yaml.safe_load((EXPERIMENTS / "nyudv2_cen_search.yaml").read_text())
     config = parse_config(tree, origin="nyudv2_cen_search.yaml", require_data=False)
     assert config.model.name == "cen" and config.search is not None
-    assert {"model.cen.lambda", "model.cen.threshold", "model.cen.portion"} <= set(config.search.space)
+    assert {"model.params.lambda", "model.params.threshold", "model.params.portion"} <= set(config.search.space)
 
 
 # --- expansion ------------------------------------------------------------------------------------------------------
@@ -161,9 +163,13 @@ def test_cells_times_seeds_with_grid_owned_names(tmp_path):
 
 
 def test_overrides_apply_to_every_cell(tmp_path):
-    grid = load_grid(write_grid(tmp_path, small_grid()), ["train.epochs=1", "model.cen.threshold=0.1"])
+    overrides = ["train.epochs=1", "model.params.rcu_residual=post_activation"]  # a parameter both models have
+    grid = load_grid(write_grid(tmp_path, small_grid()), overrides)
     assert {run.config.train.epochs for run in grid.cells_expanded()} == {1}
-    assert grid.cells_expanded()[0].config.model.cen.threshold == 0.1
+    assert {run.config.model.params["rcu_residual"] for run in grid.cells_expanded()} == {"post_activation"}
+    # a parameter only CEN has is refused for the unimodal cell, naming it
+    with pytest.raises(GridError, match=r"cell 'RGB only': model\.params\.threshold: unknown key"):
+        load_grid(write_grid(tmp_path, small_grid()), ["model.params.threshold=0.1"])
 
 
 def test_set_merges_mappings_and_yaml_merge_keys_work(tmp_path):
@@ -173,16 +179,16 @@ anchors:
 grid: {name: merge, train_samples: 4, num_classes: 3}
 base:
   data: {path: nowhere, modalities: [rgb, depth], crop: [32, 32]}
-  model: {cen: {lambda: 1.0e-3, threshold: 0.05}}
+  model: {params: {lambda: 1.0e-3, threshold: 0.05}}
 cells:
   - label: a
-    set: {<<: *big, model.cen: {threshold: 0.01}}
+    set: {<<: *big, model.params: {threshold: 0.01}}
 """
     path = tmp_path / "merge.yaml"
     path.write_text(text)
     config = load_grid(path).cells_expanded()[0].config
     assert config.model.backbone == "resnet50" and config.train.epochs == 9
-    assert config.model.cen.threshold == 0.01 and config.model.cen.lambda_ == 1e-3
+    assert config.model.params["threshold"] == 0.01 and config.model.params["lambda"] == 1e-3
 
 
 def test_prepare_run_generates_synthetic_data_and_validates_against_it(tmp_path):
@@ -229,14 +235,14 @@ def test_unknown_key_in_a_cells_paper(tmp_path):
 
 def test_a_cell_overriding_an_unknown_config_key(tmp_path):
     tree = small_grid()
-    tree["cells"][1]["set"]["model.cen.lamda"] = 1e-3
-    assert_error(write_grid(tmp_path, tree), "cell 'RGB only'", "model.cen.lamda", "unknown key")
+    tree["cells"][1]["set"]["model.params.lamda"] = 1e-3
+    assert_error(write_grid(tmp_path, tree), "cell 'RGB only'", "model.params.lamda", "unknown key")
 
 
 def test_a_cell_with_a_bad_value(tmp_path):
     tree = small_grid()
-    tree["cells"][0]["set"]["model.cen.threshold"] = -1
-    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "model.cen.threshold")
+    tree["cells"][0]["set"]["model.params.threshold"] = -1
+    assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "model.params.threshold")
     tree = small_grid()
     tree["cells"][0]["set"]["model.backbone"] = "resnet17"
     assert_error(write_grid(tmp_path, tree), "cell 'CEN (mini)'", "model.backbone", "resnet17")

@@ -21,7 +21,8 @@ from tiny_grids import parent_and_children
 
 pytestmark = pytest.mark.slow
 
-BOUNDS = {"model.cen.lambda": (1e-4, 1e-1), "model.cen.threshold": (0.005, 0.05), "model.cen.portion": (0.1, 0.5)}
+BOUNDS = {"model.params.lambda": (1e-4, 1e-1), "model.params.threshold": (0.005, 0.05),
+          "model.params.portion": (0.1, 0.5)}
 
 
 @pytest.fixture(scope="module")

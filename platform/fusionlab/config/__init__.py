@@ -6,8 +6,6 @@ from .prepare import check_batch_fits, check_task, prepare, synthesize
 from .schema import Config
 from .search import ParameterSpace, SchedulerConfig, SearchConfig
 from .sections import (
-    AsymFusionConfig,
-    CenConfig,
     DataConfig,
     FidConfig,
     GanConfig,
@@ -29,7 +27,7 @@ from .tree import (
 )
 
 __all__ = [
-    "AsymFusionConfig", "CenConfig", "Config", "ConfigError", "DataConfig", "FidConfig", "GanConfig", "ModelConfig",
+    "Config", "ConfigError", "DataConfig", "FidConfig", "GanConfig", "ModelConfig",
     "ParameterSpace", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "Section", "SynthesizeConfig",
     "TrackingConfig", "TrainConfig", "absolute_data_path", "apply_overrides", "check_batch_fits", "check_task",
     "describe_validation_error", "flatten", "get_dotted", "load_config", "parse_config", "prepare", "set_dotted",

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError, model_validator
 
+from .params import MOVED_KEYS
 from .search import SearchConfig
 from .sections import DataConfig, ModelConfig, ResourcesConfig, Section, TrackingConfig, TrainConfig
 from .tree import flatten, set_dotted, validation_error_lines
@@ -44,16 +45,15 @@ class Config(Section):
             if self.model.name in ("cen", "asymfusion", "concat", "average", "attention") and count < 2:
                 raise ValueError(f"model {self.model.name} needs at least 2 modalities, data.modalities is "
                                  f"{modalities}")
-            portion = self.model.cen.portion
-            if self.model.name == "cen" and portion is not None and portion > 1 / count + 1e-9:
-                raise ValueError(f"model.cen.portion must be <= 1/M = {1 / count:.4g} for {count} modalities, "
-                                 f"got {portion}")
-            if self.model.modality is not None and self.model.modality not in modalities:
-                raise ValueError(f"model.modality {self.model.modality!r} is not in data.modalities {modalities}")
-            portion_space = self.search.space.get("model.cen.portion") if self.search else None
+            try:
+                if self.model.has_params_class:
+                    self.model.model_params().check(modalities)
+            except ValueError as error:
+                raise ValueError(f"model.params.{error} (data.modalities is {modalities})") from None
+            portion_space = self.search.space.get("model.params.portion") if self.search else None
             if portion_space is not None and (portion_space.high or max(portion_space.values or [0])) > 1 / count:
-                raise ValueError(f"search.space.model.cen.portion must stay within (0, 1/M] = (0, {1 / count:.4g}] "
-                                 f"for {count} modalities")
+                raise ValueError(f"search.space.model.params.portion must stay within (0, 1/M] = "
+                                 f"(0, {1 / count:.4g}] for {count} modalities")
         train_splits = self.data.train_split if isinstance(self.data.train_split, list) else [self.data.train_split]
         selecting_on = {"best_val": self.data.val_split, "best_test": self.data.test_split}.get(self.train.selection)
         if self.train.selection == "best_test" and not self.data.test_split:
@@ -70,14 +70,21 @@ class Config(Section):
         if self.search is not None:
             known = flatten(self.model_dump(mode="json", by_alias=True))
             unknown = [key for key in self.search.space if key not in known]
+            moved = [f"{key}: {MOVED_KEYS[key.split('.')[1]]}" for key in unknown
+                     if key.startswith("model.") and key.split(".")[1] in MOVED_KEYS]
+            if moved:
+                raise ValueError("search.space keys that moved:\n    " + "\n    ".join(moved))
             if unknown:
-                raise ValueError(f"search.space keys {unknown} are not config keys (e.g. model.cen.lambda, "
-                                 f"model.cen.threshold, model.cen.portion, train.lr_encoder)")
+                raise ValueError(f"search.space keys {unknown} are not config keys of model {self.model.name} "
+                                 f"(e.g. {', '.join(self.search_examples())}, train.lr_encoder)")
             refused = self.refused_search_values()
             if refused:
                 raise ValueError("search values a trial would be refused with (every trial would fail):\n    "
                                  + "\n    ".join(refused))
         return self
+
+    def search_examples(self) -> list[str]:
+        return [f"model.params.{key}" for key in self.model.params][:3] or ["model.params.<key>"]
 
     def refused_search_values(self) -> list[str]:
         """Each searched value (``ParameterSpace.probes``) set on this config as a trial sets it, and what the
@@ -98,16 +105,18 @@ class Config(Section):
             return self.tracking.run_name
         data = Path(self.data.path).name
         modalities = "+".join(self.data.modalities) if self.data.modalities else "all"
-        which = f"-{self.model.modality}" if self.model.modality else ""
+        modality = self.model.params.get("modality")
+        which = f"-{modality}" if modality else ""
         return f"{self.model.name}{which}-{self.model.backbone}-{data}-{modalities}-seed{self.train.seed}"
 
     def flat(self) -> dict[str, Any]:
-        """Dotted parameters for tracking (``model.cen.lambda``, ``train.epochs``, ...), with the CEN penalty's
+        """Dotted parameters for tracking (``model.params.lambda``, ``train.epochs``, ...), with the CEN penalty's
         resolved and effective lambda when the modalities are known."""
         flat = flatten(self.model_dump(mode="json", by_alias=True))
-        if self.data.modalities and self.model.name == "cen":
+        params = self.model.model_params() if self.model.has_params_class else None
+        if self.data.modalities and hasattr(params, "effective_lambda"):
             count = len(self.data.modalities)
-            flat["model.cen.lambda"] = self.model.cen.resolved_lambda(count)
-            flat["model.cen.effective_lambda"] = self.model.cen.effective_lambda(count)
+            flat["model.params.lambda"] = params.resolved_lambda(count)
+            flat["model.params.effective_lambda"] = params.effective_lambda(count)
         return flat
 

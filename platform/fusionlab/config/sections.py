@@ -5,7 +5,18 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 def _not_bool(value: Any) -> Any:
@@ -64,53 +75,30 @@ class DataConfig(Section):
         return value
 
 
-REFERENCE_CEN_LAMBDA = 2e-4  # yikaiw/CEN's segmentation default, added once per output
-
-
-class CenConfig(Section):
-    # L1 weight on the penalised BN scaling factors. None: the reference's 2e-4 per output, i.e. 2e-4 with
-    # penalty per_output and (M + 1) * 2e-4 with penalty once (the same pressure).
-    lambda_: Float | None = Field(None, alias="lambda", ge=0)
-    threshold: Float = Field(2e-2, ge=0)  # exchange channels whose |gamma| < threshold
-    portion: Float | None = Field(None, gt=0, le=1)  # fraction of each bn2 a modality penalises; default 1/M
-    # "loss": lambda * sum|gamma| in the loss (the references, SGD); "proximal": a soft-threshold of lr * lambda
-    # after every optimizer step, which is what makes the penalty produce zeros under Adam
-    sparsity: Literal["loss", "proximal"] = "loss"
-    # "per_output": lambda * sum|gamma| added to each output's loss (M branches + the ensemble), as the references;
-    # "once": added once. The effective pressure is lambda * (M + 1) or lambda.
-    penalty: Literal["per_output", "once"] = "once"
-
-    def resolved_lambda(self, num_modalities: int) -> float:
-        if self.lambda_ is not None:
-            return self.lambda_
-        outputs = 1 if self.penalty == "per_output" else num_modalities + 1
-        return round(REFERENCE_CEN_LAMBDA * outputs, 15)  # 6e-4, not 0.0006000000000000001, in the params
-
-    def effective_lambda(self, num_modalities: int) -> float:
-        """The weight the penalty really gets per step (what the reference calls lambda times its M + 1 terms)."""
-        outputs = num_modalities + 1 if self.penalty == "per_output" else 1
-        return self.resolved_lambda(num_modalities) * outputs
-
-
-class AsymFusionConfig(Section):
-    shuffle_groups: Int = Field(5, ge=2)
-    shift_offsets: list[tuple[Int, Int]] = [(1, 0), (0, 1), (0, -1), (-1, 0)]
-
-
 class ModelConfig(Section):
     name: str = "cen"
     backbone: str = "resnet_mini"
-    modality: str | None = None  # unimodal: which modality
     pretrained: str | None = None  # local torchvision-format ResNet weights
     # Which torchvision ImageNet release model.pretrained must be (checked by the file's sha256); "any" skips it.
     pretrained_version: Literal["imagenet1k_v1", "imagenet1k_v2", "any"] = "any"
-    # RefineNet's residual conv unit adds back relu(x) (the references' in-place ReLU) or x (Light-Weight RefineNet)
-    rcu_residual: Literal["post_activation", "pre_activation"] = "pre_activation"
     # How validation, test scores and the logged model upsample the 1/4-resolution logits to the label's size:
     # bicubic as the references' cv2.resize(INTER_CUBIC), or bilinear (also what the training loss uses).
     eval_upsample: Literal["bilinear", "bicubic"] = "bilinear"
-    cen: CenConfig = CenConfig()
-    asymfusion: AsymFusionConfig = AsymFusionConfig()
+    # The model's own parameters, validated against the params class it registers for its task (models/params.py):
+    # e.g. CEN's lambda, threshold, portion, sparsity, penalty; every default explicit after validation.
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, tree: Any) -> Any:
+        from .params import MOVED_KEYS
+
+        moved = [key for key in MOVED_KEYS if isinstance(tree, dict) and key in tree]
+        if moved:
+            raise ValidationError.from_exception_data("ModelConfig", [
+                {"type": PydanticCustomError("moved", MOVED_KEYS[key]), "loc": (key,), "input": tree[key]}
+                for key in moved])
+        return tree
 
     @field_validator("name")
     @classmethod
@@ -131,22 +119,34 @@ class ModelConfig(Section):
             raise ValueError(f"unknown backbone {value!r}; expected one of {known}")
         return value
 
+    @field_validator("params")
+    @classmethod
+    def _model_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from .params import param_fields, validate_params
+
+        if "name" not in info.data or "backbone" not in info.data:
+            return value  # the name or backbone is refused already
+        if param_fields(info.data["name"], info.data["backbone"]) is None:
+            return value  # a model of the other task: prepare's check_task names the pairing against the dataset
+        return validate_params(info.data["name"], info.data["backbone"], value)
+
+    @property
+    def has_params_class(self) -> bool:
+        """Whether the model is registered for its backbone's task (else ``prepare.check_task`` refuses it)."""
+        from .params import param_fields
+
+        return param_fields(self.name, self.backbone) is not None
+
+    def model_params(self):
+        """The params instance (``fusionlab.models.params``) of this model for its task."""
+        from .params import model_params
+
+        return model_params(self.name, self.backbone, self.params)
+
     def build_kwargs(self, num_modalities: int) -> dict[str, Any]:
         """The registered constructor's own parameters (CEN's ``l1_lambda`` is the effective weight: the reference's
         per-output penalty is one term of weight lambda * (M + 1), the same gradient)."""
-        from fusionlab.models import BACKBONES
-
-        kwargs: dict[str, Any] = {}
-        if self.backbone in BACKBONES:  # the RefineNet segmenters
-            kwargs["rcu_residual"] = self.rcu_residual
-        if self.name == "cen":
-            kwargs.update(threshold=self.cen.threshold, portion=self.cen.portion,
-                          l1_lambda=self.cen.effective_lambda(num_modalities), sparsity=self.cen.sparsity)
-        elif self.name == "asymfusion":
-            kwargs.update(shuffle_groups=self.asymfusion.shuffle_groups, shift_offsets=self.asymfusion.shift_offsets)
-        elif self.name == "unimodal" and self.modality:
-            kwargs["modality"] = self.modality
-        return kwargs
+        return self.model_params().constructor_kwargs(num_modalities)
 
 
 class GanConfig(Section):

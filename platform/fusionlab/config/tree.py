@@ -25,7 +25,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["train.epochs=2", "model.cen.lambda=1e-3"]`` applied to a nested dict (values parsed as YAML)."""
+    """``["train.epochs=2", "model.params.lambda=1e-3"]`` applied to a nested dict (values parsed as YAML)."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():

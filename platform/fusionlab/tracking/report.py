@@ -30,13 +30,20 @@ from mlflow.tracking import MlflowClient
 from fusionlab.errors import FusionlabError
 from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.fid.local import LOCAL_NAME
+from fusionlab.models.params import CENParams
 from fusionlab.staging import Staging, existing_entries
 
 from . import plots
 from .runs import KIND_TAG, RECIPE_TAG, SELECTION_TAG, load_model
 
 TASK_TAG, FID_FEATURES_TAG = "fusionlab.task", "fusionlab.fid_features"
-CEN_PARAMETERS = {"model.cen.lambda": "λ", "model.cen.threshold": "θ", "model.cen.portion": "portion"}
+# The CEN parameters a report varies and plots, keyed by their config keys (CENParams' fields).
+CEN_SYMBOLS = {"lambda": "λ", "threshold": "θ", "portion": "portion"}
+CEN_PARAMETERS = {f"model.params.{key}": CEN_SYMBOLS[key] for key in CENParams.config_keys() if key in CEN_SYMBOLS}
+# Runs logged before model.params: their keys, read as today's.
+LEGACY_PARAMS = {**{f"model.cen.{key}": f"model.params.{key}"
+                    for key in [*CENParams.config_keys(), "effective_lambda"]},
+                 "model.modality": "model.params.modality"}
 SELECTION_WORDS = {
     "best_test": "the best epoch on the test split (the references' protocol: selected on test, so the test figure "
                  "is optimistic)",
@@ -234,13 +241,20 @@ def _scores(run: Run, split: str, client: MlflowClient, task: TaskMetrics) -> Ru
         epochs = len({m.step for m in client.get_metric_history(run.info.run_id, "train/loss")})
     return RunScores(
         run_id=run.info.run_id, run_name=run.info.run_name, label=tags.get("fusionlab.cell", run.info.run_name),
-        model=run.data.params.get("model.name", tags.get("fusionlab.model", "?")), params=dict(run.data.params),
+        model=run.data.params.get("model.name", tags.get("fusionlab.model", "?")),
+        params=_current_keys(run.data.params),
         tags=dict(tags), scores={m: metrics[f"{split}/{m}"] for m in task.metrics if f"{split}/{m}" in metrics},
         start_time=run.info.start_time, epochs=epochs)
 
 
+def _current_keys(params: dict[str, str]) -> dict[str, str]:
+    """A run's params with the keys of runs logged before ``model.params`` renamed to today's."""
+    renamed = {LEGACY_PARAMS[key]: value for key, value in params.items() if key in LEGACY_PARAMS}
+    return {**renamed, **{key: value for key, value in params.items() if key not in LEGACY_PARAMS}}
+
+
 def _method(run: RunScores) -> str:
-    modality = run.params.get("model.modality")
+    modality = run.params.get("model.params.modality")
     return f"{run.model} ({modality})" if run.model == "unimodal" and modality not in (None, "None") else run.model
 
 
@@ -452,7 +466,7 @@ def _plots(report: Report, uri: str, folder: Path) -> list[Path]:
         pairs = [(float(v), task.scale * run.scores[rank]) for v, run in zip(values, runs, strict=True)
                  if v not in (None, "None")]
         made.append(plots.parameter_scatter([p[0] for p in pairs], [p[1] for p in pairs], f"{symbol} ({key})",
-                                            label, key != "model.cen.portion",
+                                            label, key != "model.params.portion",
                                             folder / f"{rank}_vs_{key.rsplit('.', 1)[-1]}.png"))
     if runs:  # what sparsity did inside the best CEN model
         best = task.best([(run.scores[rank], run) for run in runs])

@@ -76,8 +76,9 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
         for label, tree, paper in _planned_rows(grid):
             model, data, train = tree.get("model", {}), tree.get("data", {}), tree.get("train", {})
             name = str(model.get("name", "cen"))
-            if name == "unimodal" and model.get("modality"):
-                name = f"unimodal ({model['modality']})"
+            modality = (model.get("params") or {}).get("modality")
+            if name == "unimodal" and modality:
+                name = f"unimodal ({modality})"
             table.add_row(escape(label), name, str(model.get("backbone", "resnet_mini")),
                           "+".join(data.get("modalities") or []) or "-", ",".join(map(str, spec.seeds)),
                           *[_figure(paper, key) for key in figure_keys], source_mark(paper),
@@ -92,7 +93,8 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
                 unestimated.append(str(error))
             else:
                 estimates.append(result)
-            name = config.model.name + (f" ({config.model.modality})" if config.model.modality else "")
+            modality = config.model.params.get("modality")
+            name = config.model.name + (f" ({modality})" if modality else "")
             facts_modalities = "+".join(config.data.modalities) if config.data.modalities else "all"
             state = [states.get(config.run_name(), "pending")] if states is not None else []
             table.add_row(escape(run.label), name, config.model.backbone, facts_modalities, str(run.seed), *state,

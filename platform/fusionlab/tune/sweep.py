@@ -74,7 +74,7 @@ def start_sweep(config: Config, workdir: str | os.PathLike, address: str | None 
     from fusionlab.train.driver import prepare_tracking
 
     if config.search is None:
-        raise ConfigError("the config has no search section: add search.space (e.g. model.cen.lambda)")
+        raise ConfigError("the config has no search section: add search.space (e.g. model.params.lambda)")
     check_batch_fits(config, config.resources.num_workers)  # else every trial fails inside Ray
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
