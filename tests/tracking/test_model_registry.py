@@ -14,6 +14,7 @@ from registry_runs import VAL_MIOU, build_store
 from fusionlab.cli import main
 from fusionlab.tracking import load_model
 from fusionlab.tracking import registry as reg
+from fusionlab.tracking import registry_history as history
 from fusionlab.tracking.tags import PromotionTags as Promotion
 
 pytestmark = pytest.mark.slow  # trains three tiny runs for the module (about a minute on 2 cores)
@@ -128,7 +129,7 @@ def test_history_is_kept_newest_first_and_a_repeat_changes_nothing(store, capsys
     assert "already version 2" in capsys.readouterr().out
     assert reg.promote(store.uri, ["reg-a1"], name=name, force=True).version == "3"
 
-    records = reg.promotion_history(store.uri, name)
+    records = history.promotion_history(store.uri, name)
     assert [r.version for r in records] == ["3", "2", "1"]
     assert [r.aliases for r in records] == [["champion"], [], []]
     assert [r.run_name for r in records] == ["a1", "a2", "a1"]
@@ -177,7 +178,7 @@ def test_candidates_from_different_datasets_are_an_error(store, capsys):
     capsys.readouterr()
     assert cli(store, "promote", "--experiment", "reg-a1", "--experiment", "reg-other") == 1
     assert "other-rgbd" in capsys.readouterr().out
-    assert "mixed" not in [m.name for m in reg.registered_models(store.uri)]
+    assert "mixed" not in [m.name for m in history.registered_models(store.uri)]
 
 
 def test_a_holder_without_the_metric_is_not_compared(store):

@@ -54,7 +54,8 @@ def cmd_registry(args: argparse.Namespace, console: Console) -> int:
     from rich.markup import escape
 
     from fusionlab.tracking import default_tracking_uri
-    from fusionlab.tracking.registry import RegistryError, promotion_history, registered_models
+    from fusionlab.tracking.registry import RegistryError
+    from fusionlab.tracking.registry_history import promotion_history, registered_models
     from fusionlab.tracking.tags import DATASET_TAG, TASK_TAG
 
     uri = args.tracking_uri or default_tracking_uri(args.workdir)

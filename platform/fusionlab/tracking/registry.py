@@ -1,4 +1,5 @@
-"""The model registry: promote the best training run under an alias (``champion``), guarded, with its history.
+"""The model registry: promote the best training run under an alias (``champion``), guarded, with its history
+(read back by ``registry_history.py``).
 
 MLflow aliases keep no history, so every promotion registers a new version and records on it, as tags under
 ``fusionlab.promotion.``, what it replaced and why (DESIGN.md section 5). Stages are never used.
@@ -15,7 +16,6 @@ from datetime import UTC, datetime
 
 import mlflow
 import mlflow.artifacts
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -93,30 +93,6 @@ class Promotion:
         return self.version is None
 
 
-@dataclass(frozen=True)
-class ModelSummary:
-    name: str
-    latest_version: str | None
-    aliases: dict[str, str]  # alias -> version
-    last_promoted_at: str | None
-    tags: dict[str, str]
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    version: str
-    aliases: list[str]
-    run_id: str | None
-    run_name: str | None
-    metric: str | None
-    value: str | None
-    previous_version: str | None
-    previous_value: str | None
-    forced: str | None
-    promoted_at: str | None
-    tags: dict[str, str]
-
-
 def registry_client(uri: str) -> MlflowClient:
     """A client whose registry is the tracking store itself (the embedded sqlite store or the same server)."""
     return MlflowClient(tracking_uri=uri, registry_uri=None if uri.startswith("databricks") else uri)
@@ -128,7 +104,8 @@ def model_name(dataset: str, task: str) -> str:
     return re.sub(r"-{2,}", "-", slug).strip("-._") or "model"
 
 
-def _is_missing(error: MlflowException) -> bool:
+def is_missing(error: MlflowException) -> bool:
+    """The registry's answer for a model, version or alias that does not exist."""
     return error.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
@@ -209,7 +186,7 @@ def current_holder(client: MlflowClient, name: str, alias: str, metric: str) -> 
     try:
         model = client.get_registered_model(name)
     except MlflowException as error:
-        if _is_missing(error):
+        if is_missing(error):
             return None
         raise
     if alias not in model.aliases:  # (a missing alias is an INVALID_PARAMETER_VALUE error, not a "missing")
@@ -218,7 +195,7 @@ def current_holder(client: MlflowClient, name: str, alias: str, metric: str) -> 
     try:
         run = client.get_run(version.run_id) if version.run_id else None
     except MlflowException as error:
-        if not _is_missing(error):
+        if not is_missing(error):
             raise
         run = None
     if run is None:
@@ -285,7 +262,7 @@ def _ensure_registered_model(client: MlflowClient, name: str, candidate: Candida
     try:
         client.get_registered_model(name)
     except MlflowException as error:
-        if not _is_missing(error):
+        if not is_missing(error):
             raise
         client.create_registered_model(
             name, tags={DATASET_TAG: candidate.dataset, TASK_TAG: candidate.task},
@@ -355,66 +332,3 @@ def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode
     client.set_registered_model_alias(name, alias, version.version)
     return Promotion(name, alias, metric, mode, best, len(candidates), holder, str(version.version), force,
                      tuple(reasons), skipped)
-
-
-def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
-    versions, token = [], None
-    while True:
-        page = client.search_model_versions(f"name = '{name}'", page_token=token)
-        versions.extend(page)
-        token = page.token
-        if not token:
-            return sorted(versions, key=lambda v: int(v.version), reverse=True)
-
-
-def _registered_models(client: MlflowClient) -> list:
-    models, token = [], None
-    while True:
-        page = client.search_registered_models(page_token=token)
-        models.extend(page)
-        token = page.token
-        if not token:
-            return sorted(models, key=lambda m: m.name)
-
-
-def registered_models(uri: str) -> list[ModelSummary]:
-    client = registry_client(uri)
-    summaries = []
-    for model in _registered_models(client):
-        versions = _versions(client, model.name)
-        promoted = [v.tags[PromotionTags.PROMOTED_AT] for v in versions if PromotionTags.PROMOTED_AT in v.tags]
-        summaries.append(ModelSummary(model.name, str(versions[0].version) if versions else None,
-                                      {alias: str(v) for alias, v in model.aliases.items()},
-                                      max(promoted) if promoted else None, dict(model.tags)))
-    return summaries
-
-
-def promotion_history(uri: str, name: str) -> list[VersionRecord]:
-    """Every version of the registered model, newest first (one version per promotion: its history)."""
-    client = registry_client(uri)
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as error:
-        if not _is_missing(error):
-            raise
-        known = [m.name for m in _registered_models(client)]
-        raise RegistryError(f"no registered model {name!r}; the registry has "
-                            f"{', '.join(known) if known else 'none (promote one with fusionlab promote)'}") from None
-    by_version: dict[str, list[str]] = {}
-    for alias, version in model.aliases.items():
-        by_version.setdefault(str(version), []).append(alias)
-    records = []
-    for version in _versions(client, name):
-        tags = dict(version.tags)
-        run_name = tags.get(PromotionTags.RUN_NAME)
-        if run_name is None and version.run_id:  # a version registered by hand, not by promote
-            try:
-                run_name = client.get_run(version.run_id).info.run_name
-            except MlflowException:
-                run_name = None
-        records.append(VersionRecord(str(version.version), sorted(by_version.get(str(version.version), [])),
-                                     version.run_id, run_name, tags.get(PromotionTags.METRIC),
-                                     tags.get(PromotionTags.VALUE), tags.get(PromotionTags.PREVIOUS_VERSION),
-                                     tags.get(PromotionTags.PREVIOUS_VALUE), tags.get(PromotionTags.FORCED),
-                                     tags.get(PromotionTags.PROMOTED_AT), tags))
-    return records
