@@ -1,4 +1,5 @@
-"""A small tracking store of real training runs for the registry tests (tiny data, one epoch, in-process).
+"""A small tracking store of training runs for the registry tests, written to MLflow as training writes them but
+without training (tiny data; each model is the untrained network of its config and seed).
 
 Experiments:
 - ``reg-a1``: run ``a1`` on dataset A;
@@ -7,9 +8,12 @@ Experiments:
 - ``reg-b``: run ``b`` on dataset B, the same generator with another seed: same dataset name, another manifest;
 - ``reg-other``: a finished training run on another dataset (tags only, no model).
 
-Training one epoch gives near-equal scores, so the final ``val/miou`` of ``a1``, ``a2`` and ``b`` is overwritten by
-logging it again at a later step (the final value of a metric is the one at its highest step): 0.30, 0.50, 0.60.
-``a2`` also gets ``custom/score`` (a metric the other runs lack).
+Each run is opened by the tracker training uses (``RunTracker.open``: params, run key, the data and model tags of
+``run_tags``), logs one epoch, the untrained model's real ``test/miou`` (``fusionlab evaluate`` must show it) and
+the model as ``fusionlab.tracking.runs.servable`` serves it; ``val/miou`` is then set at a later step (the final
+value of a metric is the one at its highest step): 0.30, 0.50, 0.60. ``a2`` also gets ``custom/score`` (a metric
+the other runs lack). The training loop itself is proven end to end elsewhere (tests/train/test_train_ray.py,
+tests/train/test_cli_train.py).
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from mlflow.tracking import MlflowClient
 
 from fusionlab.config import parse_config
+from fusionlab.data import Manifest
 from fusionlab.data.synthetic import write_synthetic
-from fusionlab.tracking import default_tracking_uri
-from fusionlab.tracking.runs import KIND_TAG
+from fusionlab.tracking import RunTracker, default_tracking_uri
+from fusionlab.tracking.runs import KIND_TAG, run_tags, servable
 from fusionlab.tracking.sweeps import close_parent_run, open_parent_run
-from fusionlab.train.driver import run_local
+from fusionlab.train.evaluate import evaluate
+from fusionlab.train.segmentation_task import build_model
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -47,7 +54,8 @@ class Store:
         return MlflowClient(self.uri)
 
 
-def _train(data: Path, experiment: str, name: str, workdir: Path, parent: str | None = None) -> str:
+def _logged_run(data: Path, experiment: str, name: str, workdir: Path, parent: str | None = None) -> str:
+    """A FINISHED training run as the training loop leaves it (one epoch logged, final metrics, the model)."""
     config = parse_config({
         "data": {"path": str(data), "modalities": ["rgb", "depth"], "crop": [48, 64]},
         "model": {"name": "cen", "backbone": "resnet_mini"},
@@ -55,11 +63,18 @@ def _train(data: Path, experiment: str, name: str, workdir: Path, parent: str | 
         "resources": {"num_workers": 1},
         "tracking": {"experiment": experiment, "run_name": name},
     })
-    run_local(config, workdir, parent_run_id=parent)
-    client = MlflowClient(default_tracking_uri(workdir))
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    (run,) = client.search_runs([experiment_id], filter_string=f"attributes.run_name = '{name}'")
-    return run.info.run_id
+    manifest = Manifest.load(data)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, manifest)
+    tracker = RunTracker.open(default_tracking_uri(workdir), config, parent, run_tags(manifest, model))
+    tracker.log_epoch({"epoch": 0, "train/loss": 1.0, "val/miou": 0.1})
+    predictor = servable(model, manifest).eval()
+    test = evaluate(predictor, data, "test")
+    tracker.log_metrics({f"test/{key}": value for key, value in test.items()}, step=1)
+    tracker.log_model(predictor)
+    tracker.mark_final_logged()
+    tracker.close()
+    return tracker.run_id
 
 
 def _bare_run(client: MlflowClient, experiment: str, name: str, tags: dict[str, str], metrics: dict[str, float],
@@ -78,11 +93,11 @@ def build_store(root: Path) -> Store:
     write_synthetic(data_a, train=8, val=4, test=4, size=(48, 64), seed=0)
     write_synthetic(data_b, train=8, val=4, test=4, size=(48, 64), seed=1)
     uri = default_tracking_uri(workdir)
-    runs = {"a1": _train(data_a, "reg-a1", "a1", workdir)}
+    runs = {"a1": _logged_run(data_a, "reg-a1", "a1", workdir)}
     parent = open_parent_run(uri, "reg-a2", "sweep-a2", {"search.num_samples": 1}, kind="sweep",
                              artifact_root=workdir / "mlartifacts")
-    runs["a2"] = _train(data_a, "reg-a2", "a2", workdir, parent=parent)
-    runs["b"] = _train(data_b, "reg-b", "b", workdir)
+    runs["a2"] = _logged_run(data_a, "reg-a2", "a2", workdir, parent=parent)
+    runs["b"] = _logged_run(data_b, "reg-b", "b", workdir)
 
     client = MlflowClient(uri)
     for name, value in VAL_MIOU.items():

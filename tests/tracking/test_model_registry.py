@@ -17,8 +17,6 @@ from fusionlab.tracking import registry as reg
 from fusionlab.tracking import registry_history as history
 from fusionlab.tracking.tags import PromotionTags as Promotion
 
-pytestmark = pytest.mark.slow  # trains three tiny runs for the module (about a minute on 2 cores)
-
 DEFAULT_NAME = "synthetic-rgbd-segmentation"
 
 
