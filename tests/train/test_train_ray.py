@@ -1,4 +1,7 @@
-"""End to end on Ray Train with 2 CPU workers: learning, MLflow contents, evaluation, interruption and resume."""
+"""End to end on Ray Train with 2 CPU workers: learning, MLflow contents, evaluation, interruption and resume.
+
+Selection on the test split is tests/train/test_selection.py (in process) and tests/train/test_validate_workers.py
+(the Ray driver's evaluation split, and figures summed over two simulated workers)."""
 
 import os
 import shutil
@@ -81,21 +84,6 @@ def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray
     assert run.data.metrics["val/miou"] == history[selected]
     pixel_acc = metric_history(client, run.info.run_id, "val/pixel_acc", epochs=5)[selected]
     assert metrics["pixel_acc"] == pytest.approx(pixel_acc, abs=1e-6)
-
-
-def test_best_test_on_ray_evaluates_the_test_split_every_epoch(small_synthetic, tmp_path, ray_local):
-    config = parse_config(config_tree(small_synthetic, train={"epochs": 2, "selection": "best_test"},
-                                      resources={"num_workers": 2}, tracking={"experiment": "best-test"}))
-    run_ray(config, tmp_path)
-    client, run = only_run(default_tracking_uri(tmp_path), "best-test")
-    assert run.data.tags["fusionlab.selection"] == "best_test" and run.data.tags["fusionlab.selection_split"] == "test"
-    assert not any(key.startswith("val/") for key in run.data.metrics), "test scores are never called val"
-    per_epoch = metric_history(client, run.info.run_id, "test/miou", epochs=2)
-    selected = int(run.data.metrics["selected_epoch"])
-    assert len(per_epoch) == 2 and per_epoch[selected] == max(per_epoch) == run.data.metrics["test/miou"]
-    # each worker scored its share of the test split (Ray Data), summed: the logged model's figure on all of it
-    predictor = load_model(f"runs:/{run.info.run_id}/model", default_tracking_uri(tmp_path))
-    assert evaluate(predictor, small_synthetic, "test")["miou"] == pytest.approx(per_epoch[selected], abs=1e-6)
 
 
 def test_killed_driver_resumes_with_the_same_mlflow_run(small_synthetic, tmp_path):

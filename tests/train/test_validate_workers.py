@@ -1,0 +1,127 @@
+"""Distributed evaluation without Ray: two simulated workers, each scoring its share of a split, whose confusion
+matrices are summed as ``all_reduce_sum`` sums them on Ray Train. The figures must be those of the whole split, as
+``fusionlab evaluate`` scores the same model (a Ray run of two workers: tests/train/test_train_ray.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from train_configs import config_tree
+
+from fusionlab.config import parse_config
+from fusionlab.data import Manifest
+from fusionlab.data.torch_dataset import ShardDataset
+from fusionlab.tracking.runs import servable
+from fusionlab.train.evaluate import evaluate
+from fusionlab.train.segmentation_task import build_model, validate
+
+
+class SimulatedWorkers:
+    """What two Ray Train workers' collectives do: every worker waits for the other and gets the sum (or the
+    concatenation) of both workers' tensors."""
+
+    def __init__(self, world_size: int = 2):
+        self.world_size = world_size
+        self._barrier = threading.Barrier(world_size)
+        self._parts: dict[int, torch.Tensor] = {}
+
+    def _exchange(self, rank: int, tensor: torch.Tensor) -> list[torch.Tensor]:
+        self._parts[rank] = tensor.clone()
+        self._barrier.wait()
+        parts = [self._parts[r] for r in range(self.world_size)]
+        self._barrier.wait()  # everyone has read before a next exchange overwrites
+        return parts
+
+    def context(self, rank: int) -> WorkerContextFake:
+        return WorkerContextFake(self, rank)
+
+
+class WorkerContextFake:
+    device = torch.device("cpu")
+
+    def __init__(self, workers: SimulatedWorkers, rank: int):
+        self.workers, self.rank, self.world_size = workers, rank, workers.world_size
+        self.reduced: list[torch.Tensor] = []
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.reduced.append(tensor.clone())
+        return torch.stack(self.workers._exchange(self.rank, tensor)).sum(0)
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.workers._exchange(self.rank, tensor))
+
+
+def batches(dataset: ShardDataset, indices: list[int], size: int):
+    subset = torch.utils.data.Subset(dataset, indices)
+    return list(torch.utils.data.DataLoader(subset, batch_size=size))
+
+
+def run_workers(model, config, manifest, shares):
+    workers = SimulatedWorkers(len(shares))
+    contexts = [workers.context(rank) for rank in range(len(shares))]
+    results: dict[int, tuple] = {}
+
+    def work(rank: int) -> None:
+        results[rank] = validate(model, shares[rank], config, contexts[rank], manifest, prefix="test")
+
+    threads = [threading.Thread(target=work, args=(rank,)) for rank in range(len(shares))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(results) == list(range(len(shares))), "a simulated worker did not finish"
+    return [results[rank] for rank in range(len(shares))], contexts
+
+
+def test_two_workers_scoring_halves_of_the_test_split_report_the_whole_splits_figures(small_synthetic):
+    config = parse_config(config_tree(small_synthetic, train={"selection": "best_test"},
+                                      resources={"num_workers": 2}))
+    manifest = Manifest.load(small_synthetic)
+    torch.manual_seed(0)
+    model = build_model(config, manifest)
+    dataset = ShardDataset(small_synthetic, "test", config.data.modalities)
+    # Uneven shares in batches of another size than evaluate's: the sums must not depend on either.
+    shares = [batches(dataset, [0, 2, 4], 2), batches(dataset, [1, 3, 5, 6, 7], 3)]
+    (first, second), contexts = run_workers(model, config, manifest, shares)
+
+    metrics, matrix, _ = first
+    assert second[0] == metrics and torch.equal(second[1], matrix), "every worker reports the same figures"
+    whole = evaluate(servable(model, manifest, config.model.eval_upsample), small_synthetic, "test")
+    for key in ("miou", "pixel_acc", "mean_acc"):
+        assert metrics[f"test/{key}"] == pytest.approx(whole[key], abs=1e-6), key
+    assert not any(key.startswith("val/") for key in metrics), "test scores are never called val"
+    labels = torch.stack([dataset[i]["label"] for i in range(len(dataset))])
+    counted = int((labels != manifest.label.ignore_index).sum())
+    assert int(matrix.sum()) == counted, "the ensemble's matrix counts every labelled pixel of the split once"
+    own = [int(context.reduced[0][-1].sum()) for context in contexts]
+    assert 0 < own[0] < counted and own[0] + own[1] == counted, "each worker counted only its own share"
+
+
+@pytest.mark.parametrize("selection, split", [("best_test", "test"), ("best_val", "val")])
+def test_ray_workers_evaluate_each_epoch_on_the_split_selection_reads(small_synthetic, tmp_path, monkeypatch,
+                                                                      selection, split):
+    """The Ray driver hands its workers the per-epoch evaluation split as their ``val`` dataset (no Ray started)."""
+    import ray.train.torch
+
+    import fusionlab.data.ray_dataset
+    from fusionlab.train import driver
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    read = []
+
+    class FakeTrainer:
+        def __init__(self, *args, datasets, **kwargs):
+            read.append(datasets["val"])
+
+        def fit(self):
+            return "fitted"
+
+    monkeypatch.setattr(driver, "ensure_ray", lambda config, address: None)
+    monkeypatch.setattr(fusionlab.data.ray_dataset, "ray_split_dataset", lambda path, split, *args, **kwargs: split)
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", FakeTrainer)
+    config = parse_config(config_tree(small_synthetic, train={"selection": selection},
+                                      resources={"num_workers": 2, "use_gpu": False}))
+    assert driver.run_ray(config, tmp_path / "runs") == "fitted"
+    assert read == [split]
