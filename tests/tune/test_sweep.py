@@ -1,4 +1,7 @@
-"""`fusionlab tune`: a 4-trial Optuna sweep on CPU, and a sweep killed after 2 trials then resumed."""
+"""`fusionlab tune`: a 3-trial Optuna sweep on CPU killed after a finished trial, resumed, then checked whole.
+
+How a sweep's trials map to Optuna trials across a restart is tests/tune/test_study_searcher.py; how a sweep whose
+every trial failed ends (error, exit code, parent run) is tests/tune/test_sweep_summary.py."""
 
 import contextlib
 import os
@@ -21,6 +24,7 @@ from tiny_grids import parent_and_children
 
 pytestmark = pytest.mark.slow
 
+NUM_SAMPLES = 3  # enough for a trial finished before the kill and trials run after the resume
 BOUNDS = {"model.params.lambda": (1e-4, 1e-1), "model.params.threshold": (0.005, 0.05),
           "model.params.portion": (0.1, 0.5)}
 
@@ -41,7 +45,7 @@ def sweep_config(tmp_path, data, experiment, scheduler):
         "tracking": {"experiment": experiment},
         "search": {"space": {key: {"type": "loguniform" if key.endswith("lambda") else "uniform",
                                    "low": low, "high": high} for key, (low, high) in BOUNDS.items()},
-                   "num_samples": 4, "seed": 3, "name": experiment, "scheduler": {"type": scheduler}},
+                   "num_samples": NUM_SAMPLES, "seed": 3, "name": experiment, "scheduler": {"type": scheduler}},
     }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(tree))
@@ -79,32 +83,10 @@ def completed_trials(study_db: Path, name: str) -> set[int]:
         return set()
 
 
-def test_four_trial_optuna_sweep(data, tmp_path):
-    # No ASHA here: tests/tune/test_asha_stops.py runs a sweep with stops.
-    config = sweep_config(tmp_path, data, "sweep4", "none")
-    workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-a")
-    try:
-        result = run_in_own_group([sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune",
-                                   str(config)], env=environment(marker), timeout=900)
-    finally:
-        cleanup(marker)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "best trial" in result.stdout and "val/miou" in result.stdout
-
-    client, parent, children = children_of_sweep(workdir, "sweep4")
-    assert len(children) == 4
-    for child in children:
-        for key, (low, high) in BOUNDS.items():
-            assert low <= float(child.data.params[key]) <= high, (key, child.data.params[key])
-    assert {c.info.status for c in children} == {"FINISHED"}
-    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"trials.csv", "best_config.json", "plots"} <= artifacts
-    study = workdir / "sweeps" / "sweep4" / "optuna.db"
-    assert len(completed_trials(study, "sweep4")) == 4
-
-
-def test_killed_sweep_resumes_without_rerunning_finished_trials(data, tmp_path):
+def test_a_killed_optuna_sweep_resumes_without_rerunning_finished_trials_and_is_summarised(data, tmp_path):
+    """One sweep through the CLI: killed after a finished trial, resumed with ``--resume``, then checked whole.
+    (Which Optuna trial a restored or new Tune trial gets is tests/tune/test_study_searcher.py; no ASHA here:
+    tests/tune/test_asha_stops.py runs a sweep with stops.)"""
     config = sweep_config(tmp_path, data, "sweep-resume", "none")
     workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-b")
     sweep_dir = workdir / "sweeps" / "sweep-resume"
@@ -114,47 +96,34 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(data, tmp_path):
             first = subprocess.Popen([*command, str(config)], stdout=log, stderr=subprocess.STDOUT,
                                      env=environment(marker), start_new_session=True)
             deadline = time.time() + 600
-            while len(completed_trials(sweep_dir / "optuna.db", "sweep-resume")) < 2 and time.time() < deadline:
+            while not completed_trials(sweep_dir / "optuna.db", "sweep-resume") and time.time() < deadline:
                 assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
                 time.sleep(1)
             finished_before = completed_trials(sweep_dir / "optuna.db", "sweep-resume")
-            assert len(finished_before) >= 2
+            assert 1 <= len(finished_before) < NUM_SAMPLES, finished_before
             kill_group(first)
         cleanup(marker)
         _, _, children = children_of_sweep(workdir, "sweep-resume")
         history_before = {c.info.run_id: len(MlflowClient(default_tracking_uri(workdir)).get_metric_history(
             c.info.run_id, "train/loss")) for c in children if c.info.status == "FINISHED"}
-        assert len(history_before) >= 2
+        assert len(history_before) >= 1
 
         second = run_in_own_group([*command, "--resume", str(sweep_dir)], env=environment(marker), timeout=900)
     finally:
         cleanup(marker)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
-    client, _, children = children_of_sweep(workdir, "sweep-resume")
-    assert len(children) == 4, "one child run per trial, none duplicated"
+    assert "best trial" in second.stdout and "val/miou" in second.stdout
+    client, parent, children = children_of_sweep(workdir, "sweep-resume")
+    assert len(children) == NUM_SAMPLES, "one child run per trial, none duplicated"
+    assert {c.info.status for c in children} == {"FINISHED"}
+    for child in children:
+        for key, (low, high) in BOUNDS.items():
+            assert low <= float(child.data.params[key]) <= high, (key, child.data.params[key])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "best_config.json", "plots"} <= artifacts
     study_trials = optuna.load_study(study_name="sweep-resume", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
-    assert len(study_trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study_trials)
+    assert len(study_trials) == NUM_SAMPLES
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study_trials)
     for run_id, length in history_before.items():
         steps = [m.step for m in client.get_metric_history(run_id, "train/loss")]
         assert len(steps) == length == 2 and sorted(steps) == [0, 1], "finished trials were not run again"
-
-
-def test_a_sweep_whose_every_trial_fails_exits_non_zero_naming_the_error(data, tmp_path):
-    path = sweep_config(tmp_path, data, "sweep-fails", "none")
-    tree = yaml.safe_load(path.read_text())
-    tree["train"].update(epochs=1, optimizer="sgd", lr_encoder=1e6, lr_decoder=1e6)  # every trial diverges
-    tree["search"]["num_samples"] = 1  # one trial is the whole sweep: nothing reported is a failure
-    path.write_text(yaml.safe_dump(tree))
-    workdir, marker = tmp_path / "runs", Path(f"/tmp/fls-{os.getpid()}-c")
-    try:
-        result = run_in_own_group([sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "tune",
-                                   str(path)], env=environment(marker), timeout=900)
-    finally:
-        cleanup(marker)
-    output = " ".join((result.stdout + result.stderr).split())
-    assert result.returncode == 1, output[-4000:]
-    assert "none of its 1 trial(s) reported val/miou (1 failed)" in output
-    assert "TrainingDiverged: training loss was not finite" in output
-    client, parent, children = children_of_sweep(workdir, "sweep-fails")
-    assert parent.info.status == "FAILED"
-    assert {c.info.status for c in children} == {"FAILED"}
