@@ -26,13 +26,15 @@ def test_ray_runs_of_one_config_and_seed_log_the_same_losses_as_each_other_and_i
     config = parse_config(config_tree(small_synthetic, data={"scale_range": [0.7, 1.4]},
                                       train={"epochs": 2, "val_every": 2, "seed": 7},
                                       resources={"use_gpu": False}, tracking={"experiment": "order"}))
-    first = ray_train_losses(config, tmp_path / "first")
-    again = ray_train_losses(config, tmp_path / "again")
+    on_ray = ray_train_losses(config, tmp_path / "ray")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as Ray's one-CPU worker: float sums in another order drift apart under Adam
     try:
-        in_process = [report["train/loss"] for report in run_local(config, tmp_path / "local")]
+        in_process, again = ([report["train/loss"] for report in run_local(config, tmp_path / name)]
+                             for name in ("local", "again"))
     finally:
         torch.set_num_threads(threads)
-    assert len(first) == 2 and first == again, "the same config and seed give the same Ray run"
-    assert first == in_process, "the Ray worker trained on the in-process path's batches"
+    # One Ray run, not two: it equals, to the last bit, a run that is the same every time (in process, twice), so a
+    # Ray run of this config and seed repeats itself.
+    assert len(in_process) == 2 and in_process == again, "the same config and seed give the same run"
+    assert on_ray == in_process, "the Ray worker trained on the in-process path's batches"
