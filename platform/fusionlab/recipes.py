@@ -54,8 +54,6 @@ TRANSLATION_REFERENCE: dict[str, Any] = {
     "data.min_short_side": None,
 }
 PARAMS_PREFIX = "model.params."
-# Runs logged before model.params recorded these switches under their old keys.
-LEGACY_KEYS = {"model.params.rcu_residual": "model.rcu_residual", "model.params.penalty": "model.cen.penalty"}
 DEFAULT_MODEL = "cen"  # ModelConfig.name's default
 
 
@@ -112,7 +110,9 @@ def recipe_label(flat: dict[str, Any]) -> str:
     naming the switches that differ from the declared recipe. ``flat``: a config's dotted parameters."""
     declared = flat.get("recipe", "fusionlab")
     task = task_of(flat.get("model.backbone"))
-    flat = {**{new: flat[old] for new, old in LEGACY_KEYS.items() if new not in flat and old in flat}, **flat}
+    from .config.params import with_current_keys
+
+    flat = with_current_keys(flat)  # runs logged before model.params: model.cen.penalty, model.rcu_residual
     differing = [f"{key}={flat.get(key)}" for key in SWITCHES
                  if key in flat and flat[key] != switch_value(key, declared, task)]
     return declared if not differing else f"custom: {declared} but " + ", ".join(differing)

@@ -62,7 +62,7 @@ def test_a_changed_learning_rate_is_refused_naming_the_key(trained):
 def test_the_checkpoint_refuses_a_changed_config_when_mlflow_has_no_run(trained):
     # Another experiment has no run of this name, so only the checkpoint (keyed by the run name) can tell.
     data, workdir = trained
-    with pytest.raises(ConfigError, match=r"checkpoint of epoch 0.*model\.cen\.threshold: 0\.02 -> 0\.05"):
+    with pytest.raises(ConfigError, match=r"checkpoint of epoch 0.*model\.params\.threshold: 0\.02 -> 0\.05"):
         run_local(config(data, tracking={"experiment": "elsewhere"}, model={"params": {"threshold": 0.05}}), workdir)
     assert runs(workdir, "elsewhere") == []  # refused before a run was opened
 
@@ -99,3 +99,15 @@ def test_resuming_with_the_same_config_changes_nothing(trained):
     (run,) = runs(workdir)
     assert not any(key.startswith("fusionlab.changed.") for key in run.data.tags)
     assert run.data.tags["fusionlab.starts"] == "2"
+
+
+def test_a_run_recorded_before_model_params_is_compared_under_the_current_keys():
+    from fusionlab.train.identity import config_changes
+
+    before = {"model.cen.threshold": 0.02, "model.cen.lambda": None, "model.modality": "rgb", "train.epochs": 2}
+    after = {"model.params.threshold": 0.05, "model.params.lambda": None, "model.params.modality": "rgb",
+             "train.epochs": 4}
+    changes = {change.key: change for change in config_changes(before, after)}
+    assert set(changes) == {"model.params.threshold", "train.epochs"}
+    assert not changes["model.params.threshold"].safe and changes["train.epochs"].safe
+    assert (changes["model.params.threshold"].before, changes["model.params.threshold"].after) == ("0.02", "0.05")

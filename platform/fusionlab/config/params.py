@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
@@ -25,6 +26,21 @@ MOVED_KEYS = {
     "modality": "unimodal's modality moved to model.params.modality",
     "rcu_residual": "moved to model.params.rcu_residual (the RefineNet segmenters' parameter)",
 }
+
+
+def current_key(key: str) -> str:
+    """A dotted config key as it is named now: runs and checkpoints from before ``model.params`` recorded
+    ``model.cen.lambda``, ``model.asymfusion.shuffle_groups``, ``model.modality`` and ``model.rcu_residual``."""
+    for old in ("model.cen.", "model.asymfusion."):
+        if key.startswith(old):
+            return "model.params." + key.removeprefix(old)
+    return {"model.modality": "model.params.modality", "model.rcu_residual": "model.params.rcu_residual"}.get(key, key)
+
+
+def with_current_keys(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted parameters under their current names (``current_key``); a current key wins over an old one."""
+    renamed = {current_key(key): value for key, value in flat.items() if current_key(key) != key}
+    return {**renamed, **{key: value for key, value in flat.items() if current_key(key) == key}}
 
 
 def _strict(annotation: Any) -> Any:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fusionlab.config import ConfigError, flatten
+from fusionlab.config.params import with_current_keys
 
 # Keys (or prefixes ending in ".") whose change leaves the trained model's definition alone: how long and how often,
 # where it runs and is tracked, and speed switches that do not change the maths. data.path may move: the dataset's
@@ -42,8 +43,10 @@ def as_param(value: Any) -> str:
 
 
 def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Change]:
-    """Keys whose value differs, compared as params. A key only one side has (a field added or removed between
+    """Keys whose value differs, compared as params, each under its current name (a run from before
+    ``model.params`` recorded ``model.cen.lambda``). A key only one side has (a field added or removed between
     fusionlab versions) is not compared: it cannot say what the other side ran with."""
+    before, after = with_current_keys(before), with_current_keys(after)
     return [Change(key, as_param(before[key]), as_param(after[key])) for key in sorted(before.keys() & after.keys())
             if as_param(before[key]) != as_param(after[key])]
 
