@@ -9,6 +9,7 @@ from fusionlab.tracking import tags
 PACKAGE = Path(tags.__file__).resolve().parents[1]
 # Modules that take their tag keys from tags.py (others still have literals: see the follow-ups).
 USING_TAGS = ["tracking/lifecycle.py", "tracking/sweeps.py", "tracking/registry.py", "tracking/cells.py",
+              "tracking/report.py", "tracking/report_rows.py", "tracking/report_table.py", "tracking/imports.py",
               "tune/grid.py", "tune/grid_runner.py", "tune/sweep.py"]
 TAG_LITERAL = re.compile(r"[\"'](?:fusionlab|mlflow)\.[A-Za-z_.]+[\"']")
 

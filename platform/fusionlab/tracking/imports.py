@@ -12,12 +12,17 @@ from mlflow.tracking import MlflowClient
 from fusionlab.data import Manifest
 from fusionlab.models import FusionModel
 
-from .registry import MANIFEST_TAG
-from .runs import MODEL_NAME, RECIPE_TAG, SELECTION_TAG, RunTracker, ensure_experiment, run_tags, servable
-
-ORIGIN_TAG = "fusionlab.origin"  # "import": the weights were not trained by fusionlab
-SOURCE_TAG = "fusionlab.import.source"
-SOURCE_SHA256_TAG = "fusionlab.import.sha256"
+from .runs import MODEL_NAME, RunTracker, ensure_experiment, run_tags, servable
+from .tags import (
+    IMPORT_SHA256_TAG,
+    IMPORT_SOURCE_TAG,
+    MANIFEST_TAG,
+    MODEL_TAG,
+    ORIGIN_TAG,
+    RECIPE_TAG,
+    RUN_NAME_TAG,
+    SELECTION_TAG,
+)
 
 
 def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionModel, manifest: Manifest, *,
@@ -32,8 +37,8 @@ def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionMo
     current directory)."""
     client = MlflowClient(uri)
     experiment_id = ensure_experiment(uri, experiment, artifact_root)
-    tags = {**run_tags(manifest, model), "mlflow.runName": run_name, "fusionlab.model": str(params["model.name"]),
-            ORIGIN_TAG: "import", SOURCE_TAG: source, SOURCE_SHA256_TAG: sha256, RECIPE_TAG: recipe,
+    tags = {**run_tags(manifest, model), RUN_NAME_TAG: run_name, MODEL_TAG: str(params["model.name"]),
+            ORIGIN_TAG: "import", IMPORT_SOURCE_TAG: source, IMPORT_SHA256_TAG: sha256, RECIPE_TAG: recipe,
             SELECTION_TAG: selection}
     if not dataset_known:
         tags.pop(MANIFEST_TAG)

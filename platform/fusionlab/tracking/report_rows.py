@@ -1,0 +1,270 @@
+"""An experiment's training runs read back from MLflow as the rows of ``fusionlab report``'s table (see
+``tracking/report.py``): which runs are listed, which split they are scored on, cells' seeds grouped into one row, and
+what each task's table shows (``TaskMetrics``)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from fusionlab.errors import FusionlabError
+from fusionlab.fid.inception import INCEPTION_NAME
+from fusionlab.models.params import CENParams
+
+from .tags import (
+    CELL_TAG,
+    ERROR_TAG,
+    FID_FEATURES_TAG,
+    KIND_TAG,
+    MODALITIES_TAG,
+    MODEL_TAG,
+    PAPER_TAG,
+    PARAMETERS_TAG,
+    RECIPE_TAG,
+    SELECTION_TAG,
+    STOPPED_EARLY_TAG,
+    TASK_TAG,
+)
+
+# The CEN parameters a report varies and plots, keyed by their config keys (CENParams' fields).
+CEN_SYMBOLS = {"lambda": "λ", "threshold": "θ", "portion": "portion"}
+CEN_PARAMETERS = {f"model.params.{key}": CEN_SYMBOLS[key] for key in CENParams.config_keys() if key in CEN_SYMBOLS}
+# Runs logged before model.params: their keys, read as today's.
+LEGACY_PARAMS = {**{f"model.cen.{key}": f"model.params.{key}"
+                    for key in [*CENParams.config_keys(), "effective_lambda"]},
+                 "model.modality": "model.params.modality"}
+NOT_RECORDED = "not recorded"  # runs from before recipes and selection were tracked
+
+
+class ReportError(FusionlabError):
+    """Nothing to report: the message names the experiment and what is missing."""
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """What a task's table shows: the ensemble's metrics (logged as ``<split>/<metric>``), their headers, how a
+    logged value becomes the shown one (``scale``), and the metric that ranks rows."""
+
+    metrics: tuple[str, ...]
+    headers: dict[str, str]
+    short_headers: dict[str, str]  # for a terminal
+    unit: str  # after a metric's header in the Markdown: " (%)"
+    scale: float  # shown = logged × scale
+    rank: str  # ranks sweep rows and picks the best unimodal row
+    lower_is_better: bool
+    paper: tuple[str, ...]  # the metrics a published figure (tag ``fusionlab.paper``) may give
+    scores: str  # the caption's words for the scores, ``{split}`` filled in
+    decimals: dict[str, int] = field(default_factory=dict)  # shown digits, 1 unless given
+
+    def best(self, values: list[tuple[float, Any]]) -> Any:
+        """The item of the best ``(score, item)`` pair."""
+        return (min if self.lower_is_better else max)(values, key=lambda pair: pair[0])[1]
+
+    def order(self, value: float | None) -> tuple[bool, float]:
+        """Sort key: best first, missing last."""
+        return (value is None, 0.0 if value is None else value if self.lower_is_better else -value)
+
+
+SEGMENTATION = TaskMetrics(
+    metrics=("pixel_acc", "mean_acc", "miou"),
+    headers={"pixel_acc": "Pixel Acc.", "mean_acc": "Mean Acc.", "miou": "mIoU"},
+    short_headers={"pixel_acc": "pix acc", "mean_acc": "mean acc", "miou": "mIoU"},
+    unit=" (%)", scale=100.0, rank="miou", lower_is_better=False, paper=("pixel_acc", "mean_acc", "miou"),
+    scores="ensemble scores on the {split} split (single-scale), percent")
+TRANSLATION = TaskMetrics(
+    metrics=("fid", "kid", "l1"),  # kid is logged ×100, as the papers print it
+    headers={"fid": "FID", "kid": "KID×100", "l1": "L1"},
+    short_headers={"fid": "FID", "kid": "KID×100", "l1": "L1"},
+    unit="", scale=1.0, rank="fid", lower_is_better=True, paper=("fid", "kid"),
+    scores="the ensemble's FID, KID×100 and L1 on the {split} split (lower is better for all three)",
+    decimals={"fid": 2, "kid": 2, "l1": 3})  # local-extractor FIDs are small: 2 digits
+TASKS = {"segmentation": SEGMENTATION, "translation": TRANSLATION}
+
+
+@dataclass(frozen=True)
+class RunScores:
+    run_id: str
+    run_name: str
+    label: str  # the grid cell's label, else the run name
+    model: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    scores: dict[str, float]  # as logged (segmentation: fractions), on the report's split
+    start_time: int
+    epochs: int | None = None  # epochs it trained, for trials stopped early
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.tags.get(STOPPED_EARLY_TAG) == "true"
+
+
+@dataclass
+class Row:
+    label: str
+    method: str
+    modalities: str
+    backbone: str
+    runs: list[RunScores]
+    paper: dict[str, Any] | None
+    parameters: int | None
+    varied: dict[str, str] = field(default_factory=dict)  # searched parameters that differ between rows
+    task: TaskMetrics = SEGMENTATION
+
+    def mean(self, metric: str) -> float | None:
+        """As shown (segmentation: percent)."""
+        values = [run.scores[metric] for run in self.runs if metric in run.scores]
+        return self.task.scale * statistics.fmean(values) if values else None
+
+    def std(self, metric: str) -> float | None:
+        values = [self.task.scale * run.scores[metric] for run in self.runs if metric in run.scores]
+        return statistics.stdev(values) if len(values) > 1 else None
+
+    @property
+    def unimodal(self) -> bool:
+        return self.runs[0].model == "unimodal"
+
+    @property
+    def recipe(self) -> str:
+        return self.runs[0].tags.get(RECIPE_TAG, NOT_RECORDED)
+
+    @property
+    def selection(self) -> str:
+        return self.runs[0].tags.get(SELECTION_TAG, NOT_RECORDED)
+
+
+@dataclass
+class Report:
+    experiment: str
+    split: str
+    rows: list[Row]
+    stopped_early: int  # sweep trials stopped by the scheduler (rows marked with the epochs they ran)
+    task_name: str = "segmentation"
+    fid_features: tuple[str, ...] = ()  # translation: the runs' feature extractors ("?" where a run has no tag)
+    unfinished: tuple[str, ...] = ()  # runs not in the table: "<run> (<cell>): <STATUS>[: <error>]"
+
+    @property
+    def task(self) -> TaskMetrics:
+        return TASKS[self.task_name]
+
+    @property
+    def comparable(self) -> bool:
+        """Whether our figures are on the published scale (translation: every FID from the FID Inception network)."""
+        return self.task_name != "translation" or set(self.fid_features) == {INCEPTION_NAME}
+
+    @property
+    def has_paper(self) -> bool:
+        """Whether the table shows published figures and ours − paper (never beside incomparable figures)."""
+        return self.comparable and any(row.paper for row in self.rows)
+
+    def best_unimodal(self) -> Row | None:
+        rank = self.task.rank
+        unimodal = [(row.mean(rank), row) for row in self.rows if row.unimodal and row.mean(rank) is not None]
+        return self.task.best(unimodal) if unimodal else None
+
+    def varied_keys(self) -> list[str]:
+        return [key for key in CEN_PARAMETERS if any(key in row.varied for row in self.rows)]
+
+
+# --- collecting ------------------------------------------------------------------------------------------------------
+
+
+def collect(uri: str, experiment: str, split: str | None = None) -> Report:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ReportError(f"no experiment {experiment!r} in {uri}; it has {names}")
+    runs = search_all_runs(client, found.experiment_id, f"tags.`{KIND_TAG}` = 'train'")
+    listed = [run for run in runs
+              if run.info.status == "FINISHED" or run.data.tags.get(STOPPED_EARLY_TAG) == "true"]
+    if not listed:
+        raise ReportError(f"experiment {experiment!r} has no finished training runs ({len(runs)} in all)")
+    tasks = sorted({run.data.tags.get(TASK_TAG, "segmentation") for run in listed})
+    if len(tasks) > 1:
+        raise ReportError(f"experiment {experiment!r} mixes tasks {tasks}: one table holds one task's runs; "
+                          f"report each task's runs from an experiment of their own")
+    if tasks[0] not in TASKS:
+        raise ReportError(f"experiment {experiment!r} has {tasks[0]!r} runs; a report knows the tasks {sorted(TASKS)}")
+    task = TASKS[tasks[0]]
+    if split is None:
+        split = "test" if all(f"test/{task.rank}" in run.data.metrics for run in listed) else "val"
+    scored = [_scores(run, split, client, task) for run in listed]
+    rows = _rows(scored, task)
+    features = tuple(sorted({run.tags.get(FID_FEATURES_TAG, "?") for run in scored})) if task is TRANSLATION else ()
+    listed_ids = {run.info.run_id for run in listed}
+    unfinished = tuple(_unfinished(run) for run in sorted(runs, key=lambda r: r.info.run_name or "")
+                       if run.info.run_id not in listed_ids)
+    return Report(experiment, split, rows, sum(run.stopped_early for run in scored), tasks[0], features, unfinished)
+
+
+def _unfinished(run: Run) -> str:
+    cell = run.data.tags.get(CELL_TAG)
+    error = run.data.tags.get(ERROR_TAG)
+    return (f"{run.info.run_name}" + (f" ({cell})" if cell else "") + f": {run.info.status}"
+            + (f": {error.splitlines()[0][:200]}" if error else ""))
+
+
+def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """Every run of the experiment that ``filter_string`` matches, page after page (1000 a page)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _scores(run: Run, split: str, client: MlflowClient, task: TaskMetrics) -> RunScores:
+    metrics = run.data.metrics
+    tags = run.data.tags
+    epochs = None
+    if tags.get(STOPPED_EARLY_TAG) == "true":
+        epochs = len({m.step for m in client.get_metric_history(run.info.run_id, "train/loss")})
+    return RunScores(
+        run_id=run.info.run_id, run_name=run.info.run_name, label=tags.get(CELL_TAG, run.info.run_name),
+        model=run.data.params.get("model.name", tags.get(MODEL_TAG, "?")),
+        params=_current_keys(run.data.params),
+        tags=dict(tags), scores={m: metrics[f"{split}/{m}"] for m in task.metrics if f"{split}/{m}" in metrics},
+        start_time=run.info.start_time, epochs=epochs)
+
+
+def _current_keys(params: dict[str, str]) -> dict[str, str]:
+    """A run's params with the keys of runs logged before ``model.params`` renamed to today's."""
+    renamed = {LEGACY_PARAMS[key]: value for key, value in params.items() if key in LEGACY_PARAMS}
+    return {**renamed, **{key: value for key, value in params.items() if key not in LEGACY_PARAMS}}
+
+
+def _method(run: RunScores) -> str:
+    modality = run.params.get("model.params.modality")
+    return f"{run.model} ({modality})" if run.model == "unimodal" and modality not in (None, "None") else run.model
+
+
+def _rows(scored: list[RunScores], task: TaskMetrics) -> list[Row]:
+    groups: dict[str, list[RunScores]] = {}
+    for run in sorted(scored, key=lambda r: r.start_time):
+        groups.setdefault(run.label, []).append(run)
+    rows = []
+    for label, runs in groups.items():
+        first = runs[0]
+        paper = json.loads(first.tags[PAPER_TAG]) if PAPER_TAG in first.tags else None
+        parameters = first.tags.get(PARAMETERS_TAG)
+        shown = f"{label} (stopped at epoch {first.epochs})" if first.stopped_early else label
+        rows.append(Row(label=shown, method=_method(first), modalities=first.tags.get(MODALITIES_TAG, "-"),
+                        backbone=first.params.get("model.backbone", "-"), runs=runs, paper=paper,
+                        parameters=int(parameters) if parameters else None, task=task))
+    cen_rows = [row for row in rows if row.runs[0].model == "cen"]
+    for key in CEN_PARAMETERS:
+        values = {row.runs[0].params.get(key) for row in cen_rows}
+        if len(values) > 1:
+            for row in cen_rows:
+                row.varied[key] = row.runs[0].params.get(key, "-")
+    in_grid = all(CELL_TAG in run.tags for run in scored)
+    if not in_grid:  # sweep trials and loose runs: best first
+        rows.sort(key=lambda row: task.order(row.mean(task.rank)))
+    return rows

@@ -1,0 +1,185 @@
+"""``fusionlab report``'s table as text: its columns and cells (the Markdown's, or compact ones for a terminal), the
+caption under it, the Markdown file, and the CSV's frame with unrounded numbers (see ``tracking/report.py``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from fusionlab.fid.inception import INCEPTION_NAME
+from fusionlab.fid.local import LOCAL_NAME
+
+from .report_rows import CEN_PARAMETERS, TRANSLATION, Report
+from .tags import FID_FEATURES_TAG
+
+# The caption's words for each train.selection (the tag fusionlab.selection).
+SELECTION_WORDS = {
+    "best_test": "the best epoch on the test split (the references' protocol: selected on test, so the test figure "
+                 "is optimistic)",
+    "best_val": "the best epoch on the val split, test scored once with it",
+    "last": "the last epoch",
+}
+
+
+def _fmt(value: float | None, std: float | None = None, compact: bool = False, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if std is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f}±{std:.{digits}f}" if compact else f"{value:.{digits}f} ± {std:.{digits}f}"
+
+
+def _signed(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
+
+
+def _short_number(value: str) -> str:
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
+
+
+def table_columns(report: Report, compact: bool = False) -> list[str]:
+    """Column headers; ``compact``: short ones for a terminal (the paper and Δ columns follow their metric)."""
+    task = report.task
+    columns = ["Method", "Modalities", "Backbone", *[CEN_PARAMETERS[key] for key in report.varied_keys()]]
+    for metric in task.metrics:
+        columns.append(task.short_headers[metric] if compact else f"{task.headers[metric]}{task.unit}")
+        if report.has_paper and metric in task.paper:
+            columns += ["paper", "Δ"] if compact else [f"paper {task.headers[metric]}", f"Δ {task.headers[metric]}"]
+    if report.best_unimodal() is not None:
+        columns.append("vs best uni" if compact else f"{task.headers[task.rank]} vs best unimodal")
+    columns.append("params (M)" if compact else "#Params (M)")
+    if any(len(row.runs) > 1 for row in report.rows):
+        columns.append("seeds")
+    return columns
+
+
+def table_rows(report: Report, compact: bool = False) -> list[list[str]]:
+    task = report.task
+    best_single = report.best_unimodal()
+    seeds = any(len(row.runs) > 1 for row in report.rows)
+    out = []
+    for row in report.rows:
+        cells = [row.label, row.modalities.replace(",", "+"), row.backbone,
+                 *[_short_number(row.varied.get(key, "-")) for key in report.varied_keys()]]
+        for metric in task.metrics:
+            digits = task.decimals.get(metric, 1)
+            ours = row.mean(metric)
+            cells.append(_fmt(ours, row.std(metric), compact, digits))
+            if report.has_paper and metric in task.paper:
+                published = (row.paper or {}).get(metric)
+                cells.append(_fmt(published, digits=digits))
+                cells.append(_signed(ours - published, digits) if ours is not None and published is not None
+                             else "-")
+        if best_single is not None:
+            ranked = row.mean(task.rank)
+            cells.append("-" if row is best_single or ranked is None
+                         else _signed(ranked - best_single.mean(task.rank), task.decimals.get(task.rank, 1)))
+        cells.append(f"{row.parameters / 1e6:.2f}" if row.parameters else "-")
+        if seeds:
+            cells.append(str(len(row.runs)))
+        out.append(cells)
+    return out
+
+
+def comparability_note(report: Report) -> str | None:
+    """For translation FIDs not from the FID Inception network: why they cannot sit beside published figures."""
+    if report.comparable:
+        return None
+    named = [name for name in report.fid_features if name != "?"]
+    parts = [("the local stand-in feature extractor" if name == LOCAL_NAME else "the feature extractor") + f" `{name}`"
+             for name in named]
+    if "?" in report.fid_features:
+        parts.append(f"an extractor not recorded (runs without the {FID_FEATURES_TAG} tag)")
+    return (f"Not comparable to published figures: these FID/KID values were computed with {' and '.join(parts)}, "
+            f"not the FID Inception network (`{INCEPTION_NAME}`), so they compare only with each other (same "
+            f"extractor, same data); the ours − paper columns are omitted.")
+
+
+def caption(report: Report) -> str:
+    task = report.task
+    lines = [f"{report.experiment}: {task.scores.format(split=report.split)}; "
+             f"mean ± std over seeds where a cell has several."]
+    best_single = report.best_unimodal()
+    if best_single is not None:
+        header = task.headers[task.rank]
+        digits = task.decimals.get(task.rank, 1)
+        line = (f"'{header} vs best unimodal': difference to {best_single.label} "
+                f"({best_single.mean(task.rank):.{digits}f}), in points.")
+        if task.lower_is_better:
+            line += f" {header}: lower is better, so a negative Δ is an improvement over the best unimodal row."
+        lines.append(line)
+    if report.has_paper:
+        sources = sorted({row.paper["source"] for row in report.rows if row.paper})
+        lines.append("paper: published figures; Δ = ours − paper. Sources: " + "; ".join(sources))
+    note = comparability_note(report)
+    if note is not None:
+        lines.append(note)
+    lines += protocol_lines(report)
+    if report.stopped_early:
+        lines.append(f"{report.stopped_early} trial(s) were stopped early by the scheduler: their scores are from "
+                     f"the epoch they stopped at.")
+    if report.unfinished:
+        lines.append(f"Not in the table, {len(report.unfinished)} run(s) that did not finish: "
+                     + "; ".join(report.unfinished) + ".")
+    return "\n".join(lines)
+
+
+def protocol_lines(report: Report) -> list[str]:
+    """Which recipe trained the rows and which epoch's model they score, one line each (rows named if mixed)."""
+    lines = []
+    for what, attribute, words in (("Recipe", "recipe", {}), ("Selected", "selection", SELECTION_WORDS)):
+        groups: dict[str, list[str]] = {}
+        for row in report.rows:
+            groups.setdefault(getattr(row, attribute), []).append(row.label)
+        if len(groups) == 1:
+            value = next(iter(groups))
+            lines.append(f"{what}: {words.get(value, value)} (every row).")
+        else:
+            parts = [f"{words.get(value, value)} ({', '.join(labels)})" for value, labels in groups.items()]
+            lines.append(f"{what}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def markdown(report: Report) -> str:
+    columns = table_columns(report)
+    note = comparability_note(report)
+    lines = [f"# {report.experiment}", "", *([f"> **{note}**", ""] if note else []), "| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
+    return "\n".join(lines) + "\n\n" + caption(report).replace("\n", "  \n") + "\n"
+
+
+def frame(report: Report) -> pd.DataFrame:
+    """One line per row with unrounded numbers, as shown (segmentation: fractions as percent), for the CSV."""
+    task = report.task
+    records = []
+    best_single = report.best_unimodal()
+    for row in report.rows:
+        record: dict[str, Any] = {"method": row.label, "model": row.method, "modalities": row.modalities,
+                                  "backbone": row.backbone, "split": report.split, "seeds": len(row.runs),
+                                  "parameters": row.parameters, "recipe": row.recipe, "selection": row.selection,
+                                  "run_ids": " ".join(r.run_id for r in row.runs)}
+        for key in report.varied_keys():
+            record[key] = row.varied.get(key)
+        for metric in task.metrics:
+            ours = row.mean(metric)
+            record[metric] = ours
+            record[f"{metric}_std"] = row.std(metric)
+            if metric in task.paper:
+                published = (row.paper or {}).get(metric)
+                record[f"paper_{metric}"] = published
+                record[f"diff_{metric}"] = (ours - published if report.comparable and ours is not None
+                                            and published is not None else None)  # none beside incomparable FIDs
+        if best_single is not None:
+            ranked = row.mean(task.rank)
+            record[f"{task.rank}_vs_best_unimodal"] = None if ranked is None else ranked - best_single.mean(task.rank)
+        record["paper_source"] = (row.paper or {}).get("source")
+        if task is TRANSLATION:
+            record["fid_features"] = " ".join(sorted({run.tags.get(FID_FEATURES_TAG, "?") for run in row.runs}))
+        records.append(record)
+    return pd.DataFrame(records)
