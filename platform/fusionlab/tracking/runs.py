@@ -26,16 +26,30 @@ from fusionlab.recipes import recipe_label
 from fusionlab.train.identity import as_param
 
 from . import lifecycle, model_flavor
-from .lifecycle import RUN_KEY_TAG
+from .tags import (
+    DATASET_TAG,
+    EXPERIMENT_KIND_TAG,
+    KIND_TAG,
+    MANIFEST_TAG,
+    MODALITIES_TAG,
+    MODEL_TAG,
+    PARAMETERS_TAG,
+    PARENT_RUN_ID_TAG,
+    PRETRAINED_RELEASE_TAG,
+    PRETRAINED_SHA256_TAG,
+    PREVIOUS_ERROR_TAG,
+    RECIPE_TAG,
+    RUN_KEY_TAG,
+    RUN_NAME_TAG,
+    SELECTION_TAG,
+    TASK_TAG,
+)
 
-RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
-SELECTION_TAG = "fusionlab.selection"  # train.selection, set by the training loop (train/selection.py)
-KIND_TAG = "fusionlab.kind"  # "train" for a training run; "sweep" / "grid" for a parent run
+__all__ = ["KIND_TAG", "PRETRAINED_RELEASE_TAG", "PRETRAINED_SHA256_TAG", "RECIPE_TAG", "SELECTION_TAG", "RunTracker",
+           "default_tracking_uri", "ensure_experiment", "load_model", "run_tags", "servable"]
 MODEL_NAME = "model"
-PRETRAINED_SHA256_TAG = "fusionlab.pretrained.sha256"  # the model.pretrained file's
-PRETRAINED_RELEASE_TAG = "fusionlab.pretrained.release"  # e.g. "resnet101 imagenet1k_v1", or "unknown"
 # The MLflow UI opens an experiment of this kind on its runs table (not the GenAI traces overview).
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 
 
 def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
@@ -43,11 +57,11 @@ def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
     ImageNet file its encoder started from (``model.pretrained_file``, set when it was loaded)."""
     tags = {
         KIND_TAG: "train",
-        "fusionlab.dataset": manifest.name,
-        "fusionlab.task": manifest.task,
-        "fusionlab.manifest_sha256": manifest.digest,
-        "fusionlab.parameters": str(sum(p.numel() for p in model.parameters())),
-        "fusionlab.modalities": ",".join(model.modalities),
+        DATASET_TAG: manifest.name,
+        TASK_TAG: manifest.task,
+        MANIFEST_TAG: manifest.digest,
+        PARAMETERS_TAG: str(sum(p.numel() for p in model.parameters())),
+        MODALITIES_TAG: ",".join(model.modalities),
     }
     pretrained = model.pretrained_file
     if pretrained is not None:
@@ -98,14 +112,14 @@ class RunTracker:
             previous = found.data.tags
             tags[lifecycle.STARTS_TAG] = str(int(previous.get(lifecycle.STARTS_TAG, "1")) + 1)
             if lifecycle.ERROR_TAG in previous:  # running again: the error is history now
-                tags["fusionlab.previous_error"] = previous[lifecycle.ERROR_TAG]
+                tags[PREVIOUS_ERROR_TAG] = previous[lifecycle.ERROR_TAG]
                 client.delete_tag(run_id, lifecycle.ERROR_TAG)
             client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             return cls(client, run_id, logged, final_logged=previous.get(lifecycle.FINAL_TAG) == "logged")
-        all_tags = {**tags, RUN_KEY_TAG: key, "mlflow.runName": key, "fusionlab.model": config.model.name,
+        all_tags = {**tags, RUN_KEY_TAG: key, RUN_NAME_TAG: key, MODEL_TAG: config.model.name,
                     lifecycle.STARTS_TAG: "1"}
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+            all_tags[PARENT_RUN_ID_TAG] = parent_run_id
         run = client.create_run(experiment_id, run_name=key, tags=all_tags)
         params = [Param(k, as_param(v)) for k, v in config.flat().items()]
         for start in range(0, len(params), 100):

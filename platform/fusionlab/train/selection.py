@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from fusionlab.config import Config
+from fusionlab.tracking.tags import SELECTION_SPLIT_TAG, SELECTION_TAG
 
-SELECTION_TAG = "fusionlab.selection"  # best_val | best_test | last
-SELECTION_SPLIT_TAG = "fusionlab.selection_split"  # the split the kept epoch was chosen on; "none" for last
 SELECTED_EPOCH = "selected_epoch"
 
 

@@ -13,6 +13,7 @@ from fusionlab.data import Manifest
 from fusionlab.fid import resolve_extractor
 from fusionlab.models import FusionModel, build, build_discriminator
 from fusionlab.models.discriminator import build_branch_discriminator
+from fusionlab.tracking.tags import FID_FEATURES_TAG
 
 from .context import WorkerContext
 from .device import maybe_compile, to_device, use_fused
@@ -124,7 +125,7 @@ class TranslationTask:
         self.extractor = feature_extractor(self.config, ctx.device)
 
     def run_tags(self) -> dict[str, str]:
-        return {"fusionlab.fid_features": self.extractor.name}
+        return {FID_FEATURES_TAG: self.extractor.name}
 
     def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, ctx: WorkerContext,
                     epoch: int) -> dict[str, float]:
