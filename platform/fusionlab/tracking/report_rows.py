@@ -12,6 +12,7 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from fusionlab.config.params import with_current_keys
 from fusionlab.errors import FusionlabError
 from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.models.params import CENParams
@@ -34,10 +35,6 @@ from .tags import (
 # The CEN parameters a report varies and plots, keyed by their config keys (CENParams' fields).
 CEN_SYMBOLS = {"lambda": "λ", "threshold": "θ", "portion": "portion"}
 CEN_PARAMETERS = {f"model.params.{key}": CEN_SYMBOLS[key] for key in CENParams.config_keys() if key in CEN_SYMBOLS}
-# Runs logged before model.params: their keys, read as today's.
-LEGACY_PARAMS = {**{f"model.cen.{key}": f"model.params.{key}"
-                    for key in [*CENParams.config_keys(), "effective_lambda"]},
-                 "model.modality": "model.params.modality"}
 NOT_RECORDED = "not recorded"  # runs from before recipes and selection were tracked
 
 
@@ -229,15 +226,9 @@ def _scores(run: Run, split: str, client: MlflowClient, task: TaskMetrics) -> Ru
     return RunScores(
         run_id=run.info.run_id, run_name=run.info.run_name, label=tags.get(CELL_TAG, run.info.run_name),
         model=run.data.params.get("model.name", tags.get(MODEL_TAG, "?")),
-        params=_current_keys(run.data.params),
+        params=with_current_keys(run.data.params),  # runs logged before model.params too
         tags=dict(tags), scores={m: metrics[f"{split}/{m}"] for m in task.metrics if f"{split}/{m}" in metrics},
         start_time=run.info.start_time, epochs=epochs)
-
-
-def _current_keys(params: dict[str, str]) -> dict[str, str]:
-    """A run's params with the keys of runs logged before ``model.params`` renamed to today's."""
-    renamed = {LEGACY_PARAMS[key]: value for key, value in params.items() if key in LEGACY_PARAMS}
-    return {**renamed, **{key: value for key, value in params.items() if key not in LEGACY_PARAMS}}
 
 
 def _method(run: RunScores) -> str:
