@@ -95,3 +95,30 @@ def test_old_keys_are_refused_with_where_they_moved(old, hint):
     searched["search"] = {"space": {"model.cen.lambda": {"type": "loguniform", "low": 1e-4, "high": 1e-2}}}
     with pytest.raises(ConfigError, match=r"model\.cen\.lambda: CEN's parameters moved to model\.params"):
         validate_config(searched)
+
+
+@pytest.mark.parametrize("task,threshold,effective_lambda", [
+    ("translation", 1e-2, 1e-3),  # the translation reference's --insnorm-threshold 1e-2, --lamda 1e-3 (added once)
+    ("segmentation", 2e-2, 3 * 2e-4),  # the segmentation reference's 2e-4 per output, M + 1 = 3 outputs
+])
+def test_the_training_task_builds_cen_from_a_config_file_without_params_with_its_tasks_defaults(
+        tmp_path, task, threshold, effective_lambda):
+    """The path a run takes: a YAML file with no model.params -> load_config (prepared against the dataset) -> the
+    task chosen from the manifest -> the model it trains."""
+    import torch
+    import yaml
+
+    from fusionlab.config import load_config
+    from fusionlab.data import Manifest
+    from fusionlab.train.task import task_for
+
+    backbone = BACKBONES[task]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({
+        "data": {"path": str(tmp_path / "data"),
+                 "synthesize": {"task": task, "train": 2, "val": 1, "test": 1, "size": [32, 32]}},
+        "model": {"name": "cen", "backbone": backbone}}))
+    config = load_config(tmp_path / "run.yaml")
+    model, _ = task_for(config, Manifest.load(config.data.path)).build(torch.device("cpu"))
+    assert (model.threshold, model.l1_lambda) == (threshold, pytest.approx(effective_lambda))
+    assert {layer.threshold for layer in model.modules() if hasattr(layer, "portion")} == {threshold}
+    assert config.flat()["model.params.threshold"] == threshold
