@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 EPOCHS = 4
+TRIALS = 2  # the interrupted one and one after it on the node left
 
 
 def wait_for(predicate, timeout: float, step: float = 0.1):
@@ -110,7 +111,7 @@ def sweep_tree(data: Path, experiment: str) -> dict:
         "resources": {"num_workers": 1, "use_gpu": False, "max_failures": 3},
         "tracking": {"experiment": experiment},
         "search": {"space": {"model.params.lambda": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
-                   "num_samples": 4, "seed": 3, "name": experiment, "scheduler": {"type": "none"},
+                   "num_samples": TRIALS, "seed": 3, "name": experiment, "scheduler": {"type": "none"},
                    "max_concurrent_trials": 1},
     }
 
@@ -135,6 +136,10 @@ def test_sweep_survives_losing_a_worker_node(tmp_path, monkeypatch):
     config = parse_config(sweep_tree(data, "nodeloss"), origin="test")
 
     temp_dir = tempfile.mkdtemp(prefix="rn-", dir="/tmp")  # Ray's socket paths have a length limit
+    # Cluster writes its address to $RAY_TMPDIR/ray/ray_current_cluster (default /tmp/ray, which need not exist and
+    # is every local Ray's): this cluster's own, under its temp dir.
+    (Path(temp_dir) / "ray").mkdir()
+    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "resources": {"tune_driver": 1}, "include_dashboard": False, "temp_dir": temp_dir})
     nodes = {name: cluster.add_node(num_cpus=2, resources={name: 1}) for name in ("node_a", "node_b")}
@@ -182,17 +187,17 @@ def test_sweep_survives_losing_a_worker_node(tmp_path, monkeypatch):
     assert 1 <= seen["logged_before"] < EPOCHS, "the node was removed after an epoch, before its trial finished"
 
     # Every trial finished; none lost, none duplicated.
-    assert len(results) == 4 and not results.errors, results.errors
+    assert len(results) == TRIALS and not results.errors, results.errors
     sweep_dir = workdir / "sweeps" / "nodeloss"
     study = optuna.load_study(study_name="nodeloss", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS
     client = MlflowClient(default_tracking_uri(workdir))
     experiment = client.get_experiment_by_name("nodeloss")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("fusionlab.kind") == "sweep"]
     assert len(parents) == 1
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == 4, "one child run per trial"
+    assert len(children) == TRIALS, "one child run per trial"
     assert {c.info.status for c in children} == {"FINISHED"}
     for child in children:
         steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "train/loss"))
