@@ -125,3 +125,47 @@ def test_ray_workers_evaluate_each_epoch_on_the_split_selection_reads(small_synt
                                       resources={"num_workers": 2, "use_gpu": False}))
     assert driver.run_ray(config, tmp_path / "runs") == "fitted"
     assert read == [split]
+
+
+def test_two_translation_workers_score_fid_and_l1_over_the_whole_split(tmp_path):
+    """Each worker generates for its share of val; the features gathered from both give the FID, KID and L1 of the
+    whole split, as one worker scoring all of it gets them."""
+    from fusionlab.data.synthetic_translation import write_synthetic_translation
+    from fusionlab.train.translation import evaluate_translation
+    from fusionlab.train.translation_task import build_generator, feature_extractor
+
+    data = tmp_path / "data"
+    manifest = write_synthetic_translation(data, train=4, val=8, test=2, size=(32, 32), seed=1)
+    config = parse_config({"data": {"path": str(data), "modalities": ["normal", "reshading"],
+                                    "scale_range": [1.0, 1.0]},
+                           "model": {"name": "cen", "backbone": "unet_mini"},
+                           "train": {"epochs": 1, "batch_size": 2, "fid": {"features": "local", "kid_subsets": 10}},
+                           "resources": {"num_workers": 2}})
+    torch.manual_seed(0)
+    generator = build_generator(config, manifest)
+    extractor = feature_extractor(config, torch.device("cpu"))
+    dataset = ShardDataset(data, "val", config.data.modalities)
+
+    def score(shares, gathers):
+        results = {}
+
+        def work(rank):
+            results[rank] = evaluate_translation(generator, shares[rank], config.train.fid, torch.device("cpu"),
+                                                 manifest, list(config.data.modalities), extractor, gathers[rank])[0]
+
+        threads = [threading.Thread(target=work, args=(rank,)) for rank in range(len(shares))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert sorted(results) == list(range(len(shares))), "a simulated worker did not finish"
+        return [results[rank] for rank in range(len(shares))]
+
+    workers = SimulatedWorkers(2)
+    first, second = score([batches(dataset, [0, 1, 2], 2), batches(dataset, [3, 4, 5, 6, 7], 2)],
+                          [workers.context(rank).all_gather for rank in range(2)])
+    (whole,) = score([batches(dataset, list(range(len(dataset))), 4)], [lambda tensor: tensor])
+    assert first == second, "every worker reports the same figures"
+    assert {"val/fid", "val/kid", "val/l1"} <= set(first)
+    for key, value in whole.items():
+        assert first[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
