@@ -19,10 +19,13 @@ def test_resuming_a_run_with_another_model_or_lambda_is_refused(cli, tiny_synthe
     config = "experiments/synthetic_cen.yaml"
     first = cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}")
     assert first.rc == 0, first.output
-    cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}", "--set", "model.name=asymfusion").refused(
+    cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}", "--set", "model.name=asymfusion",
+        "--set", "model.params={}").refused(
         "run 'the-run' already exists", "model.name: cen -> asymfusion", "tracking.run_name=NEW_NAME")
     cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}", "--set", "model.params.lambda=0.01").refused(
         "model.params.lambda:", "-> 0.01")
+    cli("train", config, *TRAIN, "--set", f"data.path={tiny_synthetic}", "--set", "model.name=asymfusion").refused(
+        "model.params.lambda: unknown key")  # CEN's parameters left behind: named, before anything runs
     assert statuses(tmp_path / "runs") == ["FINISHED"]
 
 
