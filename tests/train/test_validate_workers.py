@@ -58,21 +58,25 @@ def batches(dataset: ShardDataset, indices: list[int], size: int):
     return list(torch.utils.data.DataLoader(subset, batch_size=size))
 
 
-def run_workers(model, config, manifest, shares):
-    workers = SimulatedWorkers(len(shares))
-    contexts = [workers.context(rank) for rank in range(len(shares))]
-    results: dict[int, tuple] = {}
-
-    def work(rank: int) -> None:
-        results[rank] = validate(model, shares[rank], config, contexts[rank], manifest, prefix="test")
-
-    threads = [threading.Thread(target=work, args=(rank,)) for rank in range(len(shares))]
+def in_threads(work, count: int) -> list:
+    """``work(rank)`` for every rank at once (collectives block until all ranks arrive); results in rank order."""
+    results: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda rank=rank: results.__setitem__(rank, work(rank)))
+               for rank in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert sorted(results) == list(range(len(shares))), "a simulated worker did not finish"
-    return [results[rank] for rank in range(len(shares))], contexts
+    assert sorted(results) == list(range(count)), "a simulated worker did not finish"
+    return [results[rank] for rank in range(count)]
+
+
+def run_workers(model, config, manifest, shares):
+    workers = SimulatedWorkers(len(shares))
+    contexts = [workers.context(rank) for rank in range(len(shares))]
+    results = in_threads(lambda rank: validate(model, shares[rank], config, contexts[rank], manifest, prefix="test"),
+                         len(shares))
+    return results, contexts
 
 
 def test_two_workers_scoring_halves_of_the_test_split_report_the_whole_splits_figures(small_synthetic):
@@ -147,19 +151,9 @@ def test_two_translation_workers_score_fid_and_l1_over_the_whole_split(tmp_path)
     dataset = ShardDataset(data, "val", config.data.modalities)
 
     def score(shares, gathers):
-        results = {}
-
-        def work(rank):
-            results[rank] = evaluate_translation(generator, shares[rank], config.train.fid, torch.device("cpu"),
-                                                 manifest, list(config.data.modalities), extractor, gathers[rank])[0]
-
-        threads = [threading.Thread(target=work, args=(rank,)) for rank in range(len(shares))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert sorted(results) == list(range(len(shares))), "a simulated worker did not finish"
-        return [results[rank] for rank in range(len(shares))]
+        return in_threads(lambda rank: evaluate_translation(
+            generator, shares[rank], config.train.fid, torch.device("cpu"), manifest, list(config.data.modalities),
+            extractor, gathers[rank])[0], len(shares))
 
     workers = SimulatedWorkers(2)
     first, second = score([batches(dataset, [0, 1, 2], 2), batches(dataset, [3, 4, 5, 6, 7], 2)],
