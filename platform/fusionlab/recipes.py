@@ -54,7 +54,6 @@ TRANSLATION_REFERENCE: dict[str, Any] = {
     "data.min_short_side": None,
 }
 PARAMS_PREFIX = "model.params."
-DEFAULT_MODEL = "cen"  # ModelConfig.name's default
 
 
 def switch_value(key: str, recipe: str, task: str) -> Any:
@@ -79,7 +78,7 @@ def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
     if recipe not in RECIPE_NAMES:
         return tree  # the schema rejects it with the expected names
     task = task_of(get_dotted(tree, "model.backbone")[1])
-    takes = _model_param_keys(tree, task)
+    takes = _model_param_keys(tree)
     for key in SWITCHES:
         present, _ = get_dotted(tree, key)
         if key.split(".")[0] in REQUIRED_SECTIONS and key.split(".")[0] not in tree:
@@ -91,18 +90,18 @@ def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def _model_param_keys(tree: dict[str, Any], task: str) -> set[str]:
+def _model_param_keys(tree: dict[str, Any]) -> set[str]:
     """The ``model.params`` keys the tree's model takes; none where the tree is not one the schema accepts."""
-    from .config import get_dotted
-    from .models.registry import params_class
+    from .config.params import param_fields
+    from .config.sections import ModelConfig
 
-    if not isinstance(tree.get("model", {}), dict) or not isinstance(tree.get("model", {}).get("params", {}), dict):
+    model = tree.get("model", {})
+    if not isinstance(model, dict) or not isinstance(model.get("params", {}), dict):
         return set()
-    present, name = get_dotted(tree, "model.name")
-    try:
-        return set(params_class(name if present else DEFAULT_MODEL, task).config_keys())
-    except (ValueError, TypeError):
-        return set()  # an unknown name: the schema refuses it
+    name = model.get("name", ModelConfig.model_fields["name"].default)
+    if not isinstance(name, str):
+        return set()  # the schema refuses it
+    return param_fields(name, model.get("backbone")) or set()
 
 
 def recipe_label(flat: dict[str, Any]) -> str:

@@ -72,31 +72,30 @@ def params_section(params: type) -> type[BaseModel]:
     return create_model(f"{params.__name__}Section", __base__=Section, **fields)
 
 
-def validate_params(name: str, backbone: str, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` checked against model ``name``'s params class for the task of ``backbone``, every default made
-    explicit (JSON values, keyed by config key)."""
+def params_class_for(name: str, backbone: str) -> type:
+    """Model ``name``'s params class for the task of ``backbone`` (``ValueError`` where it is no model of it)."""
     from fusionlab.models.registry import params_class
     from fusionlab.recipes import task_of
 
-    section = params_section(params_class(name, task_of(backbone)))
+    return params_class(name, task_of(backbone))
+
+
+def validate_params(name: str, backbone: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` checked against model ``name``'s params class for the task of ``backbone``, every default made
+    explicit (JSON values, keyed by config key)."""
+    section = params_section(params_class_for(name, backbone))
     return section.model_validate(values).model_dump(mode="json", by_alias=True)
 
 
 def model_params(name: str, backbone: str, values: dict[str, Any]):
     """The params instance of validated ``values`` (``models.params.ModelParams``)."""
-    from fusionlab.models.registry import params_class
-    from fusionlab.recipes import task_of
-
-    return params_class(name, task_of(backbone)).from_config(values)
+    return params_class_for(name, backbone).from_config(values)
 
 
 def param_fields(name: str, backbone: str) -> set[str] | None:
     """The config keys model ``name`` on ``backbone`` takes under ``model.params``; None where ``name`` is no model of
     the backbone's task."""
-    from fusionlab.models.registry import params_class
-    from fusionlab.recipes import task_of
-
     try:
-        return set(params_class(name, task_of(backbone)).config_keys())
+        return set(params_class_for(name, backbone).config_keys())
     except ValueError:
         return None
