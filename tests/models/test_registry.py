@@ -8,7 +8,9 @@ import torch
 from fusionlab.models import FusionModel, FusionOutput, build, list_models, register_model
 
 MODALITY_SETS = {2: ["rgb", "depth"], 3: ["rgb", "depth", "hha"]}
-EXPECTED_MODELS = ["asymfusion", "cen", "early_concat", "late_fusion", "shared_bn", "unimodal"]
+EXPECTED_MODELS = ["asymfusion", "asymfusion_shift_only", "asymfusion_shuffle_only", "cen", "cen_no_exchange",
+                   "cen_penalised_exchange", "cen_random_exchange", "early_concat", "late_fusion", "shared_bn",
+                   "unimodal"]
 
 
 def test_registry_lists_the_papers_models_and_baselines():

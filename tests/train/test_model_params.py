@@ -73,7 +73,9 @@ def test_unknown_and_ill_typed_params_are_refused_with_the_key(params, message):
         validate_config(tree("translation", name="cen", params=params))
 
 
-def test_asymfusion_and_unimodal_params_are_checked():
+def test_asymfusion_unimodal_and_random_exchange_params_are_checked():
+    with pytest.raises(ConfigError, match=r"model\.params\.fraction must be in \(0, 1/M\] = \(0, 0\.5\]"):
+        validate_config(tree(name="cen_random_exchange", params={"fraction": 0.6}))
     with pytest.raises(ConfigError, match=r"model\.params\.shuffle_groups: Input should be a valid integer"):
         validate_config(tree(name="asymfusion", params={"shuffle_groups": 2.5}))
     with pytest.raises(ConfigError, match=r"model\.params\.modality 'ir' is not among the input modalities"):

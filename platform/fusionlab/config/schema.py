@@ -42,7 +42,8 @@ class Config(Section):
             if len(set(modalities)) != len(modalities) or not modalities:
                 raise ValueError(f"data.modalities must be distinct names, got {modalities}")
             count = len(modalities)
-            if self.model.name in ("cen", "asymfusion", "concat", "average", "attention") and count < 2:
+            fusing = self.model.name.split("_")[0] in ("cen", "asymfusion", "concat", "average", "attention")
+            if fusing and count < 2:
                 raise ValueError(f"model {self.model.name} needs at least 2 modalities, data.modalities is "
                                  f"{modalities}")
             try:

@@ -13,28 +13,38 @@ from .params import AsymFusionParams
 from .resnet import BackboneSpec, BlockPosition, Bottleneck
 from .segmenter import FusionSegmenter
 
+# The fusion operations a block applies: both (the paper), or one of them (its ablations).
+ASYM_OPS = ("shuffle", "shift")
+
 
 class AsymBottleneck(Bottleneck):
-    """``conv1 -> bn1 -> relu -> shuffle -> conv2 -> bn2 -> relu -> (+ others' shift) -> shuffle -> conv3``."""
+    """``conv1 -> bn1 -> relu -> shuffle -> conv2 -> bn2 -> relu -> (+ others' shift) -> shuffle -> conv3``;
+    ``ops`` drops the shuffles (``("shift",)``) or the shift (``("shuffle",)``)."""
 
     is_fusion_point = True
 
-    def __init__(self, *args, groups: int, offsets: tuple[tuple[int, int], ...], **kwargs):
+    def __init__(self, *args, groups: int, offsets: tuple[tuple[int, int], ...], ops: tuple[str, ...] = ASYM_OPS,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.groups = groups
         self.offsets = tuple(tuple(o) for o in offsets)
+        self.ops = ops
 
     def middle(self, out: torch.Tensor) -> torch.Tensor:
         keep = kept_channels(out.shape[1], self.groups)
-        shifted = pixel_shift(out, keep, self.offsets)
-        out = channel_shuffle(out, self.num_modalities, keep)
+        shuffle = "shuffle" in self.ops
+        shifted = pixel_shift(out, keep, self.offsets) if "shift" in self.ops else None
+        if shuffle:
+            out = channel_shuffle(out, self.num_modalities, keep)
         out = F.relu(self.bn2(self.conv2(out)))
-        received = mean_of_others(split_modalities(shifted, self.num_modalities)).flatten(0, 1)
-        return channel_shuffle(out + received, self.num_modalities, keep)
+        if shifted is not None:
+            out = out + mean_of_others(split_modalities(shifted, self.num_modalities)).flatten(0, 1)
+        return channel_shuffle(out, self.num_modalities, keep) if shuffle else out
 
 
 class AsymFusionNet(FusionSegmenter):
-    """Bidirectional fusion in the last bottleneck of each stage (4 fusion points, strides 4-32)."""
+    """Bidirectional fusion in the last bottleneck of each stage (4 fusion points, strides 4-32); ``ops`` as
+    ``AsymBottleneck``'s."""
 
     def __init__(
         self,
@@ -44,9 +54,12 @@ class AsymFusionNet(FusionSegmenter):
         *,
         shuffle_groups: int = AsymFusionParams.shuffle_groups,
         shift_offsets: Sequence[Sequence[int]] = AsymFusionParams.shift_offsets,
+        ops: tuple[str, ...] = ASYM_OPS,
         in_channels: int = 3,
         rcu_residual: str = AsymFusionParams.rcu_residual,
     ):
+        if not ops or set(ops) - set(ASYM_OPS):
+            raise ValueError(f"asymfusion ops must be a non-empty subset of {list(ASYM_OPS)}, got {list(ops)}")
         if len(modalities) < 2:
             raise ValueError(f"asymfusion needs at least 2 modalities, got {list(modalities)}")
         if shuffle_groups < 2:
@@ -61,7 +74,7 @@ class AsymFusionNet(FusionSegmenter):
 
         def fusion_in_last_block(position: BlockPosition, **kwargs) -> Bottleneck:
             if position.index == position.count - 1:
-                return AsymBottleneck(**kwargs, groups=shuffle_groups, offsets=offsets)
+                return AsymBottleneck(**kwargs, groups=shuffle_groups, offsets=offsets, ops=tuple(ops))
             return Bottleneck(**kwargs)
 
         super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=fusion_in_last_block,

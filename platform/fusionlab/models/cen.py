@@ -7,7 +7,7 @@ from typing import get_args
 
 import torch
 
-from .exchange import ExchangeBottleneck
+from .exchange import EXCHANGE_RULES, ExchangeBottleneck
 from .params import CENParams, SegmenterParams, Sparsity, check_portion
 from .resnet import BackboneSpec, BlockPosition, Bottleneck
 from .segmenter import FusionSegmenter
@@ -51,7 +51,8 @@ class CENSparsity:
 
 class ChannelExchangingNet(CENSparsity, FusionSegmenter):
     """Exchange after ``bn2`` in every bottleneck of layer1-4; sparsity ``l1_lambda * sum |gamma|`` on a portion,
-    in the loss or as a proximal step (``sparsity``)."""
+    in the loss or as a proximal step (``sparsity``). ``rule`` picks the exchanged channels (``ExchangeRule``; the
+    ablations): ``random`` draws ``random_fraction`` of each norm's channels per modality from ``seed``."""
 
     def __init__(
         self,
@@ -63,6 +64,9 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
         portion: float | None = CENParams.portion,
         l1_lambda: float = CENParams.REFERENCE_LAMBDA,
         sparsity: str = CENParams.sparsity,
+        rule: str = "gamma",
+        random_fraction: float | None = None,
+        seed: int = 0,
         in_channels: int = 3,
         rcu_residual: str = SegmenterParams.rcu_residual,
     ):
@@ -70,9 +74,18 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
             raise ValueError(f"cen needs at least 2 modalities, got {list(modalities)}")
         portion = check_cen_params("cen", len(modalities), threshold=threshold, portion=portion,
                                    l1_lambda=l1_lambda, sparsity=sparsity)
+        if rule not in EXCHANGE_RULES:
+            raise ValueError(f"cen exchange rule must be one of {list(EXCHANGE_RULES)}, got {rule!r}")
+        if rule == "random":
+            try:
+                random_fraction = check_portion(random_fraction, len(modalities), name="fraction")
+            except ValueError as error:
+                raise ValueError(f"cen random exchange {error}") from None
+        generator = torch.Generator().manual_seed(seed)  # the random rule's channel sets, layer by layer
 
         def exchange_block(position: BlockPosition, **kwargs) -> Bottleneck:
-            return ExchangeBottleneck(**kwargs, threshold=threshold, portion=portion)
+            return ExchangeBottleneck(**kwargs, threshold=threshold, portion=portion, rule=rule,
+                                      random_fraction=random_fraction or 0.0, generator=generator)
 
         super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=exchange_block,
                          rcu_residual=rcu_residual)
@@ -80,3 +93,4 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
         self.portion = portion
         self.l1_lambda = l1_lambda
         self.sparsity = sparsity
+        self.rule = rule

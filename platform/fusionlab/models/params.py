@@ -24,13 +24,14 @@ Sparsity = Literal["loss", "proximal"]
 Penalty = Literal["per_output", "once"]
 
 
-def check_portion(portion: float | None, num_modalities: int) -> float:
-    """THE portion check: 0 < p <= 1/M, so the modalities' penalised blocks stay disjoint; returns p (None: 1/M)."""
+def check_portion(portion: float | None, num_modalities: int, name: str = "portion") -> float:
+    """THE portion check: 0 < p <= 1/M, so the modalities' penalised (or randomly exchanged) blocks stay disjoint;
+    returns p (None: 1/M). ``name`` is the key in the message."""
     if portion is None:
         return 1.0 / num_modalities
     if not 0.0 < portion <= 1.0 / num_modalities + 1e-9:
-        raise ValueError(f"portion must be in (0, 1/M] = (0, {1 / num_modalities:.4g}] for {num_modalities} "
-                         f"modalities, so the modalities' penalised blocks stay disjoint, got {portion}")
+        raise ValueError(f"{name} must be in (0, 1/M] = (0, {1 / num_modalities:.4g}] for {num_modalities} "
+                         f"modalities, so the modalities' blocks stay disjoint, got {portion}")
     return portion
 
 
@@ -156,6 +157,20 @@ class TranslationCENParams(_CENFields):
 
     lambda_: float | None = field(default=1e-3, metadata={"key": "lambda", "ge": 0})
     threshold: float = field(default=1e-2, metadata={"ge": 0})
+
+
+@dataclass(frozen=True)
+class RandomExchangeParams(SegmenterParams):
+    """CEN's ablation "is it the gamma criterion?": a fixed random ``fraction`` of each exchanging norm's channels
+    per modality (disjoint across modalities; None: 1/M, the size of CEN's penalised blocks, which is what CEN
+    exchanges once they have collapsed) drawn from ``seed``, exchanged whatever gamma does; no sparsity penalty. To
+    match a CEN run, set ``fraction`` to its logged ``exchange/fraction``."""
+
+    fraction: float | None = field(default=None, metadata={"gt": 0, "le": 1})
+    seed: int = field(default=0, metadata={"ge": 0})
+
+    def check(self, modalities: Sequence[str]) -> None:
+        check_portion(self.fraction, len(modalities), name="fraction")
 
 
 @dataclass(frozen=True)

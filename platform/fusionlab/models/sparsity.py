@@ -8,17 +8,13 @@ M = 2, where RGB penalises the first half and depth the second).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from .exchange import ExchangingLayer, exchanged_fraction
+from .exchange import ExchangingLayer, penalised_block
 
-
-def penalised_block(channels: int, modality: int, portion: float) -> slice:
-    size = math.floor(portion * channels + 1e-9)
-    return slice(modality * size, (modality + 1) * size)
+__all__ = ["exchange_statistics", "exchanging_layers", "l1_penalty", "l1_proximal_step_", "overall_exchanged_fraction",
+           "penalised_block", "penalised_gammas"]
 
 
 def exchanging_layers(model: nn.Module) -> list[tuple[str, ExchangingLayer]]:
@@ -57,13 +53,13 @@ def l1_proximal_step_(model: nn.Module, amount: float) -> None:
 
 @torch.no_grad()
 def exchange_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Per exchanging layer, the fraction of channels below the threshold for each modality: ``{key: [M]}``.
+    """Per exchanging layer, the fraction of its channels each modality exchanges (its rule's): ``{key: [M]}``.
 
     Keys name the exchanging norm: ``<layer module name><fusion_suffix>``, e.g. ``encoder.layer1.0.bn2`` (ResNet) or
     ``encoder.down2.norm`` (U-Net).
     """
     return {
-        f"{name}{layer.fusion_suffix}": exchanged_fraction(layer.exchange_norm.gammas(), layer.threshold).cpu()
+        f"{name}{layer.fusion_suffix}": layer.exchanged().float().mean(dim=1).cpu()
         for name, layer in exchanging_layers(model)
     }
 
@@ -73,7 +69,7 @@ def overall_exchanged_fraction(model: nn.Module) -> float:
     """Fraction of all (modality, channel) pairs across the exchanging layers that are exchanged."""
     below = total = 0
     for _, layer in exchanging_layers(model):
-        gammas = layer.exchange_norm.gammas()
-        below += int((gammas.abs() < layer.threshold).sum())
-        total += gammas.numel()
+        exchanged = layer.exchanged()
+        below += int(exchanged.sum())
+        total += exchanged.numel()
     return below / total if total else 0.0

@@ -15,7 +15,7 @@ from torch import nn
 
 from .asym import channel_shuffle, kept_channels, pixel_shift
 from .cen import CENSparsity, check_cen_params
-from .exchange import ExchangingLayer, channel_exchange
+from .exchange import ExchangingLayer
 from .fusion import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
 from .modal import SharedConv2d, mean_of_others, split_modalities
 from .params import TranslationCENParams
@@ -102,15 +102,14 @@ class ExchangeDownLayer(DownLayer, ExchangingLayer):
 
     def __init__(self, *args, threshold: float, portion: float, **kwargs):
         super().__init__(*args, **kwargs)
-        self.threshold = threshold
-        self.portion = portion
+        self.configure_exchange(threshold=threshold, portion=portion)
 
     @property
     def exchange_norm(self) -> nn.Module:
         return self.norm
 
     def fuse(self, out: torch.Tensor) -> torch.Tensor:
-        return channel_exchange(out, self.norm.gammas(), self.threshold)
+        return self.exchange(out)
 
 
 class AsymDownLayer(DownLayer):

@@ -9,7 +9,7 @@ from .asymfusion import AsymFusionNet
 from .baselines import EarlyConcat, LateFusion
 from .cen import ChannelExchangingNet
 from .fusion import FusionModel
-from .params import AsymFusionParams, CENParams, SegmenterParams, UnimodalParams
+from .params import AsymFusionParams, CENParams, RandomExchangeParams, SegmenterParams, UnimodalParams
 from .registry import register_model
 from .resnet import get_backbone
 from .segmenter import FusionSegmenter
@@ -48,22 +48,69 @@ def shared_bn(*, backbone: str, num_classes: int, modalities: Sequence[str], in_
                            rcu_residual=rcu_residual)
 
 
-@register_model(params=CENParams)
-def cen(*, backbone: str, num_classes: int, modalities: Sequence[str], threshold: float = CENParams.threshold,
-        portion: float | None = CENParams.portion, l1_lambda: float | None = None,
-        sparsity: str = CENParams.sparsity, in_channels: int = 3, rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
+def _cen(rule: str, *, backbone: str, num_classes: int, modalities: Sequence[str],
+         threshold: float = CENParams.threshold, portion: float | None = CENParams.portion,
+         l1_lambda: float | None = None, sparsity: str = CENParams.sparsity, in_channels: int = 3,
+         rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     """``l1_lambda`` None: the effective weight of ``CENParams()`` for these modalities."""
     if l1_lambda is None:
         l1_lambda = CENParams().effective_lambda(len(modalities))
     return ChannelExchangingNet(get_backbone(backbone), num_classes, modalities, threshold=threshold,
-                                portion=portion, l1_lambda=l1_lambda, sparsity=sparsity, in_channels=in_channels,
+                                portion=portion, l1_lambda=l1_lambda, sparsity=sparsity, rule=rule,
+                                in_channels=in_channels, rcu_residual=rcu_residual)
+
+
+@register_model(params=CENParams)
+def cen(**kwargs) -> FusionModel:
+    """CEN as the reference code runs it: exchange wherever ``|gamma| < threshold`` in an exchanging BN."""
+    return _cen("gamma", **kwargs)
+
+
+@register_model(params=CENParams)
+def cen_penalised_exchange(**kwargs) -> FusionModel:
+    """The ablation "exchange only in the penalised portion" (the paper's wording): a channel below the threshold
+    outside its modality's penalised block keeps its own value."""
+    return _cen("penalised_gamma", **kwargs)
+
+
+@register_model(params=SegmenterParams)
+def cen_no_exchange(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3,
+                    rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
+    """CEN's network without exchanging: shared convs, private BN, the alpha ensemble, no sparsity penalty."""
+    return ChannelExchangingNet(get_backbone(backbone), num_classes, modalities, threshold=0.0, l1_lambda=0.0,
+                                rule="none", in_channels=in_channels, rcu_residual=rcu_residual)
+
+
+@register_model(params=RandomExchangeParams)
+def cen_random_exchange(*, backbone: str, num_classes: int, modalities: Sequence[str],
+                        fraction: float | None = RandomExchangeParams.fraction, seed: int = RandomExchangeParams.seed,
+                        in_channels: int = 3, rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
+    """CEN's network exchanging a fixed random channel set (``RandomExchangeParams``), no sparsity penalty."""
+    return ChannelExchangingNet(get_backbone(backbone), num_classes, modalities, threshold=0.0, l1_lambda=0.0,
+                                rule="random", random_fraction=fraction, seed=seed, in_channels=in_channels,
                                 rcu_residual=rcu_residual)
 
 
-@register_model(params=AsymFusionParams)
-def asymfusion(*, backbone: str, num_classes: int, modalities: Sequence[str],
-               shuffle_groups: int = AsymFusionParams.shuffle_groups,
-               shift_offsets: Sequence[Sequence[int]] = AsymFusionParams.shift_offsets, in_channels: int = 3,
-               rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
+def _asymfusion(ops: tuple[str, ...], *, backbone: str, num_classes: int, modalities: Sequence[str],
+                shuffle_groups: int = AsymFusionParams.shuffle_groups,
+                shift_offsets: Sequence[Sequence[int]] = AsymFusionParams.shift_offsets, in_channels: int = 3,
+                rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     return AsymFusionNet(get_backbone(backbone), num_classes, modalities, shuffle_groups=shuffle_groups,
-                         shift_offsets=shift_offsets, in_channels=in_channels, rcu_residual=rcu_residual)
+                         shift_offsets=shift_offsets, ops=ops, in_channels=in_channels, rcu_residual=rcu_residual)
+
+
+@register_model(params=AsymFusionParams)
+def asymfusion(**kwargs) -> FusionModel:
+    return _asymfusion(("shuffle", "shift"), **kwargs)
+
+
+@register_model(params=AsymFusionParams)
+def asymfusion_shuffle_only(**kwargs) -> FusionModel:
+    """The ablation without the pixel shift (``shift_offsets`` unused)."""
+    return _asymfusion(("shuffle",), **kwargs)
+
+
+@register_model(params=AsymFusionParams)
+def asymfusion_shift_only(**kwargs) -> FusionModel:
+    """The ablation without the channel shuffle: each branch adds the others' shifted kept channels, no exchange."""
+    return _asymfusion(("shift",), **kwargs)
