@@ -84,6 +84,9 @@ class ModelConfig(Section):
     # How validation, test scores and the logged model upsample the 1/4-resolution logits to the label's size:
     # bicubic as the references' cv2.resize(INTER_CUBIC), or bilinear (also what the training loss uses).
     eval_upsample: Literal["bilinear", "bicubic"] = "bilinear"
+    # Every channel width of the backbone (and the segmentation decoder) times this: 1.0 is the published network;
+    # e.g. late fusion at ~0.7 has CEN's parameter count (the report shows #params and FLOPs per sample beside).
+    width: Float = Field(1.0, gt=0)
     # The model's own parameters, validated against the params class it registers for its task (models/params.py):
     # e.g. CEN's lambda, threshold, portion, sparsity, penalty; every default explicit after validation.
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
@@ -99,6 +102,13 @@ class ModelConfig(Section):
                 {"type": PydanticCustomError("moved", MOVED_KEYS[key]), "loc": (key,), "input": tree[key]}
                 for key in moved])
         return tree
+
+    @model_validator(mode="after")
+    def _pretrained_fits(self) -> ModelConfig:
+        if self.pretrained and self.width != 1.0:
+            raise ValueError(f"model.pretrained ({self.pretrained}) holds the published widths; model.width "
+                             f"{self.width} would not fit them (width 1.0, or no pretrained weights)")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -144,9 +154,10 @@ class ModelConfig(Section):
         return model_params(self.name, self.backbone, self.params)
 
     def build_kwargs(self, num_modalities: int) -> dict[str, Any]:
-        """The registered constructor's own parameters (CEN's ``l1_lambda`` is the effective weight: the reference's
-        per-output penalty is one term of weight lambda * (M + 1), the same gradient)."""
-        return self.model_params().constructor_kwargs(num_modalities)
+        """``models.build``'s keyword arguments: ``width`` and the registered constructor's own parameters (CEN's
+        ``l1_lambda`` is the effective weight: the reference's per-output penalty is one term of weight
+        lambda * (M + 1), the same gradient)."""
+        return {"width": self.width, **self.model_params().constructor_kwargs(num_modalities)}
 
 
 class GanConfig(Section):

@@ -55,7 +55,7 @@ def model_spec(predictor: Predictor) -> dict[str, Any]:
                     "decoder_dims": list(backbone.decoder_dims)}
     spec = {"format": FORMAT, "version": VERSION,
             "model": {"task": args.task, "name": args.name, "backbone": backbone, "num_classes": args.num_classes,
-                      "modalities": list(args.modalities), "params": args.params},
+                      "modalities": list(args.modalities), "params": args.params, "width": args.width},
             "predictor": predictor.settings()}
     try:
         json.dumps(spec, allow_nan=False)
@@ -137,7 +137,7 @@ def build_from_spec(model: dict[str, Any], where: str) -> FusionModel:
             backbone = BackboneSpec(tuple(backbone["layers"]), backbone.get("width", 64),
                                     tuple(backbone.get("decoder_dims", (512, 256, 256, 256))))
         return build(model["name"], backbone=backbone, num_classes=model["num_classes"],
-                     modalities=model["modalities"], task=model["task"], **params)
+                     modalities=model["modalities"], task=model["task"], width=model.get("width", 1.0), **params)
     except Exception as error:  # whatever a constructor raises on values no training run would have written
         raise ModelFileError(f"{where}: field 'model' does not build a model: {error}") from None
 

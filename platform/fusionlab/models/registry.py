@@ -15,7 +15,8 @@ from typing import Any
 
 from .fusion import FusionModel
 from .params import ModelParams, SegmenterParams, TranslationParams
-from .resnet import BackboneSpec
+from .resnet import BackboneSpec, get_backbone
+from .unet import UNetSpec, get_translation_backbone
 
 TASKS = ("segmentation", "translation")
 DEFAULT_BACKBONES = {"segmentation": "resnet50", "translation": "pix2pix_unet"}
@@ -33,6 +34,7 @@ class BuildArgs:
     num_classes: int
     modalities: tuple[str, ...]
     params: dict[str, Any]
+    width: float = 1.0
 
 
 _MODELS: dict[str, dict[str, Constructor]] = {task: {} for task in TASKS}
@@ -93,6 +95,7 @@ def build_from_params(
     num_classes: int,
     modalities: Sequence[str],
     task: str = "segmentation",
+    width: float = 1.0,
 ) -> FusionModel:
     """Build from an instance of the model's params class (None: its defaults), checked against ``modalities``."""
     expected = params_class(name, task)
@@ -103,7 +106,7 @@ def build_from_params(
         params.check(modalities)
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
-    return build(name, backbone=backbone, num_classes=num_classes, modalities=modalities, task=task,
+    return build(name, backbone=backbone, num_classes=num_classes, modalities=modalities, task=task, width=width,
                  **params.constructor_kwargs(len(modalities)))
 
 
@@ -114,14 +117,27 @@ def build(
     num_classes: int,
     modalities: Sequence[str],
     task: str = "segmentation",
+    width: float = 1.0,
     **params,
 ) -> FusionModel:
     """Build a registered model of ``task``. ``num_classes`` is the output channels for translation; ``backbone``
     defaults to the task's (``resnet50``, ``pix2pix_unet``); a segmentation model also takes a ``BackboneSpec``
-    (any ``layers``); ``params`` are the model's own keyword arguments."""
+    (any ``layers``); ``width`` multiplies every channel width of the backbone (and the RefineNet decoder), for
+    comparisons at equal parameter or FLOP budgets; ``params`` are the model's own keyword arguments."""
     constructor = _constructor(name, task)
     backbone = backbone or DEFAULT_BACKBONES[task]
-    model = constructor(backbone=backbone, num_classes=num_classes, modalities=list(modalities), **params)
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    model = constructor(backbone=scaled_backbone(backbone, width, task), num_classes=num_classes,
+                        modalities=list(modalities), **params)
     # How it was built, so that it can be saved as weights plus this and rebuilt here (models/model_files.py).
-    model.build_args = BuildArgs(task, name, backbone, num_classes, tuple(modalities), dict(params))
+    model.build_args = BuildArgs(task, name, backbone, num_classes, tuple(modalities), dict(params), width)
     return model
+
+
+def scaled_backbone(backbone: str | BackboneSpec, width: float, task: str) -> str | BackboneSpec | UNetSpec:
+    """``backbone`` as is at width 1, else its spec with every width times ``width``."""
+    if width == 1.0:
+        return backbone
+    spec = get_translation_backbone(backbone) if task == "translation" else get_backbone(backbone)
+    return spec.scaled(width)

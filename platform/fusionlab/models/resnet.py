@@ -24,10 +24,18 @@ class BackboneSpec:
     width: int = 64  # stem and first-stage width; stage widths are width * (1, 2, 4, 8)
     decoder_dims: tuple[int, int, int, int] = (512, 256, 256, 256)  # RefineNet widths, deepest stage first
 
+    def scaled(self, width: float) -> BackboneSpec:
+        """The same depth with every encoder and decoder width times ``width`` (rounded, at least 1)."""
+        return BackboneSpec(self.layers, _times(self.width, width), tuple(_times(d, width) for d in self.decoder_dims))
+
     @property
     def out_channels(self) -> tuple[int, int, int, int]:
         """Channels of the four stage outputs, shallowest first."""
         return tuple(self.width * Bottleneck.expansion * 2**i for i in range(4))
+
+
+def _times(channels: int, width: float) -> int:
+    return max(1, round(channels * width))
 
 
 BACKBONES: dict[str, BackboneSpec] = {

@@ -30,6 +30,10 @@ class UNetSpec:
     levels: int  # down-sampling steps; input H and W must be divisible by 2**levels
     base: int = 64  # filters of the outermost layer
 
+    def scaled(self, width: float) -> UNetSpec:
+        """The same depth with ``base`` (so every layer's filters) times ``width`` (rounded, at least 1)."""
+        return UNetSpec(self.levels, max(1, round(self.base * width)))
+
     def filters(self, index: int) -> int:
         """Output channels of down layer ``index`` (0 = outermost): ``base * min(2**index, 8)``."""
         return self.base * min(2**index, 8)
@@ -41,7 +45,10 @@ TRANSLATION_BACKBONES: dict[str, UNetSpec] = {
 }
 
 
-def get_translation_backbone(name: str) -> UNetSpec:
+def get_translation_backbone(name: str | UNetSpec) -> UNetSpec:
+    """A named U-Net, or ``name`` itself when it is a UNetSpec (a scaled one: ``model.width``)."""
+    if isinstance(name, UNetSpec):
+        return name
     try:
         return TRANSLATION_BACKBONES[name]
     except KeyError:
