@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from fusionlab.data.manifest import LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from fusionlab.fid import INCEPTION_NAME, LOCAL_NAME
 from fusionlab.models import build
+from fusionlab.models.flops import model_sample_flops
 from fusionlab.tracking import default_tracking_uri, ensure_experiment
 from fusionlab.tracking.runs import KIND_TAG, RunTracker, servable, translation_servable
 
@@ -111,7 +112,8 @@ def write_store(workdir, experiment: str, runs: list[FixtureRun], parent_kind: s
                 "fusionlab.dataset": "fixture-translation" if translation else "fixture-rgbd",
                 "fusionlab.task": spec.task,
                 "fusionlab.manifest_sha256": "0" * 64, "fusionlab.modalities": ",".join(model.modalities),
-                "fusionlab.parameters": str(sum(p.numel() for p in model.parameters())), **(spec.tags or {})}
+                "fusionlab.parameters": str(sum(p.numel() for p in model.parameters())),
+                "fusionlab.flops": str(round(model_sample_flops(model, (32, 32)))), **(spec.tags or {})}
         if spec.cell:
             tags.update({"fusionlab.grid": experiment, "fusionlab.cell": spec.cell})
         if spec.paper:

@@ -21,8 +21,8 @@ def test_valid_config_loads_with_defaults_and_overrides(small_synthetic, tmp_pat
     assert flat["model.params.lambda"] == 1e-3 and flat["model.params.threshold"] == 0.02
     assert flat["model.name"] == "cen"
     # the fusionlab recipe adds the penalty once: the effective weight is lambda itself
-    assert config.model.build_kwargs(2) == {"rcu_residual": "pre_activation", "threshold": 0.02, "portion": None,
-                                            "l1_lambda": 1e-3, "sparsity": "loss"}
+    assert config.model.build_kwargs(2) == {"width": 1.0, "rcu_residual": "pre_activation", "threshold": 0.02,
+                                            "portion": None, "l1_lambda": 1e-3, "sparsity": "loss"}
 
 
 def test_default_modalities_come_from_the_dataset_and_are_recorded(small_synthetic):
@@ -53,7 +53,7 @@ def test_synthesize_creates_missing_data(tmp_path):
     ({"model": {"params": {"portion": 0.8}}},
      r"model\.params\.portion must be in \(0, 1/M\] = \(0, 0\.5\] for 2 modalities.*got 0\.8"),
     ({"model": {"name": "cne"}},
-     r"model\.name: unknown model 'cne'; expected one of \['asymfusion', 'attention', 'average', 'cen'"),
+     r"model\.name: unknown model 'cne'; expected one of \['asymfusion', 'asymfusion_shift_only', "),
     ({"model": {"backbone": "resnet18"}}, r"model\.backbone: unknown backbone 'resnet18'"),
     ({"data": {"modalities": ["rgb", "hha"]}}, r"data\.modalities: \['hha'\] not in dataset 'synthetic-rgbd'"),
     ({"data": {"modalities": ["rgb"]}}, r"model cen needs at least 2 modalities"),

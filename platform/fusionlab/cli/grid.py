@@ -63,7 +63,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     uri = args.tracking_uri or default_tracking_uri(args.workdir)
     out = Path(args.out) if args.out else Path(args.workdir) / "reports" / args.experiment
-    report, written, parents = write_report(uri, args.experiment, out, args.split, overwrite=args.overwrite)
+    report, written, parents = write_report(uri, args.experiment, out, args.split, overwrite=args.overwrite,
+                                            pairs=[tuple(pair) for pair in args.pair or []])
     table = Table(title=f"report: {args.experiment}", title_justify="left")
     for index, column in enumerate(table_columns(report, compact=True)):
         table.add_column(column, justify="left" if index < 3 else "right", no_wrap=True)
@@ -109,4 +110,7 @@ def add_parsers(commands) -> None:
                         help="replace --out even when it is a non-empty directory that is not a fusionlab report")
     report.add_argument("--split", choices=["test", "val"], default=None,
                         help="default: test when every run has test scores, else val")
+    report.add_argument("--pair", nargs=2, action="append", metavar=("FIRST", "SECOND"),
+                        help="two row labels: the caption gives FIRST − SECOND over the seeds both ran, with its 95%% "
+                             "CI (repeatable; default: each exchanging CEN row against CEN without exchange)")
     report.set_defaults(handler=cmd_report)

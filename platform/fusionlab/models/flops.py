@@ -59,33 +59,56 @@ def step_flops(model: torch.nn.Module, inputs: torch.Tensor,
     return count_flops(step)
 
 
-def _built_step_flops(name: str, backbone: str, num_classes: int, modalities: tuple[str, ...],
-                      size: tuple[int, int], kwargs: dict[str, Any], device: str, task: str) -> float:
+def forward_flops(model: torch.nn.Module, inputs: torch.Tensor) -> float:
+    """FLOPs of one forward pass of ``model`` (in eval mode: what inference costs) on ``inputs``."""
+    model.eval()
+    with torch.no_grad():
+        return count_flops(lambda: model(inputs))
+
+
+def _built_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[str, ...], size: tuple[int, int],
+                 kwargs: dict[str, Any], device: str, task: str, backward: bool) -> float:
     from .registry import build
 
     with torch.device(device):
         model = build(name, backbone=backbone, num_classes=num_classes, modalities=list(modalities), task=task,
                       **kwargs)
-        return step_flops(model, torch.randn(len(modalities), 1, 3, *size))
+        inputs = torch.randn(len(modalities), 1, model.in_channels, *size)
+        return step_flops(model, inputs) if backward else forward_flops(model, inputs)
+
+
+def _sample_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[str, ...], size: tuple[int, int],
+                  kwargs: dict[str, Any], task: str, backward: bool) -> float:
+    """Batch 1 on the meta device (nothing allocated); if an op has no meta kernel, a real batch at a small size on
+    the CPU, scaled by pixels."""
+    try:
+        return _built_flops(name, backbone, num_classes, modalities, size, kwargs, "meta", task, backward)
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: count a real small batch and scale by pixels
+        height, width = size
+        scale = min(1.0, 128 / max(height, width))
+        small = (max(32, round(height * scale / 32) * 32), max(32, round(width * scale / 32) * 32))
+        flops = _built_flops(name, backbone, num_classes, modalities, small, kwargs, "cpu", task, backward)
+        return flops * (height * width) / (small[0] * small[1])
 
 
 @functools.lru_cache(maxsize=256)
 def sample_step_flops(name: str, backbone: str, num_classes: int, modalities: tuple[str, ...],
                       size: tuple[int, int], kwargs_json: str = "{}", task: str = "segmentation") -> float:
     """FLOPs of one training step (forward + backward) per sample at ``size`` of the registered model ``name``
-    built with the JSON ``kwargs_json``: batch 1 on the meta device (nothing allocated); if an op has no meta
-    kernel, a real batch at a small size on the CPU, scaled by pixels.
+    built with the JSON ``kwargs_json``.
 
     Translation: the generator's step only (the PatchGAN discriminator's is not counted)."""
-    kwargs = json.loads(kwargs_json)
-    try:
-        return _built_step_flops(name, backbone, num_classes, modalities, size, kwargs, "meta", task)
-    except Exception:  # noqa: BLE001 - an op without a meta kernel: count a real small batch and scale by pixels
-        height, width = size
-        scale = min(1.0, 128 / max(height, width))
-        small = (max(32, round(height * scale / 32) * 32), max(32, round(width * scale / 32) * 32))
-        flops = _built_step_flops(name, backbone, num_classes, modalities, small, kwargs, "cpu", task)
-        return flops * (height * width) / (small[0] * small[1])
+    return _sample_flops(name, backbone, num_classes, modalities, size, json.loads(kwargs_json), task, True)
+
+
+def model_sample_flops(model: torch.nn.Module, size: tuple[int, int]) -> float | None:
+    """Forward FLOPs of one sample at ``size`` (H, W) of a model ``models.build`` made, counted on a copy it builds
+    again from the model's ``build_args`` (the model itself is not run); None for a model built otherwise."""
+    args = getattr(model, "build_args", None)
+    if args is None:
+        return None
+    return _sample_flops(args.name, args.backbone, args.num_classes, args.modalities, tuple(size),
+                         {"width": args.width, **args.params}, args.task, False)
 
 
 def mfu(flops: float, seconds: float, peak_tflops: float) -> float:

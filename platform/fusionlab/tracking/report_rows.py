@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,12 @@ from fusionlab.errors import FusionlabError
 from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.models.params import CENParams
 
+from .report_paired import PairedDifference, paired_differences
 from .tags import (
     CELL_TAG,
     ERROR_TAG,
     FID_FEATURES_TAG,
+    FLOPS_TAG,
     KIND_TAG,
     MODALITIES_TAG,
     MODEL_TAG,
@@ -111,6 +114,7 @@ class Row:
     parameters: int | None
     varied: dict[str, str] = field(default_factory=dict)  # searched parameters that differ between rows
     task: TaskMetrics = SEGMENTATION
+    flops: int | None = None  # forward FLOPs per sample at the dataset's image size
 
     def mean(self, metric: str) -> float | None:
         """As shown (segmentation: percent)."""
@@ -143,6 +147,7 @@ class Report:
     task_name: str = "segmentation"
     fid_features: tuple[str, ...] = ()  # translation: the runs' feature extractors ("?" where a run has no tag)
     unfinished: tuple[str, ...] = ()  # runs not in the table: "<run> (<cell>): <STATUS>[: <error>]"
+    paired: tuple[PairedDifference, ...] = ()  # first - second over shared seeds (report_paired.py)
 
     @property
     def task(self) -> TaskMetrics:
@@ -170,7 +175,10 @@ class Report:
 # --- collecting ------------------------------------------------------------------------------------------------------
 
 
-def collect(uri: str, experiment: str, split: str | None = None) -> Report:
+def collect(uri: str, experiment: str, split: str | None = None,
+            pairs: Sequence[tuple[str, str]] | None = None) -> Report:
+    """The experiment's report; ``pairs``: the row labels to show paired differences of (default: CEN's
+    exchange ablation where the grid has it, ``report_paired.default_pairs``)."""
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -196,7 +204,12 @@ def collect(uri: str, experiment: str, split: str | None = None) -> Report:
     listed_ids = {run.info.run_id for run in listed}
     unfinished = tuple(_unfinished(run) for run in sorted(runs, key=lambda r: r.info.run_name or "")
                        if run.info.run_id not in listed_ids)
-    return Report(experiment, split, rows, sum(run.stopped_early for run in scored), tasks[0], features, unfinished)
+    try:
+        paired = paired_differences(rows, pairs)
+    except ValueError as error:
+        raise ReportError(str(error)) from None
+    return Report(experiment, split, rows, sum(run.stopped_early for run in scored), tasks[0], features, unfinished,
+                  paired)
 
 
 def _unfinished(run: Run) -> str:
@@ -245,10 +258,12 @@ def _rows(scored: list[RunScores], task: TaskMetrics) -> list[Row]:
         first = runs[0]
         paper = json.loads(first.tags[PAPER_TAG]) if PAPER_TAG in first.tags else None
         parameters = first.tags.get(PARAMETERS_TAG)
+        flops = first.tags.get(FLOPS_TAG)
         shown = f"{label} (stopped at epoch {first.epochs})" if first.stopped_early else label
         rows.append(Row(label=shown, method=_method(first), modalities=first.tags.get(MODALITIES_TAG, "-"),
                         backbone=first.params.get("model.backbone", "-"), runs=runs, paper=paper,
-                        parameters=int(parameters) if parameters else None, task=task))
+                        parameters=int(parameters) if parameters else None, task=task,
+                        flops=int(flops) if flops else None))
     cen_rows = [row for row in rows if row.runs[0].model == "cen"]
     for key in CEN_PARAMETERS:
         values = {row.runs[0].params.get(key) for row in cen_rows}

@@ -11,7 +11,7 @@ import pandas as pd
 from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.fid.local import LOCAL_NAME
 
-from .report_rows import CEN_PARAMETERS, TRANSLATION, Report
+from .report_rows import CEN_PARAMETERS, TRANSLATION, Report, Row
 from .tags import FID_FEATURES_TAG
 
 # The caption's words for each train.selection (the tag fusionlab.selection).
@@ -53,6 +53,8 @@ def table_columns(report: Report, compact: bool = False) -> list[str]:
     if report.best_unimodal() is not None:
         columns.append("vs best uni" if compact else f"{task.headers[task.rank]} vs best unimodal")
     columns.append("params (M)" if compact else "#Params (M)")
+    if any(row.flops for row in report.rows):
+        columns.append("GFLOPs" if compact else "GFLOPs / sample")
     if any(len(row.runs) > 1 for row in report.rows):
         columns.append("seeds")
     return columns
@@ -80,6 +82,8 @@ def table_rows(report: Report, compact: bool = False) -> list[list[str]]:
             cells.append("-" if row is best_single or ranked is None
                          else _signed(ranked - best_single.mean(task.rank), task.decimals.get(task.rank, 1)))
         cells.append(f"{row.parameters / 1e6:.2f}" if row.parameters else "-")
+        if any(other.flops for other in report.rows):
+            cells.append(f"{row.flops / 1e9:.3g}" if row.flops else "-")
         if seeds:
             cells.append(str(len(row.runs)))
         out.append(cells)
@@ -119,6 +123,7 @@ def caption(report: Report) -> str:
     note = comparability_note(report)
     if note is not None:
         lines.append(note)
+    lines += champion_lines(report) + paired_lines(report)
     lines += protocol_lines(report)
     if report.stopped_early:
         lines.append(f"{report.stopped_early} trial(s) were stopped early by the scheduler: their scores are from "
@@ -127,6 +132,46 @@ def caption(report: Report) -> str:
         lines.append(f"Not in the table, {len(report.unfinished)} run(s) that did not finish: "
                      + "; ".join(report.unfinished) + ".")
     return "\n".join(lines)
+
+
+def _budget(row: Row, other: Row) -> str:
+    """``row``'s parameters and FLOPs as multiples of ``other``'s, where both are known."""
+    parts = []
+    for what, ours, theirs in (("the parameters", row.parameters, other.parameters),
+                               ("the FLOPs per sample", row.flops, other.flops)):
+        if ours and theirs:
+            parts.append(f"{ours / theirs:.2g}× {what}")
+    return " and ".join(parts)
+
+
+def champion_lines(report: Report) -> list[str]:
+    """Why the best row is the best, as far as budgets say: its parameters and FLOPs against the runner-up's."""
+    task = report.task
+    ranked = sorted((row for row in report.rows if row.mean(task.rank) is not None),
+                    key=lambda row: task.order(row.mean(task.rank)))
+    if len(ranked) < 2:
+        return []
+    best, second = ranked[0], ranked[1]
+    digits = task.decimals.get(task.rank, 1)
+    header = task.headers[task.rank]
+    budget = _budget(best, second)
+    line = (f"Best {header}: {best.label} ({best.mean(task.rank):.{digits}f}), ahead of {second.label} "
+            f"({second.mean(task.rank):.{digits}f})")
+    return [line + (f" with {budget} of it." if budget else ".")]
+
+
+def paired_lines(report: Report) -> list[str]:
+    task = report.task
+    lines = []
+    points = " points" if task.unit else ""  # percent figures differ by points
+    for pair in report.paired:
+        digits = task.decimals.get(pair.metric, 1)
+        verdict = "excludes 0" if pair.excludes_zero() else "includes 0: not separable from seed noise"
+        lines.append(f"Paired over seeds {', '.join(pair.seeds)}: {pair.first} − {pair.second} = "
+                     f"{pair.mean:+.{digits}f} {task.headers[pair.metric]}{points} "
+                     f"({pair.confidence:.0%} CI {pair.low:+.{digits}f} to {pair.high:+.{digits}f}, Student t over "
+                     f"{len(pair.seeds)} seeds; the interval {verdict}).")
+    return lines
 
 
 def protocol_lines(report: Report) -> list[str]:
@@ -162,7 +207,8 @@ def frame(report: Report) -> pd.DataFrame:
     for row in report.rows:
         record: dict[str, Any] = {"method": row.label, "model": row.method, "modalities": row.modalities,
                                   "backbone": row.backbone, "split": report.split, "seeds": len(row.runs),
-                                  "parameters": row.parameters, "recipe": row.recipe, "selection": row.selection,
+                                  "parameters": row.parameters, "flops": row.flops, "recipe": row.recipe,
+                                  "selection": row.selection,
                                   "run_ids": " ".join(r.run_id for r in row.runs)}
         for key in report.varied_keys():
             record[key] = row.varied.get(key)

@@ -21,6 +21,7 @@ from torch import nn
 from fusionlab.config import Config
 from fusionlab.data import Manifest
 from fusionlab.models import FusionModel
+from fusionlab.models.flops import model_sample_flops
 from fusionlab.models.predictor import SegmentationPredictor, TranslationPredictor
 from fusionlab.recipes import recipe_label
 from fusionlab.train.identity import as_param
@@ -29,6 +30,7 @@ from . import lifecycle, model_flavor
 from .tags import (
     DATASET_TAG,
     EXPERIMENT_KIND_TAG,
+    FLOPS_TAG,
     KIND_TAG,
     MANIFEST_TAG,
     MODALITIES_TAG,
@@ -63,6 +65,10 @@ def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
         PARAMETERS_TAG: str(sum(p.numel() for p in model.parameters())),
         MODALITIES_TAG: ",".join(model.modalities),
     }
+    if manifest.image_size is not None:
+        flops = model_sample_flops(model, manifest.image_size)
+        if flops is not None:
+            tags[FLOPS_TAG] = str(round(flops))
     pretrained = model.pretrained_file
     if pretrained is not None:
         tags[PRETRAINED_SHA256_TAG] = pretrained.sha256

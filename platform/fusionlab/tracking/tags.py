@@ -29,6 +29,7 @@ TASK_TAG = "fusionlab.task"  # segmentation | translation
 MANIFEST_TAG = "fusionlab.manifest_sha256"
 MODEL_TAG = "fusionlab.model"  # model.name
 PARAMETERS_TAG = "fusionlab.parameters"  # the model's parameter count
+FLOPS_TAG = "fusionlab.flops"  # forward FLOPs of one sample at the dataset's image size (convs and matmuls)
 MODALITIES_TAG = "fusionlab.modalities"  # comma-separated, in input order
 RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
 SELECTION_TAG = "fusionlab.selection"  # train.selection (best_val | best_test | last), set by the training loop
