@@ -8,7 +8,8 @@ from fusionlab.tune.grid import load_grid
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
-def test_nyudv2_dry_run_prints_every_cell_and_its_figures(capsys):
+def test_nyudv2_dry_run_prints_every_cell_and_its_figures(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # a wide terminal: rich wraps no label
     assert main(["grid", str(EXPERIMENTS / "nyudv2_refinenet.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     grid = load_grid(EXPERIMENTS / "nyudv2_refinenet.yaml")

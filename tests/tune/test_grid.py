@@ -16,6 +16,8 @@ EXPERIMENTS = REPO / "experiments"
 NYUDV2 = EXPERIMENTS / "nyudv2_refinenet.yaml"
 SYNTHETIC = EXPERIMENTS / "synthetic_grid.yaml"
 ALL_MODELS = {"unimodal", "early_concat", "late_fusion", "shared_bn", "cen", "asymfusion"}
+ABLATIONS = {"cen_no_exchange", "cen_random_exchange", "cen_penalised_exchange", "asymfusion_shuffle_only",
+             "asymfusion_shift_only"}
 
 
 def experiment_files():
@@ -77,13 +79,14 @@ def test_the_issue_files_exist():
             "taskonomy_translation.yaml", "nyudv2_cen_search.yaml", "synthetic_cen.yaml"} <= names
 
 
-def test_nyudv2_refinenet_is_the_papers_table():
+def test_nyudv2_refinenet_is_the_papers_table_and_its_ablations():
     runs = load_grid(NYUDV2).cells_expanded()
-    assert len(runs) == 14
+    assert len(runs) == 14 + len(ABLATIONS)
     cells = {(run.config.model.name, run.config.model.params.get("modality"), run.config.model.backbone): run
              for run in runs}
-    assert len(cells) == 14
-    assert {name for name, _, _ in cells} == ALL_MODELS
+    assert len(cells) == len(runs)
+    assert {name for name, _, _ in cells} == ALL_MODELS | ABLATIONS
+    assert {name for name, _, backbone in cells if name in ABLATIONS and backbone == "resnet101"} == ABLATIONS
     published = {("cen", "resnet101"): (76.2, 62.8, 51.1), ("cen", "resnet152"): (77.0, 64.4, 51.6),
                  ("asymfusion", "resnet101"): (76.6, 63.5, 50.8), ("asymfusion", "resnet152"): (77.0, 64.0, 51.2)}
     for (name, backbone), figures in published.items():
@@ -338,7 +341,7 @@ def test_dry_run_lists_every_cell_with_the_papers_figures_and_totals():
         assert run.label in text
     for figure in ("51.1", "51.6", "50.8", "51.2", "76.2", "64.4"):
         assert figure in text
-    assert "total: 14 runs" in text and "5250" in text  # 7 x 300 + 7 x 450 trial-epochs
+    assert "total: 19 runs" in text and "6750" in text  # 12 x 300 + 7 x 450 trial-epochs
     assert "ESTIMATE" in text and f"{grid.spec.grid.train_samples} training samples" in text and "MFU 0.3" in text
     assert "github.com/yikaiw/CEN" in text
 
