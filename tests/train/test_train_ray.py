@@ -1,18 +1,14 @@
-"""End to end on Ray Train with 2 CPU workers: learning, MLflow contents, evaluation, interruption and resume.
+"""End to end on Ray Train with 2 CPU workers: learning, MLflow contents, evaluation.
 
-Selection on the test split is tests/train/test_selection.py (in process) and tests/train/test_validate_workers.py
-(the Ray driver's evaluation split, and figures summed over two simulated workers)."""
+A killed driver resuming in the same MLflow run from its Train checkpoints is tests/tune/test_grid_run.py's killed
+and resumed grid (its cells are the same ``run_ray`` runs, found again by their run keys); selection on the test
+split is tests/train/test_selection.py (in process) and tests/train/test_validate_workers.py (the Ray driver's
+evaluation split, and figures summed over two simulated workers)."""
 
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
@@ -23,7 +19,6 @@ from fusionlab.tracking.runs import servable
 from fusionlab.train.driver import run_ray
 from fusionlab.train.evaluate import evaluate
 from fusionlab.train.segmentation_task import build_model
-from process_group import kill_group, run_in_own_group
 
 pytestmark = pytest.mark.slow
 
@@ -84,38 +79,6 @@ def test_cen_trains_on_two_workers_and_is_tracked(small_synthetic, tmp_path, ray
     assert run.data.metrics["val/miou"] == history[selected]
     pixel_acc = metric_history(client, run.info.run_id, "val/pixel_acc", epochs=5)[selected]
     assert metrics["pixel_acc"] == pytest.approx(pixel_acc, abs=1e-6)
-
-
-def test_killed_driver_resumes_with_the_same_mlflow_run(small_synthetic, tmp_path):
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config_tree(small_synthetic, train={"epochs": 4},
-                                                      resources={"num_workers": 2},
-                                                      tracking={"experiment": "resume"})))
-    workdir = tmp_path / "runs"
-    ray_tmp = Path(f"/tmp/flr-{os.getpid()}")
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "fusionlab.cli", "--workdir", str(workdir), "train", str(config_path)]
-
-    log = tmp_path / "first.log"
-    with open(log, "w") as out:
-        first = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.time() + 300
-        while "[fusionlab] epoch 2/4" not in log.read_text() and first.poll() is None and time.time() < deadline:
-            time.sleep(0.5)
-        assert "[fusionlab] epoch 2/4" in log.read_text(), log.read_text()[-3000:]
-        kill_group(first)  # the driver and the Ray processes it started, all in its process group
-
-    second = run_in_own_group(command, env=env, timeout=400)
-    shutil.rmtree(ray_tmp, ignore_errors=True)
-    output = second.stdout + second.stderr
-    assert second.returncode == 0, output[-3000:]
-    assert "[fusionlab] epoch 3/4" in output and "[fusionlab] epoch 4/4" in output
-    assert "[fusionlab] epoch 1/4" not in output and "[fusionlab] epoch 2/4" not in output, "resumed, not restarted"
-
-    client, run = only_run(default_tracking_uri(workdir), "resume")
-    assert run.info.status == "FINISHED"
-    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
-    assert steps == [0, 1, 2, 3], "each epoch logged exactly once, no gap"
 
 
 def test_translation_on_two_workers_scores_fid_over_the_whole_split(tmp_path, ray_local):
