@@ -173,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         import matplotlib.pyplot as plt
 
         figure, axis = plt.subplots(figsize=(6, 3.5))
-        for cell, series in curves.items():
-            for index, values in enumerate(series):
+        for number, (cell, series) in enumerate(curves.items()):
+            for index, values in enumerate(series):  # one line per seed, one colour per cell
                 axis.plot(range(1, len(values) + 1), [100 * v for v in values], label=cell if index == 0 else None,
-                          alpha=0.8)
+                          color=f"C{number}", alpha=0.8)
         axis.set_xlabel("epoch")
         axis.set_ylabel("exchanged (modality, channel) pairs, %")
         axis.legend(fontsize=8)
