@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from fusionlab.cli import main
+from fusionlab.models import list_models
 
 
 def model_rows(text: str) -> dict[str, int]:
@@ -23,7 +24,8 @@ def test_models_prints_reference_parameter_counts(capsys):
     assert rows["cen"] == 118_201_578
     assert rows["asymfusion"] == 118_201_578
     assert rows["unimodal"] == 118_096_233
-    assert set(rows) == {"asymfusion", "cen", "early_concat", "late_fusion", "shared_bn", "unimodal"}
+    assert set(rows) == set(list_models())  # every registered model, the ablations included
+    assert rows["cen_no_exchange"] == rows["cen_random_exchange"] == rows["cen"], "the same network, other rules"
 
 
 def test_models_console_script_resnet152():

@@ -18,9 +18,9 @@ def test_a_training_step_counts_backward_as_twice_the_forward():
 def test_meta_device_count_matches_a_real_batch():
     args = ("cen", "resnet_mini", 5, ("rgb", "depth"), (64, 64))
     on_meta = sample_step_flops(*args)
-    from fusionlab.models.flops import _built_step_flops
+    from fusionlab.models.flops import _built_flops
 
-    on_cpu = _built_step_flops(*args, {}, "cpu", "segmentation")
+    on_cpu = _built_flops(*args, {}, "cpu", "segmentation", True)
     assert on_meta == on_cpu > 0
     assert sample_step_flops("cen", "resnet_mini", 5, ("rgb", "depth"), (128, 128)) == pytest.approx(4 * on_meta,
                                                                                                      rel=0.05)
