@@ -7,7 +7,7 @@ from typing import get_args
 
 import torch
 
-from .exchange import EXCHANGE_RULES, ExchangeBottleneck
+from .exchange import ExchangeBottleneck
 from .params import CENParams, SegmenterParams, Sparsity, check_portion
 from .resnet import BackboneSpec, BlockPosition, Bottleneck
 from .segmenter import FusionSegmenter
@@ -74,8 +74,6 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
             raise ValueError(f"cen needs at least 2 modalities, got {list(modalities)}")
         portion = check_cen_params("cen", len(modalities), threshold=threshold, portion=portion,
                                    l1_lambda=l1_lambda, sparsity=sparsity)
-        if rule not in EXCHANGE_RULES:
-            raise ValueError(f"cen exchange rule must be one of {list(EXCHANGE_RULES)}, got {rule!r}")
         if rule == "random":
             try:
                 random_fraction = check_portion(random_fraction, len(modalities), name="fraction")
@@ -93,4 +91,3 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
         self.portion = portion
         self.l1_lambda = l1_lambda
         self.sparsity = sparsity
-        self.rule = rule

@@ -85,11 +85,16 @@ class ExchangingLayer:
             raise ValueError(f"exchange rule must be one of {list(EXCHANGE_RULES)}, got {rule!r}")
         self.threshold, self.portion, self.rule = threshold, portion, rule
         self.is_fusion_point = rule != "none"  # with no exchange the modalities meet only in the ensemble
+        num_modalities, channels = self.exchange_norm.gammas().shape
         if rule == "random":
-            num_modalities, channels = self.exchange_norm.gammas().shape
             # A buffer: saved with the weights, so a resumed or reloaded model exchanges the same channels.
             self.register_buffer("random_exchanged",
                                  random_exchange_set(channels, num_modalities, random_fraction, generator))
+        if rule == "penalised_gamma":  # derived from the portion: built once, not saved
+            inside = torch.zeros(num_modalities, channels, dtype=torch.bool)
+            for m in range(num_modalities):
+                inside[m, penalised_block(channels, m, portion)] = True
+            self.register_buffer("penalised_mask", inside, persistent=False)
 
     def exchanged(self) -> torch.Tensor:
         """``[M, C]`` bool: the (modality, channel) pairs this layer exchanges now."""
@@ -99,12 +104,7 @@ class ExchangingLayer:
         if self.rule == "none":
             return torch.zeros_like(gammas, dtype=torch.bool)
         below = gammas.abs() < self.threshold
-        if self.rule == "penalised_gamma":
-            inside = torch.zeros_like(below)
-            for m in range(inside.shape[0]):
-                inside[m, penalised_block(inside.shape[1], m, self.portion)] = True
-            below &= inside
-        return below
+        return below & self.penalised_mask if self.rule == "penalised_gamma" else below
 
     def exchange(self, out: torch.Tensor) -> torch.Tensor:
         """``out`` (the exchange norm's output) with this layer's exchanged pairs replaced."""
