@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,37 @@ def golden_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"golden vectors not found at {path}: clone with ../shared beside the repo or set FUSIONLAB_SHARED")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_schema_built_once(tmp_path_factory):
+    """Every test that tracks opens a fresh SQLite store, and MLflow builds a new one by running its ~60 schema
+    migrations (1.5 s each time here). In this process, a new store is instead a copy of one built that way once,
+    made with SQLite's backup API; stores made by subprocesses (the CLI, Ray workers) are built by MLflow itself."""
+    import sqlite3
+
+    import mlflow.store.db.utils as db_utils
+    import mlflow.store.model_registry.sqlalchemy_store as registry_store
+    import sqlalchemy
+
+    build = db_utils._initialize_tables
+    template = tmp_path_factory.mktemp("mlflow-schema") / "mlflow.db"
+
+    def initialize_from_template(engine):
+        if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return build(engine)
+        if not template.exists():
+            template_engine = sqlalchemy.create_engine(f"sqlite:///{template}")
+            build(template_engine)
+            template_engine.dispose()
+        with contextlib.closing(sqlite3.connect(template)) as source, engine.connect() as target:
+            source.backup(target.connection.driver_connection)
+
+    patched = pytest.MonkeyPatch()
+    patched.setattr(db_utils, "_initialize_tables", initialize_from_template)
+    patched.setattr(registry_store, "_initialize_tables", initialize_from_template)
+    yield
+    patched.undo()
 
 
 @pytest.fixture(autouse=True)

@@ -15,15 +15,22 @@ def test_a_training_step_counts_backward_as_twice_the_forward():
     assert step_flops(model, x, loss=lambda m, out: out.sum()) == 3 * forward
 
 
-def test_meta_device_count_matches_a_real_batch():
-    args = ("cen", "resnet_mini", 5, ("rgb", "depth"), (64, 64))
-    on_meta = sample_step_flops(*args)
+@pytest.mark.parametrize(("name", "backbone", "task"), [
+    ("cen", "resnet_mini", "segmentation"),  # BatchNorm, channel exchange
+    ("asymfusion", "resnet_mini", "segmentation"),  # shuffle and shift between BatchNorms
+    ("cen", "unet_mini", "translation"),  # InstanceNorm
+])
+def test_meta_device_count_matches_a_real_batch(name, backbone, task):
+    """On meta the norms only copy their input (fusionlab.models.flops._shape_only_norms): the same count as real
+    norms on a real batch."""
+    args = (name, backbone, 5, ("rgb", "depth"), (64, 64))
+    on_meta = sample_step_flops(*args, task=task)
     from fusionlab.models.flops import _built_flops
 
-    on_cpu = _built_flops(*args, {}, "cpu", "segmentation", True)
+    on_cpu = _built_flops(*args, {}, "cpu", task, True)
     assert on_meta == on_cpu > 0
-    assert sample_step_flops("cen", "resnet_mini", 5, ("rgb", "depth"), (128, 128)) == pytest.approx(4 * on_meta,
-                                                                                                     rel=0.05)
+    assert sample_step_flops(name, backbone, 5, ("rgb", "depth"), (128, 128), task=task) == pytest.approx(
+        4 * on_meta, rel=0.05)
 
 
 def test_mfu_and_device_hours_are_inverse():
