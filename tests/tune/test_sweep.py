@@ -1,4 +1,4 @@
-"""`fusionlab tune`: a 3-trial Optuna sweep on CPU killed after a finished trial, resumed, then checked whole.
+"""`fusionlab tune`: a 2-trial Optuna sweep on CPU killed after a finished trial, resumed, then checked whole.
 
 How a sweep's trials map to Optuna trials across a restart is tests/tune/test_study_searcher.py; how a sweep whose
 every trial failed ends (error, exit code, parent run) is tests/tune/test_sweep_summary.py."""
@@ -24,7 +24,7 @@ from tiny_grids import parent_and_children
 
 pytestmark = pytest.mark.slow
 
-NUM_SAMPLES = 3  # enough for a trial finished before the kill and trials run after the resume
+NUM_SAMPLES = 2  # a trial finished before the kill, one run after the resume
 BOUNDS = {"model.params.lambda": (1e-4, 1e-1), "model.params.threshold": (0.005, 0.05),
           "model.params.portion": (0.1, 0.5)}
 
