@@ -17,6 +17,12 @@ def golden_dir() -> Path:
     return path
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first (in their order): on several processes (pytest-xdist) they then run beside
+    the unit tests, not after them, and no long test starts last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _mlflow_schema_built_once(tmp_path_factory):
     """Every test that tracks opens a fresh SQLite store, and MLflow builds a new one by running its ~60 schema
@@ -54,21 +60,45 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """A local Ray instance for the session (2 CPUs, a short temp dir: Ray's socket paths have a length limit)."""
+def _local_ray_starter():
+    """Starts this process's local Ray on first use (2 CPUs, a short temp dir: Ray's socket paths have a length
+    limit), and again after a test that needed the process to itself (``no_ray_in_process``) shut it down."""
     import shutil
     import tempfile
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    # 4 logical CPUs: 2 training workers plus room for Ray Data tasks (they would wait for a free CPU forever).
     from fusionlab.train.local_ray import init_local_ray
 
-    # Bound to 127.0.0.1 as fusionlab's own local Ray is.
-    init_local_ray(num_cpus=4, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-                   configure_logging=False)
-    yield ray
+    temp_dirs = []
+
+    def start():
+        if not ray.is_initialized():
+            temp_dirs.append(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+            # 4 logical CPUs: 2 training workers plus room for Ray Data tasks (they would wait for a free CPU
+            # forever). Bound to 127.0.0.1 as fusionlab's own local Ray is.
+            init_local_ray(num_cpus=4, include_dashboard=False, _temp_dir=temp_dirs[-1], log_to_driver=False,
+                           configure_logging=False)
+        return ray
+
+    yield start
     ray.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    for temp_dir in temp_dirs:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_local(_local_ray_starter):
+    """This process's local Ray (the ``ray`` module, initialised)."""
+    return _local_ray_starter()
+
+
+@pytest.fixture
+def no_ray_in_process():
+    """No Ray initialised in this process (a test that connects it elsewhere): the shared local one, if a test
+    started it on this worker, is shut down; ``ray_local`` starts it again for the next test that asks."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

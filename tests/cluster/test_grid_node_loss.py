@@ -56,7 +56,7 @@ def most_at_once(intervals: list[tuple[int, int]]) -> int:
     return peak
 
 
-def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monkeypatch):
+def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monkeypatch, no_ray_in_process):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     import ray
