@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -n auto --maxprocesses 4 $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 # The demo: synthetic RGB-D data -> the baseline grid (7 models) and a CEN sweep on Ray -> the report table ->
 # the best model promoted to the registry. A fresh DEMO_WORKDIR every time (the MLflow store, sweeps, reports).

@@ -18,8 +18,12 @@ def golden_dir() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow end-to-end tests first (in their order): on several processes (pytest-xdist) they then run beside
-    the unit tests, not after them, and no long test starts last."""
+    """The slow end-to-end tests first and on one process (pytest-xdist ``--dist loadgroup``): one after another,
+    as on a one-process run (two Ray experiments at once on two cores time out in Ray's own start-up waits), while
+    the other processes take the unit tests."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("end-to-end"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -1,6 +1,5 @@
-"""A grid on a three-node cluster: its cells train at once, one per slot, survive losing a worker node (the one
-end-to-end node-loss test of a Tune experiment: a sweep's trials run the same Train run), and a diverging cell fails
-alone, never retried within the launch (its retry on the next launch: tests/tune/test_grid_run.py, in process).
+"""A grid on a three-node cluster: its cells train at once, one per slot, and survive losing a worker node (the one
+end-to-end node-loss test of a Tune experiment: a sweep's trials run the same Train run).
 
 A ``ray.cluster_utils.Cluster`` on this machine: a head with the ``tune_driver`` resource and CPUs for Ray Data
 (never a training worker: those need a ``slot``), and two worker nodes with one ``slot`` and one CPU each (a slot
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_node_loss import train_worker_hosts, wait_for
 
-from tiny_grids import DIVERGES, UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
+from tiny_grids import UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
 
 pytestmark = pytest.mark.slow
 
@@ -68,10 +67,8 @@ def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monke
 
     data = tmp_path / "synthetic"
     write_synthetic(data, train=8, val=4, test=4, size=(48, 64), seed=0)
-    # Three cells on two slots: two at once, the third queued behind them (then on the one slot left); and one that
-    # diverges in its first epoch.
-    cells = [("RGB", UNIMODAL_RGB), ("Late", {"model.name": "late_fusion"}), ("CEN", {"model.name": "cen"}),
-             ("Diverges", DIVERGES)]
+    # Three cells on two slots: two at once, the third queued behind them (then on the one slot left).
+    cells = [("RGB", UNIMODAL_RGB), ("Late", {"model.name": "late_fusion"}), ("CEN", {"model.name": "cen"})]
     grid = load_grid(write_grid(tmp_path / "grid.yaml", "cluster-grid", data, cells, base={
         "train": {"epochs": EPOCHS, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
         "resources": {"num_workers": 1, "cpus_per_worker": 1, "worker_resources": {"slot": 1}}}))
@@ -118,20 +115,11 @@ def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monke
 
     assert "error" not in seen, seen["error"]
     assert seen.get("removed") and seen["node_id"] not in alive, seen
-    [failed] = outcome.failed
-    summary = outcome.summary()
-    assert failed.name == "diverges-seed0" and summary.startswith(
-        "grid cluster-grid: 3 of 4 cells done; 1 failed: diverges-seed0 failed (TrainingDiverged"), summary
-    logs = Path(summary.rsplit("logs: ", 1)[1])
-    assert logs.is_file() and logs.is_relative_to(workdir / "grids" / "cluster-grid" / "launch-001"), summary
-    assert "TrainingDiverged" in logs.read_text()
+    assert not outcome.failed, outcome.summary()
 
     client, parent, children = grid_runs(workdir, "cluster-grid")
-    assert parent.info.status == "FAILED"
-    assert sorted(children) == ["cen-seed0", "diverges-seed0", "late-seed0", "rgb-seed0"], "one child per cell"
-    diverged = children.pop("diverges-seed0")
-    assert diverged.info.status == "FAILED" and diverged.data.tags["fusionlab.error"].startswith("TrainingDiverged")
-    assert diverged.data.tags["fusionlab.starts"] == "1", "a divergence is not retried (resources.max_failures)"
+    assert parent.info.status == "FINISHED"
+    assert sorted(children) == ["cen-seed0", "late-seed0", "rgb-seed0"], "one child per cell"
     for name, run in children.items():
         assert run.info.status == "FINISHED" and "test/miou" in run.data.metrics, name
         assert logged_epochs(client, run.info.run_id) == list(range(EPOCHS)), f"{name}: each epoch logged once"
@@ -147,4 +135,4 @@ def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monke
         lines = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         if lines:
             reports[lines[0]["config"]["cell"]] = [line["epoch"] for line in lines]
-    assert reports == {name: list(range(EPOCHS)) for name in children}, reports  # the diverged cell reported none
+    assert reports == {name: list(range(EPOCHS)) for name in children}, reports

@@ -130,13 +130,25 @@ def store_has_runs(workdir: Path) -> bool:
         return False
 
 
+def cell_states(workdir: Path, experiment: str) -> dict[str, str]:
+    """Run name -> MLflow status of each cell's run (read while the grid writes the store)."""
+    try:
+        client = MlflowClient(default_tracking_uri(workdir))
+        found = client.get_experiment_by_name(experiment)
+        return {run.info.run_name: run.info.status for run in client.search_runs([found.experiment_id])} \
+            if found else {}
+    except Exception:  # the SQLite store busy with the cells' writes: ask again
+        return {}
+
+
 @pytest.mark.slow
-def test_killed_grid_on_ray_resumes_where_it_stopped(data, tmp_path, capsys, env):
-    """One grid on Ray, launched, killed and resumed: A finishes and is left alone; C is interrupted and continues
-    from its checkpoint in its own MLflow run. (A failing cell on Ray: tests/cluster/test_grid_node_loss.py; in
-    process, with its retry on the next launch: the first test of this module.)"""
-    cells = [("A", UNIMODAL_RGB), ("C", {"model.name": "cen", "train.epochs": LONG})]
-    grid = write_grid(tmp_path / "grid.yaml", "resume", data, cells, grid={"max_concurrent": 2},
+def test_killed_grid_on_ray_resumes_where_it_stopped_and_a_failing_cell_fails_alone(data, tmp_path, capsys, env):
+    """One grid on Ray, its three cells at once, launched, killed and resumed: A finishes and is left alone, B
+    diverges (failed alone, never retried within a launch), C is interrupted and continues from its checkpoint in
+    its own MLflow run; the resumed launch's last line says where B's logs are. (In process, the same failing cell:
+    the first test of this module.)"""
+    cells = [("A", UNIMODAL_RGB), ("B", DIVERGES), ("C", {"model.name": "cen", "train.epochs": LONG})]
+    grid = write_grid(tmp_path / "grid.yaml", "resume", data, cells, grid={"max_concurrent": 3},
                       base={"train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3,
                                       "lr_decoder": 1e-3}})
     workdir, marker = tmp_path / "runs", Path(f"/tmp/flg-{os.getpid()}-k")
@@ -146,14 +158,15 @@ def test_killed_grid_on_ray_resumes_where_it_stopped(data, tmp_path, capsys, env
                                      env=environment(marker), start_new_session=True)
             deadline = time.time() + 600
 
-            # A done; C logged two epochs, not all. Two: the checkpoint of an epoch is written before the epoch is
-            # logged, but Ray Train records it in its run's state a moment later (its controller polls the
+            # A done, B failed; C logged two epochs, not all. Two: the checkpoint of an epoch is written before the
+            # epoch is logged, but Ray Train records it in its run's state a moment later (its controller polls the
             # workers), so a kill right after the first epoch may find none to restore.
             def ready() -> bool:
                 if not store_has_runs(workdir):
                     return False
                 seen = finished_cells(workdir, "resume")
-                return seen.get("a-seed0", (0, False))[1] and 2 <= seen.get("c-seed0", (0, False))[0] < LONG
+                return (seen.get("a-seed0", (0, False))[1] and cell_states(workdir, "resume").get("b-seed0") == "FAILED"
+                        and 2 <= seen.get("c-seed0", (0, False))[0] < LONG)
 
             while not ready():
                 assert first.poll() is None, (tmp_path / "first.log").read_text()[-4000:]
@@ -165,28 +178,38 @@ def test_killed_grid_on_ray_resumes_where_it_stopped(data, tmp_path, capsys, env
         client, parent, children = grid_runs(workdir, "resume")
         assert parent.info.status == "RUNNING", "a killed driver ends nothing"
         assert children["a-seed0"].info.status == "FINISHED" and "test/miou" in children["a-seed0"].data.metrics
+        failed = children["b-seed0"]
+        assert failed.info.status == "FAILED" and failed.data.tags["fusionlab.error"].startswith("TrainingDiverged")
+        assert failed.data.tags["fusionlab.starts"] == "1", "a divergence is not retried"
         done_before = snapshot(client, children["a-seed0"])
         interrupted = children["c-seed0"].info.run_id
         rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--dry-run")
-        assert rc == 0 and "total: 2 runs 1 done, 1 running" in out, out
+        assert rc == 0 and "total: 3 runs 1 done, 1 failed, 1 running" in out, out
 
         second = run_in_own_group(cli_command(workdir, "grid", grid, "--resume"), env=environment(marker),
                                   timeout=600)
     finally:
         shutil.rmtree(marker, ignore_errors=True)
     output = second.stdout + second.stderr
-    assert second.returncode == 0, output[-4000:]
+    assert second.returncode == 1, output[-4000:]
     last = second.stdout.strip().splitlines()[-1]
-    assert last == "grid resume: 2 of 2 cells done (1 already before this launch)", output[-4000:]
+    assert last.startswith("grid resume: 2 of 3 cells done (1 already before this launch); 1 failed: b-seed0 failed "
+                           "(TrainingDiverged"), output[-4000:]
+    logs = Path(last.rsplit("logs: ", 1)[1])
+    assert logs.is_file() and logs.is_relative_to(workdir / "grids" / "resume" / "launch-002"), last
+    assert "TrainingDiverged" in logs.read_text()
 
     client, parent, children = grid_runs(workdir, "resume")
-    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert parent.info.status == "FAILED" and len(children) == 3
     assert snapshot(client, children["a-seed0"]) == done_before, "A was trained or logged again"
+    assert children["b-seed0"].info.status == "FAILED"
+    assert children["b-seed0"].data.tags["fusionlab.starts"] == "2", "retried once per launch, never within one"
     run = children["c-seed0"]
     assert run.info.run_id == interrupted and run.info.status == "FINISHED", "continued in its own MLflow run"
     assert logged_epochs(client, interrupted) == list(range(LONG)), "each epoch logged once"
     assert run.data.tags["fusionlab.starts"] == "2" and "test/miou" in run.data.metrics
-    # The second launch trained only C, from its checkpoint: its trial's first report comes after epoch 0.
+    # The second launch trained only C, from its checkpoint (and B, which diverged before reporting): its trial's
+    # first report comes after epoch 0.
     reports = {}
     for result_file in (workdir / "grids" / "resume" / "launch-002").glob("*/result.json"):
         lines = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]

@@ -126,8 +126,14 @@ def model_sample_flops(model: torch.nn.Module, size: tuple[int, int]) -> float |
     args = getattr(model, "build_args", None)
     if args is None:
         return None
-    return _sample_flops(args.name, args.backbone, args.num_classes, args.modalities, tuple(size),
-                         {"width": args.width, **args.params}, args.task, False)
+    return _sample_forward_flops(args.name, args.backbone, args.num_classes, args.modalities, tuple(size),
+                                 json.dumps({"width": args.width, **args.params}, sort_keys=True), args.task)
+
+
+@functools.lru_cache(maxsize=256)
+def _sample_forward_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[str, ...],
+                          size: tuple[int, int], kwargs_json: str, task: str) -> float:
+    return _sample_flops(name, backbone, num_classes, modalities, size, json.loads(kwargs_json), task, False)
 
 
 def mfu(flops: float, seconds: float, peak_tflops: float) -> float:
