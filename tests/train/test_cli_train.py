@@ -2,12 +2,14 @@
 
 import re
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
 from fusionlab.cli import main
-from fusionlab.tracking import default_tracking_uri
+from fusionlab.tracking import default_tracking_uri, load_model
+from fusionlab.train.evaluate import evaluate
 
 
 def test_train_then_evaluate_the_logged_model(small_synthetic, tmp_path, capsys):
@@ -23,7 +25,20 @@ def test_train_then_evaluate_the_logged_model(small_synthetic, tmp_path, capsys)
                  "--data", str(small_synthetic), "--split", "val"]) == 0
     out = capsys.readouterr().out
     shown = float(re.findall(r"(\d+\.\d\d)", out.split("mIoU")[-1])[-1])
-    assert shown == round(100 * run.data.metrics["val/miou"], 2)
+    assert shown == round(100 * run.data.metrics["val/miou"], 2) and "single-scale" in out
+
+    # Multi-scale with flips: the figure evaluate computes with those scales, labelled so.
+    model = f"runs:/{run.info.run_id}/model"
+    assert main(["--workdir", str(workdir), "evaluate", "--model", model, "--data", str(small_synthetic),
+                 "--split", "val", "--scales", "0.5,1.0,1.5", "--flip"]) == 0
+    out = capsys.readouterr().out
+    expected = evaluate(load_model(model, default_tracking_uri(workdir)), small_synthetic, "val",
+                        scales=[0.5, 1.0, 1.5], flip=True)
+    assert "multi-scale 0.5,1,1.5 + flip" in " ".join(out.split())
+    assert float(re.findall(r"(\d+\.\d\d)", out.split("mIoU")[-1])[-1]) == round(100 * expected["miou"], 2)
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", model, "--data", str(small_synthetic), "--scales", "0.5,-1"])
+    assert "expected comma-separated positive numbers, got '0.5,-1'" in capsys.readouterr().err
 
 
 def test_bad_config_is_reported_not_raised(small_synthetic, tmp_path, capsys):

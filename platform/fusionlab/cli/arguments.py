@@ -10,3 +10,14 @@ def csv_list(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
     return items
+
+
+def scale_list(text: str) -> list[float]:
+    """``0.5,1,1.5`` -> [0.5, 1.0, 1.5]: input scales, each a positive number."""
+    try:
+        scales = [float(item) for item in csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}") from None
+    if any(not scale > 0 for scale in scales):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}")
+    return scales

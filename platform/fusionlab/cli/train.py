@@ -8,7 +8,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from .arguments import csv_list
+from .arguments import csv_list, scale_list
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
@@ -39,13 +39,14 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.data import Manifest
+    from fusionlab.models.multiscale import protocol_label
     from fusionlab.tracking import default_tracking_uri, load_model
     from fusionlab.train.evaluate import evaluate
 
     predictor = load_model(args.model, args.tracking_uri or default_tracking_uri(args.workdir))
     if Manifest.load(args.data).task == "translation":
         scores = evaluate(predictor, args.data, args.split, features=args.fid_features,
-                          weights=args.inception_weights)
+                          weights=args.inception_weights, scales=args.scales, flip=args.flip)
         table = Table(title=f"{args.model} on {args.data} [{args.split}] (ensemble)",
                       caption=f"features: {scores['features']}")
         for column in ("FID", "KID×100", "L1"):
@@ -53,8 +54,9 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
         table.add_row(*(f"{scores[key]:.4g}" for key in ("fid", "kid", "l1")))
         console.print(table)
         return 0
-    metrics = evaluate(predictor, args.data, args.split)
-    table = Table(title=f"{args.model} on {args.data} [{args.split}] (ensemble)")
+    metrics = evaluate(predictor, args.data, args.split, scales=args.scales, flip=args.flip)
+    table = Table(title=f"{args.model} on {args.data} [{args.split}] (ensemble, "
+                        f"{protocol_label(args.scales, args.flip)})")
     for column in ("pixel acc", "mean acc", "mIoU"):
         table.add_column(column, justify="right")
     table.add_row(*(f"{100 * metrics[key]:.2f}" for key in ("pixel_acc", "mean_acc", "miou")))
@@ -170,6 +172,11 @@ def add_parsers(commands) -> None:
     evaluate.add_argument("--inception-weights", default=None,
                           help="translation: pt_inception-2015-12-05-6726825d.pth (default: "
                                "$FUSIONLAB_INCEPTION_WEIGHTS, then ~/.cache/fusionlab/)")
+    evaluate.add_argument("--scales", type=scale_list, default=[1.0], metavar="S[,S...]",
+                          help="segmentation: average the logits over these input scales, e.g. "
+                               "0.5,0.75,1,1.25,1.5,1.75 (default 1: single-scale)")
+    evaluate.add_argument("--flip", action="store_true",
+                          help="segmentation: average in each scale's horizontal mirror image too")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="label PNGs, overlays and a CSV from a model on a dataset or "

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 
 from fusionlab.data import DatasetError, Manifest
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import select_modalities
+from fusionlab.errors import FusionlabError
 from fusionlab.inference.inputs import check_input_specs
+from fusionlab.models.multiscale import SINGLE_SCALE, MultiScalePredictor, is_single_scale
 
 from .metrics import ConfusionMatrix
 
@@ -18,17 +21,24 @@ from .metrics import ConfusionMatrix
 @torch.no_grad()
 def evaluate(predictor: torch.nn.Module, data: str | os.PathLike, split: str = "test", batch_size: int = 8,
              device: torch.device | str = "cpu", *, features: str = "auto", weights: str | None = None,
-             kid_subsets: int = 100) -> dict[str, float | str]:
+             kid_subsets: int = 100, scales: Sequence[float] = SINGLE_SCALE,
+             flip: bool = False) -> dict[str, float | str]:
     """The ensemble's scores on ``split`` of the dataset at ``data``, by the predictor's task: ``pixel_acc``,
-    ``mean_acc``, ``miou`` (a ``SegmentationPredictor``), or ``fid``, ``kid`` (x100), ``l1`` and the ``features``
-    they were computed with (a ``TranslationPredictor``; ``features``, ``weights`` and ``kid_subsets`` choose how:
-    see ``fusionlab.fid``)."""
+    ``mean_acc``, ``miou`` (a ``SegmentationPredictor``; ``scales`` and ``flip``: its logits averaged over those
+    input scales and mirror images, ``models/multiscale.py``), or ``fid``, ``kid`` (x100), ``l1`` and the
+    ``features`` they were computed with (a ``TranslationPredictor``; ``features``, ``weights`` and ``kid_subsets``
+    choose how: see ``fusionlab.fid``)."""
     manifest = check_dataset_for(predictor, data)
     if manifest.task != predictor.task:
         raise DatasetError(f"dataset {data} is a {manifest.task} dataset; this model is a {predictor.task} model")
     if predictor.task == "translation":
+        if not is_single_scale(scales, flip):
+            raise FusionlabError("multi-scale and flip evaluation (--scales, --flip) is for segmentation models; a "
+                                 "translation model is scored on its images as generated")
         return translation_scores(predictor, data, manifest, split, batch_size, device, features=features,
                                   weights=weights, kid_subsets=kid_subsets)
+    if not is_single_scale(scales, flip):
+        predictor = MultiScalePredictor(predictor, scales, flip)
     return segmentation_scores(predictor, data, manifest, split, batch_size, device)
 
 

@@ -1,0 +1,82 @@
+"""Multi-scale and flip inference for a segmentation predictor: the logits of several input scales (and their
+horizontal mirror images) averaged at the input's full resolution.
+
+The published RGB-D tables mix single-scale figures with multi-scale ones (DeepLab's protocol: scales 0.5-1.75 and a
+flip), so a figure is only comparable with one scored the same way. Each scale resizes every modality bilinearly
+(``align_corners=False``); the predictor upsamples its logits to the size it was given, and those are resized
+bilinearly to the full resolution and averaged (logits, not probabilities). The references (yikaiw/CEN,
+yikaiw/AsymFusion) score single-scale only, so there is no reference behaviour here to match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SINGLE_SCALE = (1.0,)
+
+
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """``scales`` as a tuple, refused when empty or not all positive (``ValueError`` naming the values)."""
+    values = tuple(float(scale) for scale in scales)
+    if not values or any(not scale > 0 for scale in values):
+        raise ValueError(f"scales must be one or more positive numbers, got {list(scales)}")
+    return values
+
+
+def is_single_scale(scales: Sequence[float], flip: bool) -> bool:
+    return tuple(scales) == SINGLE_SCALE and not flip
+
+
+def protocol_label(scales: Sequence[float], flip: bool) -> str:
+    """How a figure was scored, as the report and the tags say it: ``single-scale`` or e.g.
+    ``multi-scale 0.5,1,1.5 + flip``."""
+    if is_single_scale(scales, flip):
+        return "single-scale"
+    label = "multi-scale " + ",".join(f"{scale:g}" for scale in scales)
+    return label + " + flip" if flip else label
+
+
+class MultiScalePredictor(nn.Module):
+    """``[B, M, C, H, W]`` -> logits ``[B, K, H, W]``: the mean of ``predictor``'s logits over ``scales`` (each input
+    resized to ``round(H * s), round(W * s)``) and, with ``flip``, over their mirror images (flipped back)."""
+
+    def __init__(self, predictor: nn.Module, scales: Sequence[float] = SINGLE_SCALE, flip: bool = False):
+        super().__init__()
+        self.predictor = predictor
+        self.scales = check_scales(scales)
+        self.flip = flip
+        # what evaluate and predict read off a predictor
+        for name in ("task", "modalities", "num_classes", "classes", "ignore_index", "input_specs"):
+            if hasattr(predictor, name):
+                setattr(self, name, getattr(predictor, name))
+
+    @property
+    def protocol(self) -> str:
+        return protocol_label(self.scales, self.flip)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        total, views = None, 0
+        for scale in self.scales:
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            scaled = x if size == (height, width) else resize_inputs(x, size)
+            for mirrored in (False, True) if self.flip else (False,):
+                logits = self.predictor(scaled.flip(-1) if mirrored else scaled)
+                if mirrored:
+                    logits = logits.flip(-1)
+                if logits.shape[-2:] != (height, width):
+                    logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+                total = logits if total is None else total + logits
+                views += 1
+        return total / views
+
+
+def resize_inputs(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Every modality of ``[B, M, C, H, W]`` resized bilinearly to ``size``."""
+    batch, modalities = x.shape[:2]
+    flat = F.interpolate(x.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+    return flat.unflatten(0, (batch, modalities))
