@@ -17,6 +17,7 @@ def golden_dir() -> Path:
     return path
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """The slow end-to-end tests first and on one process (pytest-xdist ``--dist loadgroup``): one after another,
     as on a one-process run (two Ray experiments at once on two cores time out in Ray's own start-up waits), while
