@@ -19,13 +19,14 @@ def golden_dir() -> Path:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """The slow end-to-end tests first and on one process (pytest-xdist ``--dist loadgroup``): one after another,
-    as on a one-process run (two Ray experiments at once on two cores time out in Ray's own start-up waits), while
-    the other processes take the unit tests."""
+    """The Ray experiments end to end (a grid, a sweep, a cluster: marked ``ray_experiment``) first and on one process
+    (pytest-xdist ``--dist loadgroup``), one after another: two at once on two cores time out in Ray's own start-up
+    waits. The other slow tests next, then the unit tests, all shared out among the processes."""
     for item in items:
-        if item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.xdist_group("end-to-end"))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+        if item.get_closest_marker("ray_experiment"):
+            item.add_marker(pytest.mark.xdist_group("ray-experiments"))
+    items.sort(key=lambda item: (item.get_closest_marker("ray_experiment") is None,
+                                 item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,7 +22,7 @@ from test_node_loss import train_worker_hosts, wait_for
 
 from tiny_grids import UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_experiment]
 
 EPOCHS = 3
 

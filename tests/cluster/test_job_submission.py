@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from fusionlab.data.synthetic import write_synthetic
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_experiment]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

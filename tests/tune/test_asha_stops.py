@@ -117,6 +117,7 @@ def test_only_the_groups_of_dead_creator_actors_are_released(ray_local):
 
 
 @pytest.mark.slow
+@pytest.mark.ray_experiment
 def test_trials_after_an_asha_stop_get_the_stopped_trials_cpus(tmp_path):
     data = tmp_path / "synthetic"
     write_synthetic(data, train=16, val=8, test=4, size=(48, 64), seed=0)

@@ -142,6 +142,7 @@ def cell_states(workdir: Path, experiment: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.ray_experiment
 def test_killed_grid_on_ray_resumes_where_it_stopped_and_a_failing_cell_fails_alone(data, tmp_path, capsys, env):
     """One grid on Ray, its three cells at once, launched, killed and resumed: A finishes and is left alone, B
     diverges (failed alone, never retried within a launch), C is interrupted and continues from its checkpoint in

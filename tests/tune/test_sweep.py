@@ -22,7 +22,7 @@ from fusionlab.tracking import default_tracking_uri
 from process_group import kill_group, run_in_own_group
 from tiny_grids import parent_and_children
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray_experiment]
 
 NUM_SAMPLES = 2  # a trial finished before the kill, one run after the resume
 BOUNDS = {"model.params.lambda": (1e-4, 1e-1), "model.params.threshold": (0.005, 0.05),
