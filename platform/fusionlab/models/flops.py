@@ -111,13 +111,19 @@ def _sample_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[
 
 
 @functools.lru_cache(maxsize=256)
+def _cached_sample_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[str, ...],
+                         size: tuple[int, int], kwargs_json: str, task: str, backward: bool) -> float:
+    """``_sample_flops`` once per model, size and pass (the kwargs as JSON, so that the arguments are hashable)."""
+    return _sample_flops(name, backbone, num_classes, modalities, size, json.loads(kwargs_json), task, backward)
+
+
 def sample_step_flops(name: str, backbone: str, num_classes: int, modalities: tuple[str, ...],
                       size: tuple[int, int], kwargs_json: str = "{}", task: str = "segmentation") -> float:
     """FLOPs of one training step (forward + backward) per sample at ``size`` of the registered model ``name``
     built with the JSON ``kwargs_json``.
 
     Translation: the generator's step only (the PatchGAN discriminator's is not counted)."""
-    return _sample_flops(name, backbone, num_classes, modalities, size, json.loads(kwargs_json), task, True)
+    return _cached_sample_flops(name, backbone, num_classes, modalities, size, kwargs_json, task, True)
 
 
 def model_sample_flops(model: torch.nn.Module, size: tuple[int, int]) -> float | None:
@@ -126,14 +132,8 @@ def model_sample_flops(model: torch.nn.Module, size: tuple[int, int]) -> float |
     args = getattr(model, "build_args", None)
     if args is None:
         return None
-    return _sample_forward_flops(args.name, args.backbone, args.num_classes, args.modalities, tuple(size),
-                                 json.dumps({"width": args.width, **args.params}, sort_keys=True), args.task)
-
-
-@functools.lru_cache(maxsize=256)
-def _sample_forward_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[str, ...],
-                          size: tuple[int, int], kwargs_json: str, task: str) -> float:
-    return _sample_flops(name, backbone, num_classes, modalities, size, json.loads(kwargs_json), task, False)
+    return _cached_sample_flops(args.name, args.backbone, args.num_classes, args.modalities, tuple(size),
+                                json.dumps({"width": args.width, **args.params}, sort_keys=True), args.task, False)
 
 
 def mfu(flops: float, seconds: float, peak_tflops: float) -> float:

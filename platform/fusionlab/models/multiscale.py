@@ -49,14 +49,10 @@ class MultiScalePredictor(nn.Module):
         self.predictor = predictor
         self.scales = check_scales(scales)
         self.flip = flip
-        # what evaluate and predict read off a predictor
-        for name in ("task", "modalities", "num_classes", "classes", "ignore_index", "input_specs"):
+        # what evaluate reads off a predictor
+        for name in ("task", "modalities", "num_classes"):
             if hasattr(predictor, name):
                 setattr(self, name, getattr(predictor, name))
-
-    @property
-    def protocol(self) -> str:
-        return protocol_label(self.scales, self.flip)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
