@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fusionlab.cli import main
 from fusionlab.models import list_models
+from xception_layout import tensorflow_layout_parameters
 
 
 def model_rows(text: str) -> dict[str, int]:
@@ -26,6 +27,15 @@ def test_models_prints_reference_parameter_counts(capsys):
     assert rows["unimodal"] == 118_096_233
     assert set(rows) == set(list_models())  # every registered model, the ablations included
     assert rows["cen_no_exchange"] == rows["cen_random_exchange"] == rows["cen"], "the same network, other rules"
+
+
+def test_models_prints_the_xception65_deeplab_counts(capsys):
+    assert main(["models", "--backbone", "xception65", "--num-classes", "19", "--modalities", "rgb,disparity"]) == 0
+    out = capsys.readouterr().out
+    rows = model_rows(out)
+    assert rows["unimodal"] == tensorflow_layout_parameters(19) + 1  # + the one-branch alpha
+    assert rows["cen"] == rows["asymfusion"] > rows["unimodal"]
+    assert "encoder.middle.15" in out and "encoder.exit.1.bn2" in out  # AsymFusion's and CEN's last fusion points
 
 
 def test_models_console_script_resnet152():

@@ -6,8 +6,8 @@ import torch
 from torch.testing import assert_close
 
 from fusionlab.models import build
+from fusionlab.models.backbones import get_backbone
 from fusionlab.models.exchange import channel_exchange, exchanged_fraction
-from fusionlab.models.resnet import get_backbone
 from fusionlab.models.segmenter import FusionSegmenter
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fusionlab.models import build
+from fusionlab.models.backbones import get_backbone
 from fusionlab.models.reference_checkpoint import (
     ReferenceCheckpointError,
     checkpoint_layers,
@@ -17,7 +18,7 @@ from fusionlab.models.reference_checkpoint import (
     read_reference_checkpoint,
 )
 from fusionlab.models.reference_names import ReferenceStateError, map_reference_state, reference_name
-from fusionlab.models.resnet import BackboneSpec, get_backbone
+from fusionlab.models.resnet import BackboneSpec
 
 
 def mini_model():

@@ -1,4 +1,5 @@
-"""Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3."""
+"""Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3, on a ResNet
+under RefineNet and an Xception under DeepLabv3+."""
 
 from types import SimpleNamespace
 
@@ -18,11 +19,12 @@ def test_registry_lists_the_papers_models_and_baselines():
     assert list_models("*fusion") == ["asymfusion", "late_fusion"]
 
 
+@pytest.mark.parametrize("backbone", ["resnet_mini", "xception_mini"])
 @pytest.mark.parametrize("num_modalities", sorted(MODALITY_SETS))
 @pytest.mark.parametrize("name", list_models())
-def test_forward_backward_every_model(name, num_modalities):
+def test_forward_backward_every_model(name, num_modalities, backbone):
     modalities = MODALITY_SETS[num_modalities]
-    model = build(name, backbone="resnet_mini", num_classes=7, modalities=modalities)
+    model = build(name, backbone=backbone, num_classes=7, modalities=modalities)
     assert isinstance(model, FusionModel)
     batch, height, width = 2, 64, 48
     x = torch.randn(num_modalities, batch, 3, height, width)

@@ -47,7 +47,8 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
 def add_parsers(commands) -> None:
     """The models subcommands."""
     models = commands.add_parser("models", help="list the registered models with parameter counts and fusion points")
-    models.add_argument("--backbone", default="resnet101", help="a ResNet (segmentation) or a U-Net (translation)")
+    models.add_argument("--backbone", default="resnet101",
+                        help="a ResNet or an Xception (segmentation) or a U-Net (translation)")
     models.add_argument("--num-classes", type=int, default=40)
     models.add_argument("--modalities", type=csv_list, default=["rgb", "depth"])
     models.set_defaults(handler=cmd_models)

@@ -2,12 +2,12 @@
 
 from . import translation_zoo as _translation_zoo  # noqa: F401  (registers the translation models)
 from . import zoo as _zoo  # noqa: F401  (registers the segmentation models)
+from .backbones import BACKBONES, get_backbone
 from .discriminator import PatchDiscriminator, build_discriminator, conditional_input
 from .fusion import FusionModel, FusionOutput
 from .modal import ModalBatchNorm2d, ModalInstanceNorm2d, SharedConv2d, SharedConvTranspose2d, set_modality_loop
 from .pretrained import PretrainedWeightsError, load_imagenet_resnet
 from .registry import TASKS, build, list_models, register_model
-from .resnet import BACKBONES, get_backbone
 from .sparsity import exchange_statistics, l1_penalty, overall_exchanged_fraction
 from .summary import count_parameters, summarize
 from .unet import TRANSLATION_BACKBONES, UNetSpec, get_translation_backbone

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .backbones import SegmentationBackbone
 from .fusion import FusionModel, FusionOutput
-from .resnet import BackboneSpec
 from .segmenter import FusionSegmenter
 
 
 class EarlyConcat(FusionModel):
     """One network whose input is the modalities concatenated along channels (``M * C`` input channels)."""
 
-    def __init__(self, spec: BackboneSpec, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3,
+    def __init__(self, spec: SegmentationBackbone, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3,
                  rcu_residual: str = "pre_activation"):
         super().__init__(modalities, num_classes, in_channels)
         joined = "+".join(modalities)
@@ -36,7 +36,7 @@ class EarlyConcat(FusionModel):
 class LateFusion(FusionModel):
     """One complete network per modality (no shared weights); the fused prediction is their mean."""
 
-    def __init__(self, spec: BackboneSpec, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3,
+    def __init__(self, spec: SegmentationBackbone, num_classes: int, modalities: Sequence[str], *, in_channels: int = 3,
                  rcu_residual: str = "pre_activation"):
         super().__init__(modalities, num_classes, in_channels)
         self.nets = nn.ModuleList(

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import get_args
 
 import torch
+from torch import nn
 
-from .exchange import ExchangeBottleneck
+from .backbones import SegmentationBackbone
+from .exchange import EXCHANGING_BLOCKS
 from .params import CENParams, SegmenterParams, Sparsity, check_portion
-from .resnet import BackboneSpec, BlockPosition, Bottleneck
 from .segmenter import FusionSegmenter
 from .sparsity import l1_penalty, l1_proximal_step_
 
@@ -50,13 +51,15 @@ class CENSparsity:
 
 
 class ChannelExchangingNet(CENSparsity, FusionSegmenter):
-    """Exchange after ``bn2`` in every bottleneck of layer1-4; sparsity ``l1_lambda * sum |gamma|`` on a portion,
-    in the loss or as a proximal step (``sparsity``). ``rule`` picks the exchanged channels (``ExchangeRule``; the
-    ablations): ``random`` draws ``random_fraction`` of each norm's channels per modality from ``seed``."""
+    """Exchange after ``bn2`` in every bottleneck of layer1-4 (ResNet), or after the BN of the middle separable conv
+    of every Xception unit (entry, middle and exit flows: the same place in the block); sparsity
+    ``l1_lambda * sum |gamma|`` on a portion, in the loss or as a proximal step (``sparsity``). ``rule`` picks the
+    exchanged channels (``ExchangeRule``; the ablations): ``random`` draws ``random_fraction`` of each norm's channels
+    per modality from ``seed``."""
 
     def __init__(
         self,
-        spec: BackboneSpec,
+        spec: SegmentationBackbone,
         num_classes: int,
         modalities: Sequence[str],
         *,
@@ -81,9 +84,9 @@ class ChannelExchangingNet(CENSparsity, FusionSegmenter):
                 raise ValueError(f"cen random exchange {error}") from None
         generator = torch.Generator().manual_seed(seed)  # the random rule's channel sets, layer by layer
 
-        def exchange_block(position: BlockPosition, **kwargs) -> Bottleneck:
-            return ExchangeBottleneck(**kwargs, threshold=threshold, portion=portion, rule=rule,
-                                      random_fraction=random_fraction or 0.0, generator=generator)
+        def exchange_block(position, block: type[nn.Module], **kwargs) -> nn.Module:
+            return EXCHANGING_BLOCKS[block](**kwargs, threshold=threshold, portion=portion, rule=rule,
+                                            random_fraction=random_fraction or 0.0, generator=generator)
 
         super().__init__(spec, num_classes, modalities, in_channels=in_channels, block_factory=exchange_block,
                          rcu_residual=rcu_residual)

@@ -6,11 +6,11 @@ import math
 from typing import Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .modal import mean_of_others, split_modalities
 from .resnet import Bottleneck
+from .xception import XceptionBlock
 
 # Which (modality, channel) pairs an exchanging layer replaces by the other modalities' mean:
 # "gamma": |gamma| < threshold anywhere in the norm (the reference code); "penalised_gamma": the same, only inside
@@ -111,8 +111,10 @@ class ExchangingLayer:
         return out if self.rule == "none" else exchange_channels(out, self.exchanged())
 
 
-class ExchangeBottleneck(Bottleneck, ExchangingLayer):
-    """A bottleneck whose ``bn2`` output is channel-exchanged across modalities before its ReLU."""
+class MiddleNormExchange(ExchangingLayer):
+    """Mixin for a block (ResNet ``Bottleneck``, ``XceptionBlock``) that channel-exchanges the output of its middle
+    norm ``bn2`` before the activation that follows it: ``conv2 -> bn2 -> exchange -> relu`` in a bottleneck,
+    ``relu -> separable conv2 -> bn2 -> exchange`` in an Xception unit."""
 
     is_fusion_point = True
     fusion_suffix = ".bn2"
@@ -129,5 +131,16 @@ class ExchangeBottleneck(Bottleneck, ExchangingLayer):
         return self.bn2
 
     def middle(self, out: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(out))
-        return F.relu(self.exchange(out))
+        return self.activate_after(self.exchange(self.middle_norm(out)))
+
+
+class ExchangeBottleneck(MiddleNormExchange, Bottleneck):
+    """A bottleneck whose ``bn2`` output is channel-exchanged across modalities before its ReLU."""
+
+
+class ExchangeXceptionBlock(MiddleNormExchange, XceptionBlock):
+    """An Xception unit whose middle separable conv's BN output is channel-exchanged across modalities."""
+
+
+EXCHANGING_BLOCKS: dict[type[nn.Module], type[MiddleNormExchange]] = {
+    Bottleneck: ExchangeBottleneck, XceptionBlock: ExchangeXceptionBlock}

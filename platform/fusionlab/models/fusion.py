@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .resnet import ResNetEncoder
+from .xception import XceptionEncoder
 
 
 class FusionOutput(NamedTuple):
@@ -74,6 +75,7 @@ class FusionModel(nn.Module):
         """One name per entry of ``FusionOutput.branches``."""
         return list(self.modalities)
 
-    def encoders(self) -> list[tuple[str, ResNetEncoder]]:
-        """The ResNet encoders with their module prefix, for loading ImageNet weights."""
-        return [(name, module) for name, module in self.named_modules() if isinstance(module, ResNetEncoder)]
+    def encoders(self) -> list[tuple[str, ResNetEncoder | XceptionEncoder]]:
+        """The ResNet and Xception encoders with their module prefix, for loading ImageNet weights."""
+        return [(name, module) for name, module in self.named_modules()
+                if isinstance(module, ResNetEncoder | XceptionEncoder)]

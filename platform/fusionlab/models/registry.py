@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .backbones import SegmentationBackbone, get_backbone
 from .fusion import FusionModel
 from .params import ModelParams, SegmenterParams, TranslationParams
-from .resnet import BackboneSpec, get_backbone
 from .unet import UNetSpec, get_translation_backbone
 
 TASKS = ("segmentation", "translation")
@@ -30,7 +30,7 @@ class BuildArgs:
 
     task: str
     name: str
-    backbone: str | BackboneSpec
+    backbone: str | SegmentationBackbone
     num_classes: int
     modalities: tuple[str, ...]
     params: dict[str, Any]
@@ -91,7 +91,7 @@ def build_from_params(
     name: str,
     params: ModelParams | None = None,
     *,
-    backbone: str | BackboneSpec | None = None,
+    backbone: str | SegmentationBackbone | None = None,
     num_classes: int,
     modalities: Sequence[str],
     task: str = "segmentation",
@@ -113,7 +113,7 @@ def build_from_params(
 def build(
     name: str,
     *,
-    backbone: str | BackboneSpec | None = None,
+    backbone: str | SegmentationBackbone | None = None,
     num_classes: int,
     modalities: Sequence[str],
     task: str = "segmentation",
@@ -121,9 +121,10 @@ def build(
     **params,
 ) -> FusionModel:
     """Build a registered model of ``task``. ``num_classes`` is the output channels for translation; ``backbone``
-    defaults to the task's (``resnet50``, ``pix2pix_unet``); a segmentation model also takes a ``BackboneSpec``
-    (any ``layers``); ``width`` multiplies every channel width of the backbone (and the RefineNet decoder), for
-    comparisons at equal parameter or FLOP budgets; ``params`` are the model's own keyword arguments."""
+    defaults to the task's (``resnet50``, ``pix2pix_unet``); a segmentation model also takes a spec (a ResNet
+    ``BackboneSpec`` of any ``layers``, an ``XceptionSpec``); ``width`` multiplies every channel width of the backbone
+    and its decoder, for comparisons at equal parameter or FLOP budgets; ``params`` are the model's own keyword
+    arguments."""
     constructor = _constructor(name, task)
     backbone = backbone or DEFAULT_BACKBONES[task]
     if not width > 0:
@@ -135,7 +136,8 @@ def build(
     return model
 
 
-def scaled_backbone(backbone: str | BackboneSpec, width: float, task: str) -> str | BackboneSpec | UNetSpec:
+def scaled_backbone(backbone: str | SegmentationBackbone, width: float,
+                    task: str) -> str | SegmentationBackbone | UNetSpec:
     """``backbone`` as is at width 1, else its spec with every width times ``width``."""
     if width == 1.0:
         return backbone

@@ -38,23 +38,13 @@ def _times(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-BACKBONES: dict[str, BackboneSpec] = {
+RESNET_BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec((3, 4, 6, 3)),
     "resnet101": BackboneSpec((3, 4, 23, 3)),
     "resnet152": BackboneSpec((3, 8, 36, 3)),
     # For CPU tests and demos: two blocks per stage so AsymFusion's fusion block (the last) has stride 1.
     "resnet_mini": BackboneSpec((2, 2, 2, 2), width=16, decoder_dims=(64, 32, 32, 32)),
 }
-
-
-def get_backbone(name: str | BackboneSpec) -> BackboneSpec:
-    """A named backbone, or ``name`` itself when it is a BackboneSpec (any ``layers``, e.g. the golden vectors')."""
-    if isinstance(name, BackboneSpec):
-        return name
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}") from None
 
 
 class BlockPosition(NamedTuple):
@@ -92,14 +82,23 @@ class Bottleneck(nn.Module):
 
     def middle(self, out: torch.Tensor) -> torch.Tensor:
         """The 3x3 stage, ``conv2 -> bn2 -> relu``: where the fusion variants hook in."""
-        return F.relu(self.bn2(self.conv2(out)))
+        return self.activate_after(self.middle_norm(out))
+
+    def middle_norm(self, out: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(out))
+
+    @staticmethod
+    def activate_after(x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x)
 
 
-BlockFactory = Callable[..., Bottleneck]  # (position, inplanes=, planes=, num_modalities=, stride=, shared_bn=)
+# (position, block class, inplanes=, planes=, num_modalities=, stride=, shared_bn=): the block at ``position``; the
+# plain block's class is passed so that a fusion model can pick its variant for the backbone's family.
+BlockFactory = Callable[..., Bottleneck]
 
 
-def plain_block(position: BlockPosition, **kwargs) -> Bottleneck:
-    return Bottleneck(**kwargs)
+def plain_block(position: BlockPosition, block: type[Bottleneck], **kwargs) -> Bottleneck:
+    return block(**kwargs)
 
 
 class ResNetEncoder(nn.Module):
@@ -128,6 +127,7 @@ class ResNetEncoder(nn.Module):
                 blocks.append(
                     block_factory(
                         BlockPosition(stage, index, count),
+                        Bottleneck,
                         inplanes=inplanes,
                         planes=planes,
                         num_modalities=num_modalities,

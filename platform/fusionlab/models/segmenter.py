@@ -1,4 +1,5 @@
-"""The shared-weights segmenter most fusion models are: ResNet encoder, RefineNet decoder, alpha ensemble."""
+"""The shared-weights segmenter most fusion models are: an encoder and its decoder (ResNet + Light-Weight RefineNet,
+or aligned Xception + DeepLabv3+), the alpha ensemble."""
 
 from __future__ import annotations
 
@@ -8,13 +9,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbones import SegmentationBackbone
+from .deeplab import DeepLabV3PlusDecoder
 from .fusion import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
 from .refinenet import RefineNetDecoder
-from .resnet import BackboneSpec, BlockFactory, ResNetEncoder, plain_block
+from .resnet import BlockFactory, ResNetEncoder, plain_block
+from .xception import XceptionEncoder, XceptionSpec
+
+
+def encoder_and_decoder(spec: SegmentationBackbone, num_classes: int, num_branches: int, *, in_channels: int,
+                        shared_bn: bool, block_factory: BlockFactory, rcu_residual: str) -> tuple[nn.Module, nn.Module]:
+    """The backbone's encoder and its decoder: RefineNet under a ResNet, DeepLabv3+ under an Xception (which has no
+    residual conv units: ``rcu_residual`` is RefineNet's alone)."""
+    if isinstance(spec, XceptionSpec):
+        encoder = XceptionEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
+        decoder = DeepLabV3PlusDecoder(spec.out_channels, spec.low_level_channels, num_classes, num_branches,
+                                       aspp_dim=spec.aspp_dim, low_level_dim=spec.low_level_dim,
+                                       decoder_dim=spec.decoder_dim, output_stride=encoder.output_stride,
+                                       shared_bn=shared_bn)
+        return encoder, decoder
+    encoder = ResNetEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
+    return encoder, RefineNetDecoder(spec.out_channels, spec.decoder_dims, num_classes, num_branches,
+                                     rcu_residual=rcu_residual)
 
 
 class FusionSegmenter(FusionModel):
-    """ResNet encoder + RefineNet decoder, every conv shared by the branches, BN private per branch.
+    """Encoder + decoder (``encoder_and_decoder``), every conv shared by the branches, BN private per branch.
 
     Branches run stacked on the batch axis. The ensemble is ``sum_m softmax(alpha)_m * out_m.detach()``, so a loss
     on it trains only ``alpha``. ``branch_modalities`` picks which input modalities get a branch (all by default).
@@ -22,7 +42,7 @@ class FusionSegmenter(FusionModel):
 
     def __init__(
         self,
-        spec: BackboneSpec,
+        spec: SegmentationBackbone,
         num_classes: int,
         modalities: Sequence[str],
         *,
@@ -41,9 +61,9 @@ class FusionSegmenter(FusionModel):
         self.branch_modalities = branches
         self.branch_index = [self.modalities.index(m) for m in branches]
         num_branches = len(branches)
-        self.encoder = ResNetEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
-        self.decoder = RefineNetDecoder(spec.out_channels, spec.decoder_dims, num_classes, num_branches,
-                                        rcu_residual=rcu_residual)
+        self.encoder, self.decoder = encoder_and_decoder(spec, num_classes, num_branches, in_channels=in_channels,
+                                                         shared_bn=shared_bn, block_factory=block_factory,
+                                                         rcu_residual=rcu_residual)
         self.alpha = nn.Parameter(torch.ones(num_branches)) if ensemble else None
 
     def forward(self, x: torch.Tensor) -> FusionOutput:
@@ -59,6 +79,14 @@ class FusionSegmenter(FusionModel):
 
     def branch_names(self) -> list[str]:
         return list(self.branch_modalities)
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Evaluate an Xception model at output stride 8 or 16 (trained at 16: the weights do not change)."""
+        if not isinstance(self.encoder, XceptionEncoder):
+            raise ValueError(f"output stride {output_stride}: only the Xception backbones change their output stride "
+                             "(a ResNet under RefineNet always predicts from strides 4-32)")
+        self.encoder.set_output_stride(output_stride)
+        self.decoder.set_output_stride(output_stride)
 
     def ensemble_weights(self) -> torch.Tensor | None:
         return None if self.alpha is None else F.softmax(self.alpha.detach().float(), 0)

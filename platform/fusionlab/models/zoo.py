@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .asymfusion import AsymFusionNet
+from .backbones import get_backbone
 from .baselines import EarlyConcat, LateFusion
 from .cen import ChannelExchangingNet
 from .fusion import FusionModel
 from .params import AsymFusionParams, CENParams, RandomExchangeParams, SegmenterParams, UnimodalParams
 from .registry import register_model
-from .resnet import get_backbone
 from .segmenter import FusionSegmenter
 
 RCU_RESIDUAL = SegmenterParams.rcu_residual

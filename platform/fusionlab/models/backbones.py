@@ -1,0 +1,21 @@
+"""The segmentation backbones by name: bottleneck ResNets (under the Light-Weight RefineNet decoder, as in the CEN and
+AsymFusion NYUDv2 references) and aligned Xceptions (under DeepLabv3+, as in AsymFusion's Cityscapes row)."""
+
+from __future__ import annotations
+
+from .resnet import RESNET_BACKBONES, BackboneSpec
+from .xception import XCEPTION_BACKBONES, XceptionSpec
+
+SegmentationBackbone = BackboneSpec | XceptionSpec
+
+BACKBONES: dict[str, SegmentationBackbone] = {**RESNET_BACKBONES, **XCEPTION_BACKBONES}
+
+
+def get_backbone(name: str | SegmentationBackbone) -> SegmentationBackbone:
+    """A named backbone, or ``name`` itself when it is a spec (any ``layers``, e.g. the golden vectors')."""
+    if isinstance(name, SegmentationBackbone):
+        return name
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}") from None
