@@ -94,6 +94,27 @@ def test_every_model_trains_and_is_tracked_with_test_scores_and_run_tags(name, s
     for key, value in expected.items():
         assert run.data.metrics[f"test/{key}"] == pytest.approx(value, abs=1e-6)
     assert any(key.startswith("val/") and key.count("/") == 2 for key in run.data.metrics)  # per-branch scores
+    assert run.data.tags["fusionlab.eval_protocol"] == "single-scale"
+    assert not any("_ms/" in key for key in run.data.metrics)
+
+
+def test_a_run_with_eval_scales_logs_the_selected_models_multi_scale_scores_on_xception(small_synthetic, tmp_path):
+    """DeepLabv3+ on Xception trains end to end, and its final scores are also taken over the scales and flips."""
+    config = parse_config(config_tree(small_synthetic, model={"name": "asymfusion", "backbone": "xception_mini",
+                                                              "eval_scales": [0.75, 1.0], "eval_flip": True},
+                                      train={"epochs": 1}))
+    run_local(config, tmp_path)
+    uri = default_tracking_uri(tmp_path)
+    (run,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("tests").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["fusionlab.eval_protocol"] == "multi-scale 0.75,1 + flip"
+    predictor = load_model(f"runs:/{run.info.run_id}/model", uri)
+    for split in ("val", "test"):
+        multi = evaluate(predictor, small_synthetic, split, scales=[0.75, 1.0], flip=True)
+        for key, value in multi.items():
+            assert run.data.metrics[f"{split}_ms/{key}"] == pytest.approx(value, abs=1e-6)
+    single = evaluate(predictor, small_synthetic, "test")
+    assert run.data.metrics["test/miou"] == pytest.approx(single["miou"], abs=1e-6)
 
 
 def test_under_adam_only_the_proximal_step_makes_the_penalised_factors_zero(small_synthetic, tmp_path):

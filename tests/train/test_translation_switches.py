@@ -104,3 +104,11 @@ def test_scoring_at_eval_size(data64):
                                        ["normal", "reshading"], resolve_extractor("local", None),
                                        gather=lambda t: t, keep_examples=1, size=(32, 32))
     assert examples[0]["target"].shape == (3, 32, 32) and examples[0]["outputs"].shape[-2:] == (32, 32)
+
+
+def test_multi_scale_scoring_is_refused_for_translation(data64):
+    from fusionlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="multi-scale and flip scoring is for segmentation"):
+        parse_config({"data": {"path": str(data64), "modalities": ["normal", "reshading"]},
+                      "model": {"name": "cen", "backbone": "unet_mini", "eval_flip": True}})

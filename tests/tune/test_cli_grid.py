@@ -18,3 +18,20 @@ def test_nyudv2_dry_run_prints_every_cell_and_its_figures(capsys, monkeypatch):
     for figure in ("76.2", "62.8", "51.1", "77.0", "64.4", "51.6", "76.6", "63.5", "50.8", "51.2"):
         assert figure in out, figure
     assert "GPU-h is an ESTIMATE" in out
+
+
+def test_cityscapes_dry_run_shows_deeplab_on_xception_the_published_rows_and_their_cost(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["grid", str(EXPERIMENTS / "cityscapes_asymfusion.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    grid = load_grid(EXPERIMENTS / "cityscapes_asymfusion.yaml")
+    runs = grid.cells_expanded()
+    assert {run.config.model.backbone for run in runs} == {"xception65"}
+    assert {run.config.model.name for run in runs} == {"unimodal", "asymfusion"}
+    assert [run.paper["miou"] for run in runs] == [79.4, 62.3, 82.1]
+    for figure in ("79.4", "62.3", "82.1", "xception65"):
+        assert figure in out
+    assert "GPU-h is an ESTIMATE" in out and "GiB/worker is an ESTIMATE" in out
+    row = next(line for line in out.splitlines() if "AsymFusion" in line and "82.1" in line)
+    hours, gib = (float(cell) for cell in row.split("│")[-3:-1])
+    assert hours > 0 and gib > 0

@@ -7,6 +7,8 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+from .arguments import scale_list
+
 
 def cmd_tune(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.tune.sweep import resume_sweep, start_sweep
@@ -40,6 +42,10 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
     from fusionlab.tune.grid_runner import cell_statuses, run_grid
 
     overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
+    if args.scales:
+        overrides.append(f"model.eval_scales=[{', '.join(map(str, args.scales))}]")
+    if args.flip:
+        overrides.append("model.eval_flip=true")
     grid = load_grid(args.grid, overrides)
     workdir = Path(args.workdir)
     states = None if grid.planned else {cell.name: cell.state for cell in cell_statuses(grid, workdir)}
@@ -64,7 +70,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     uri = args.tracking_uri or default_tracking_uri(args.workdir)
     out = Path(args.out) if args.out else Path(args.workdir) / "reports" / args.experiment
     report, written, parents = write_report(uri, args.experiment, out, args.split, overwrite=args.overwrite,
-                                            pairs=[tuple(pair) for pair in args.pair or []])
+                                            pairs=[tuple(pair) for pair in args.pair or []], protocol=args.protocol)
     table = Table(title=f"report: {args.experiment}", title_justify="left")
     for index, column in enumerate(table_columns(report, compact=True)):
         table.add_column(column, justify="left" if index < 3 else "right", no_wrap=True)
@@ -94,6 +100,11 @@ def add_parsers(commands) -> None:
     grid.add_argument("grid")
     grid.add_argument("--dry-run", action="store_true", help="list the cells, paper figures and cost; run nothing")
     grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
+    grid.add_argument("--scales", type=scale_list, default=None, metavar="S1,S2,...",
+                      help="segmentation: also score each cell's selected model over these input scales, e.g. "
+                           "0.5,0.75,1,1.25,1.5,1.75 (model.eval_scales; logged as val_ms/..., test_ms/...)")
+    grid.add_argument("--flip", action="store_true",
+                      help="with --scales (or alone): their mirror images too (model.eval_flip)")
     grid.add_argument("--address", default=None)
     grid.add_argument("--local", action="store_true", help="run each cell in this process without Ray")
     grid.add_argument("--devices", type=int, default=None, metavar="N",
@@ -110,6 +121,9 @@ def add_parsers(commands) -> None:
                         help="replace --out even when it is a non-empty directory that is not a fusionlab report")
     report.add_argument("--split", choices=["test", "val"], default=None,
                         help="default: test when every run has test scores, else val")
+    report.add_argument("--protocol", choices=["auto", "single", "multi"], default="auto",
+                        help="single-scale scores, or the multi-scale ones of runs with model.eval_scales / "
+                             "model.eval_flip (default auto: multi-scale when every run has them)")
     report.add_argument("--pair", nargs=2, action="append", metavar=("FIRST", "SECOND"),
                         help="two row labels: the caption gives FIRST − SECOND over the seeds both ran, with its 95%% "
                              "CI (repeatable; default: each exchanging CEN row against CEN without exchange)")

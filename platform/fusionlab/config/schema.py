@@ -37,6 +37,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        from fusionlab.recipes import task_of
+
         modalities = self.data.modalities
         if modalities is not None:
             if len(set(modalities)) != len(modalities) or not modalities:
@@ -55,6 +57,10 @@ class Config(Section):
             if portion_space is not None and (portion_space.high or max(portion_space.values or [0])) > 1 / count:
                 raise ValueError(f"search.space.model.params.portion must stay within (0, 1/M] = "
                                  f"(0, {1 / count:.4g}] for {count} modalities")
+        if self.model.multi_scale and task_of(self.model.backbone) == "translation":
+            raise ValueError(f"model.eval_scales {self.model.eval_scales} / model.eval_flip {self.model.eval_flip}: "
+                             f"multi-scale and flip scoring is for segmentation; a translation model is scored on "
+                             f"its images as generated")
         train_splits = self.data.train_split if isinstance(self.data.train_split, list) else [self.data.train_split]
         selecting_on = {"best_val": self.data.val_split, "best_test": self.data.test_split}.get(self.train.selection)
         if self.train.selection == "best_test" and not self.data.test_split:

@@ -84,6 +84,11 @@ class ModelConfig(Section):
     # How validation, test scores and the logged model upsample the 1/4-resolution logits to the label's size:
     # bicubic as the references' cv2.resize(INTER_CUBIC), or bilinear (also what the training loss uses).
     eval_upsample: Literal["bilinear", "bicubic"] = "bilinear"
+    # Segmentation: the selected model's final scores are also taken over these input scales (and, with eval_flip,
+    # their mirror images), logits averaged at full resolution, as <split>_ms/<metric> beside the single-scale
+    # <split>/<metric> (DeepLab's protocol: [0.5, 0.75, 1, 1.25, 1.5, 1.75] and a flip). [1.0] and no flip: none.
+    eval_scales: list[Float] = Field(default_factory=lambda: [1.0], min_length=1)
+    eval_flip: Bool = False
     # Every channel width of the backbone (and the segmentation decoder) times this: 1.0 is the published network;
     # e.g. late fusion at ~0.7 has CEN's parameter count (the report shows #params and FLOPs per sample beside).
     width: Float = Field(1.0, gt=0)
@@ -102,6 +107,18 @@ class ModelConfig(Section):
                 {"type": PydanticCustomError("moved", MOVED_KEYS[key]), "loc": (key,), "input": tree[key]}
                 for key in moved])
         return tree
+
+    @field_validator("eval_scales")
+    @classmethod
+    def _positive_scales(cls, value: list[float]) -> list[float]:
+        if any(not scale > 0 for scale in value):
+            raise ValueError(f"expected positive scales, got {value}")
+        return value
+
+    @property
+    def multi_scale(self) -> bool:
+        """Whether the final scores are also taken multi-scale (or flipped)."""
+        return not (self.eval_scales == [1.0] and not self.eval_flip)
 
     @model_validator(mode="after")
     def _pretrained_fits(self) -> ModelConfig:

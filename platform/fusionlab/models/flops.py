@@ -84,6 +84,9 @@ def _shape_only_norms() -> Iterator[None]:
             setattr(F, name, norm)
 
 
+COUNTED_BATCH = 2
+
+
 def _built_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[str, ...], size: tuple[int, int],
                  kwargs: dict[str, Any], device: str, task: str, backward: bool) -> float:
     from .registry import build
@@ -92,13 +95,16 @@ def _built_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[s
     with torch.device(device), norms:
         model = build(name, backbone=backbone, num_classes=num_classes, modalities=list(modalities), task=task,
                       **kwargs)
-        inputs = torch.randn(len(modalities), 1, model.in_channels, *size)
-        return step_flops(model, inputs) if backward else forward_flops(model, inputs)
+        # Two samples, halved (FLOPs are linear in the batch): a BatchNorm of DeepLabv3+'s 1x1 image pooling refuses
+        # to train on one.
+        inputs = torch.randn(len(modalities), COUNTED_BATCH, model.in_channels, *size)
+        flops = step_flops(model, inputs) if backward else forward_flops(model, inputs)
+        return flops / COUNTED_BATCH
 
 
 def _sample_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[str, ...], size: tuple[int, int],
                   kwargs: dict[str, Any], task: str, backward: bool) -> float:
-    """Batch 1 on the meta device (nothing allocated); if an op has no meta kernel, a real batch at a small size on
+    """Per sample, on the meta device (nothing allocated); if an op has no meta kernel, a real batch at a small size on
     the CPU, scaled by pixels."""
     try:
         return _built_flops(name, backbone, num_classes, modalities, size, kwargs, "meta", task, backward)

@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 SINGLE_SCALE = (1.0,)
+SINGLE_SCALE_LABEL = "single-scale"
+# A run's multi-scale scores are logged as <split>_ms/<metric> (val_ms/miou), beside the single-scale <split>/<metric>.
+MULTI_SCALE_SUFFIX = "_ms"
 
 
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
@@ -35,7 +38,7 @@ def protocol_label(scales: Sequence[float], flip: bool) -> str:
     """How a figure was scored, as the report and the tags say it: ``single-scale`` or e.g.
     ``multi-scale 0.5,1,1.5 + flip``."""
     if is_single_scale(scales, flip):
-        return "single-scale"
+        return SINGLE_SCALE_LABEL
     label = "multi-scale " + ",".join(f"{scale:g}" for scale in scales)
     return label + " + flip" if flip else label
 

@@ -63,15 +63,17 @@ def check_out(out: Path, overwrite: bool = False) -> None:
 
 def write_report(uri: str, experiment: str, out: str | Path, split: str | None = None,
                  log_to_parent: bool = True, overwrite: bool = False,
-                 pairs: list[tuple[str, str]] | None = None) -> tuple[Report, Path, list[str]]:
+                 pairs: list[tuple[str, str]] | None = None, protocol: str = "auto"
+                 ) -> tuple[Report, Path, list[str]]:
     """Collect, write ``out`` (an earlier report there is replaced as a whole; anything else only with
     ``overwrite``, see ``check_out``) and log it to the parent run(s).
 
-    ``pairs``: row labels whose paired difference over shared seeds the caption gives (``report_paired.py``).
+    ``pairs``: row labels whose paired difference over shared seeds the caption gives (``report_paired.py``);
+    ``protocol``: single- or multi-scale scores (``report_rows.collect``).
     Returns the report, where it was written and the ids of the parent runs it was logged to."""
     out = Path(out).resolve()
     check_out(out, overwrite)
-    report = collect(uri, experiment, split, pairs)
+    report = collect(uri, experiment, split, pairs, protocol)
     parents: list[str] = []
     staging = Staging(out)
     with staging as folder:

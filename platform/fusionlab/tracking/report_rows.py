@@ -16,12 +16,14 @@ from mlflow.tracking import MlflowClient
 from fusionlab.config.params import with_current_keys
 from fusionlab.errors import FusionlabError
 from fusionlab.fid.inception import INCEPTION_NAME
+from fusionlab.models.multiscale import MULTI_SCALE_SUFFIX, SINGLE_SCALE_LABEL
 from fusionlab.models.params import CENParams
 
 from .report_paired import PairedDifference, paired_differences
 from .tags import (
     CELL_TAG,
     ERROR_TAG,
+    EVAL_PROTOCOL_TAG,
     FID_FEATURES_TAG,
     FLOPS_TAG,
     KIND_TAG,
@@ -75,7 +77,7 @@ SEGMENTATION = TaskMetrics(
     headers={"pixel_acc": "Pixel Acc.", "mean_acc": "Mean Acc.", "miou": "mIoU"},
     short_headers={"pixel_acc": "pix acc", "mean_acc": "mean acc", "miou": "mIoU"},
     unit=" (%)", scale=100.0, rank="miou", lower_is_better=False, paper=("pixel_acc", "mean_acc", "miou"),
-    scores="ensemble scores on the {split} split (single-scale), percent")
+    scores="ensemble scores on the {split} split ({protocol}), percent")
 TRANSLATION = TaskMetrics(
     metrics=("fid", "kid", "l1"),  # kid is logged ×100, as the papers print it
     headers={"fid": "FID", "kid": "KID×100", "l1": "L1"},
@@ -148,6 +150,7 @@ class Report:
     fid_features: tuple[str, ...] = ()  # translation: the runs' feature extractors ("?" where a run has no tag)
     unfinished: tuple[str, ...] = ()  # runs not in the table: "<run> (<cell>): <STATUS>[: <error>]"
     paired: tuple[PairedDifference, ...] = ()  # first - second over shared seeds (report_paired.py)
+    protocol: str = SINGLE_SCALE_LABEL  # how the figures were scored: the runs' fusionlab.eval_protocol when multi
 
     @property
     def task(self) -> TaskMetrics:
@@ -175,10 +178,17 @@ class Report:
 # --- collecting ------------------------------------------------------------------------------------------------------
 
 
+PROTOCOLS = ("auto", "single", "multi")
+
+
 def collect(uri: str, experiment: str, split: str | None = None,
-            pairs: Sequence[tuple[str, str]] | None = None) -> Report:
+            pairs: Sequence[tuple[str, str]] | None = None, protocol: str = "auto") -> Report:
     """The experiment's report; ``pairs``: the row labels to show paired differences of (default: CEN's
-    exchange ablation where the grid has it, ``report_paired.default_pairs``)."""
+    exchange ablation where the grid has it, ``report_paired.default_pairs``); ``protocol``: the single-scale scores
+    (``<split>/...``), the multi-scale ones (``<split>_ms/...``, see ``model.eval_scales``), or ``auto``: multi-scale
+    when every run has them."""
+    if protocol not in PROTOCOLS:
+        raise ReportError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -198,7 +208,8 @@ def collect(uri: str, experiment: str, split: str | None = None,
     task = TASKS[tasks[0]]
     if split is None:
         split = "test" if all(f"test/{task.rank}" in run.data.metrics for run in listed) else "val"
-    scored = [_scores(run, split, client, task) for run in listed]
+    key, label = _protocol_scores(listed, split, task, protocol, experiment)
+    scored = [_scores(run, key, client, task) for run in listed]
     rows = _rows(scored, task)
     features = tuple(sorted({run.tags.get(FID_FEATURES_TAG, "?") for run in scored})) if task is TRANSLATION else ()
     listed_ids = {run.info.run_id for run in listed}
@@ -209,7 +220,22 @@ def collect(uri: str, experiment: str, split: str | None = None,
     except ValueError as error:
         raise ReportError(str(error)) from None
     return Report(experiment, split, rows, sum(run.stopped_early for run in scored), tasks[0], features, unfinished,
-                  paired)
+                  paired, label)
+
+
+def _protocol_scores(listed: list[Run], split: str, task: TaskMetrics, protocol: str, experiment: str
+                     ) -> tuple[str, str]:
+    """The metric prefix the report reads (``test`` or ``test_ms``) and the label of how those were scored."""
+    multi_key = f"{split}{MULTI_SCALE_SUFFIX}"
+    without = [run.info.run_name for run in listed if f"{multi_key}/{task.rank}" not in run.data.metrics]
+    if protocol == "single" or (protocol == "auto" and without):
+        return split, SINGLE_SCALE_LABEL
+    if without:
+        raise ReportError(f"experiment {experiment!r}: runs {without[:5]} have no multi-scale {split} scores "
+                          f"({multi_key}/{task.rank}); they ran without model.eval_scales / model.eval_flip. Report "
+                          f"them single-scale (--protocol single), or run them again with those set")
+    labels = sorted({run.data.tags.get(EVAL_PROTOCOL_TAG, NOT_RECORDED) for run in listed})
+    return multi_key, " / ".join(labels)
 
 
 def _unfinished(run: Run) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.fid.local import LOCAL_NAME
+from fusionlab.models.multiscale import SINGLE_SCALE_LABEL
 
 from .report_rows import CEN_PARAMETERS, TRANSLATION, Report, Row
 from .tags import FID_FEATURES_TAG
@@ -106,8 +107,8 @@ def comparability_note(report: Report) -> str | None:
 
 def caption(report: Report) -> str:
     task = report.task
-    lines = [f"{report.experiment}: {task.scores.format(split=report.split)}; "
-             f"mean ± std over seeds where a cell has several."]
+    lines = [f"{report.experiment}: {task.scores.format(split=report.split, protocol=report.protocol)}"
+             f"; mean ± std over seeds where a cell has several."]
     best_single = report.best_unimodal()
     if best_single is not None:
         header = task.headers[task.rank]
@@ -120,6 +121,7 @@ def caption(report: Report) -> str:
     if report.has_paper:
         sources = sorted({row.paper["source"] for row in report.rows if row.paper})
         lines.append("paper: published figures; Δ = ours − paper. Sources: " + "; ".join(sources))
+        lines += paper_protocol_lines(report)
     note = comparability_note(report)
     if note is not None:
         lines.append(note)
@@ -187,6 +189,30 @@ def protocol_lines(report: Report) -> list[str]:
         else:
             parts = [f"{words.get(value, value)} ({', '.join(labels)})" for value, labels in groups.items()]
             lines.append(f"{what}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def paper_protocol_lines(report: Report) -> list[str]:
+    """Segmentation: how each published figure was scored (a cell's ``paper.protocol``) where that is not how ours
+    were, or where its source does not say."""
+    if report.task_name != "segmentation":
+        return []
+    ours = "multi-scale" if report.protocol != SINGLE_SCALE_LABEL else SINGLE_SCALE_LABEL
+    differ, unstated = [], []
+    for row in report.rows:
+        if row.paper:
+            published = row.paper.get("protocol")
+            if published is None:
+                unstated.append(row.label)
+            elif published != ours:
+                differ.append(f"{row.label} ({published})")
+    lines = []
+    if differ:
+        lines.append(f"Published figures scored otherwise than ours ({ours}), so their Δ is not like for like: "
+                     + "; ".join(differ) + ".")
+    if unstated:
+        lines.append("Published figures whose source does not say whether they are single- or multi-scale: "
+                     + ", ".join(unstated) + ".")
     return lines
 
 

@@ -35,6 +35,8 @@ RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionla
 SELECTION_TAG = "fusionlab.selection"  # train.selection (best_val | best_test | last), set by the training loop
 SELECTION_SPLIT_TAG = "fusionlab.selection_split"  # the split the kept epoch was chosen on; "none" for last
 FID_FEATURES_TAG = "fusionlab.fid_features"  # translation: the extractor FID/KID were computed with
+# segmentation: how <split>_ms/<metric> were scored ("multi-scale 0.5,...,1.75 + flip"); "single-scale": none were
+EVAL_PROTOCOL_TAG = "fusionlab.eval_protocol"
 PRETRAINED_SHA256_TAG = "fusionlab.pretrained.sha256"  # the model.pretrained file's
 PRETRAINED_RELEASE_TAG = "fusionlab.pretrained.release"  # e.g. "resnet101 imagenet1k_v1", or "unknown"
 

@@ -96,6 +96,7 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
             test_split = config.data.test_split
             if selection.mode != "best_test" and test_split and test_split in manifest.splits:
                 final.update(task.test_scores(core, ctx.device))
+            final.update(task.multi_scale_scores(core, ctx.device))
             tracker.log_metrics(final, step=selection.final_step(config.train.epochs))
             tracker.log_final(task.figures(core, selection.extras), task.predictor(core))
             tracker.mark_final_logged()

@@ -96,6 +96,28 @@ def test_scores(core: FusionModel, config: Config, manifest: Manifest, device: t
     return {f"test/{key}": value for key, value in metrics.items()}
 
 
+@torch.no_grad()
+def multi_scale_scores(core: FusionModel, config: Config, manifest: Manifest, device: torch.device
+                       ) -> dict[str, float]:
+    """With ``model.eval_scales`` / ``model.eval_flip`` set: the ensemble on the val and test splits (those the
+    dataset has) over those scales and mirror images, ``<split>_ms/<metric>``; nothing otherwise."""
+    from fusionlab.models.multiscale import MULTI_SCALE_SUFFIX
+    from fusionlab.tracking.runs import servable
+
+    from .evaluate import evaluate
+
+    if not config.model.multi_scale:
+        return {}
+    predictor = servable(core, manifest, config.model.eval_upsample).to(device)
+    scores = {}
+    for prefix, split in (("val", config.data.val_split), ("test", config.data.test_split)):
+        if split and split in manifest.splits:
+            metrics = evaluate(predictor, config.data.path, split, device=device, scales=config.model.eval_scales,
+                               flip=config.model.eval_flip)
+            scores.update({f"{prefix}{MULTI_SCALE_SUFFIX}/{key}": value for key, value in metrics.items()})
+    return scores
+
+
 class SegmentationTask:
     """Selected on the highest ensemble mIoU; nothing to checkpoint beyond the model and its optimiser."""
 
@@ -119,7 +141,10 @@ class SegmentationTask:
         pass
 
     def run_tags(self) -> dict[str, str]:
-        return {}
+        from fusionlab.models.multiscale import protocol_label
+        from fusionlab.tracking.tags import EVAL_PROTOCOL_TAG
+
+        return {EVAL_PROTOCOL_TAG: protocol_label(self.config.model.eval_scales, self.config.model.eval_flip)}
 
     def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, ctx: WorkerContext,
                     epoch: int) -> dict[str, float]:
@@ -137,6 +162,9 @@ class SegmentationTask:
 
     def test_scores(self, core: FusionModel, device: torch.device) -> dict[str, float]:
         return test_scores(core, self.config, self.manifest, device)
+
+    def multi_scale_scores(self, core: FusionModel, device: torch.device) -> dict[str, float]:
+        return multi_scale_scores(core, self.config, self.manifest, device)
 
     def figures(self, core: FusionModel, kept: dict[str, Any]) -> dict[str, Draw]:
         from fusionlab.tracking import plots

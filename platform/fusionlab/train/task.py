@@ -62,6 +62,11 @@ class Task(Protocol):
         """The selected model on the test split, on the rank that tracks: ``test/<metric>``."""
         ...
 
+    def multi_scale_scores(self, core: FusionModel, device: torch.device) -> dict[str, float]:
+        """The selected model over ``model.eval_scales`` and mirror images, on the rank that tracks:
+        ``<split>_ms/<metric>`` (none unless the config asks for them)."""
+        ...
+
     def figures(self, core: FusionModel, kept: dict[str, Any]) -> dict[str, Draw]:
         """The final plots, by file name, of the selected model and what its evaluation kept."""
         ...

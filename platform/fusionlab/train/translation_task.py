@@ -159,6 +159,9 @@ class TranslationTask:
     def test_scores(self, core: FusionModel, device: torch.device) -> dict[str, float]:
         return test_scores(core, self.config, self.manifest, device, self.extractor)
 
+    def multi_scale_scores(self, core: FusionModel, device: torch.device) -> dict[str, float]:
+        return {}  # the config refuses model.eval_scales for translation: images are scored as generated
+
     def figures(self, core: FusionModel, kept: dict[str, Any]) -> dict[str, Draw]:
         from fusionlab.tracking import plots
 

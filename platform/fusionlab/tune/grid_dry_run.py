@@ -41,9 +41,12 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
     spec = grid.spec.grid
     papers = [cell.paper.model_dump(exclude_none=True) for cell in grid.spec.cells if cell.paper]
     sources: list[str] = []
+    protocols: dict[str, str] = {}  # source -> " (single-scale)" where its cells say how the figure was scored
     for paper in papers:
         if paper["source"] not in sources:
             sources.append(paper["source"])
+        if "protocol" in paper:
+            protocols[paper["source"]] = f" ({paper['protocol']})"
     runs = [] if grid.planned else list(grid.cells_expanded())
     translation = (any(key in paper for paper in papers for key in TRANSLATION_FIGURES)
                    or any(is_translation(run.config) for run in runs))
@@ -66,6 +69,7 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
     table.add_column("src", justify="right")
     table.add_column("epochs", justify="right")
     table.add_column(unit, justify="right")
+    table.add_column("GiB/worker", justify="right")
 
     def source_mark(paper: dict[str, Any] | None) -> str:
         return str(sources.index(paper["source"]) + 1) if paper else "-"
@@ -82,7 +86,7 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
             table.add_row(escape(label), name, str(model.get("backbone", "resnet_mini")),
                           "+".join(data.get("modalities") or []) or "-", ",".join(map(str, spec.seeds)),
                           *[_figure(paper, key) for key in figure_keys], source_mark(paper),
-                          str(train.get("epochs", "-")), "-")
+                          str(train.get("epochs", "-")), "-", "-")
     else:
         for run in runs:
             config = run.config
@@ -99,7 +103,8 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
             state = [states.get(config.run_name(), "pending")] if states is not None else []
             table.add_row(escape(run.label), name, config.model.backbone, facts_modalities, str(run.seed), *state,
                           *[_figure(run.paper, key) for key in figure_keys], source_mark(run.paper),
-                          str(config.train.epochs), _hours(result.gpu_hours) if result else "-")
+                          str(config.train.epochs), _hours(result.gpu_hours) if result else "-",
+                          _gib(result.memory_bytes) if result else "-")
         table.add_section()
         blanks = [""] * (len(figure_keys) + 1)
         if states is not None:
@@ -107,7 +112,8 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
             blanks.insert(0, ", ".join(f"{count} {state}" for state, count in sorted(counts.items())))
         table.add_row(f"total: {len(runs)} runs", "", "", "", "", *blanks,
                       str(sum(run.config.train.epochs for run in runs)),
-                      _hours(sum(e.gpu_hours for e in estimates)) if not unestimated else "-")
+                      _hours(sum(e.gpu_hours for e in estimates)) if not unestimated else "-",
+                      _gib(max((e.memory_bytes for e in estimates), default=0)) if estimates else "-")
 
     caption = _caption(grid, estimates, unit, unestimated)
     if devices and estimates and not unestimated:
@@ -119,7 +125,7 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
     table.caption_justify = "left"
     console.print(table)
     for number, source in enumerate(sources, 1):
-        console.print(escape(f"  [{number}] {source}"), highlight=False)
+        console.print(escape(f"  [{number}] {source}{protocols.get(source, '')}"), highlight=False)
     if spec.source:
         console.print(escape(f"  grid: {spec.source}"), highlight=False)
     for line in _protocol_lines(runs):
@@ -128,11 +134,17 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
 
 
 def _protocol_lines(runs: list[GridRun]) -> list[str]:
-    """The recipe and selection every run follows (the runs listed where they differ)."""
+    """The recipe, selection and scoring every run follows (the runs listed where they differ)."""
+    from fusionlab.models.multiscale import SINGLE_SCALE_LABEL, protocol_label
     from fusionlab.recipes import recipe_label
 
+    def scoring(config) -> str:
+        label = protocol_label(config.model.eval_scales, config.model.eval_flip)
+        return label if label == SINGLE_SCALE_LABEL else f"{SINGLE_SCALE_LABEL} and {label}"
+
     lines = []
-    for what, describe in (("recipe", lambda c: recipe_label(c.flat())), ("selection", lambda c: c.train.selection)):
+    for what, describe in (("recipe", lambda c: recipe_label(c.flat())), ("selection", lambda c: c.train.selection),
+                           ("scored", scoring)):
         groups: dict[str, list[str]] = {}
         for run in runs:
             groups.setdefault(describe(run.config), []).append(run.label)
@@ -141,6 +153,10 @@ def _protocol_lines(runs: list[GridRun]) -> list[str]:
         else:
             lines += [f"  {what}: {value} ({', '.join(labels)})" for value, labels in groups.items()]
     return lines
+
+
+def _gib(memory_bytes: int) -> str:
+    return f"{memory_bytes / 2**30:.1f}" if memory_bytes else "-"
 
 
 def _caption(grid: Grid, estimates: list[Estimate], unit: str, unestimated: list[str] | None = None) -> str:
@@ -163,4 +179,9 @@ def _caption(grid: Grid, estimates: list[Estimate], unit: str, unestimated: list
         f"counted with torch FlopCounterMode: convolutions and matmuls only) / ({device.peak_tflops:g} TFLOP/s peak of "
         f"one {device.device} × MFU {device.mfu:g}). Validation, data loading, checkpoints and start-up are not "
         f"counted.")
+    lines.append(
+        "GiB/worker is an ESTIMATE of one worker's training step (the total: the largest run's): fp32 weights, "
+        "gradients and optimiser state, plus the activations autograd keeps for backward at train.batch_size and the "
+        "training crop (fp32; bf16 autocast, train.amp, about halves them), counted on the meta device. Backward "
+        "temporaries, cuDNN workspaces and the CUDA context come on top: leave headroom.")
     return "\n".join(lines)

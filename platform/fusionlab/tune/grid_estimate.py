@@ -20,6 +20,7 @@ class Estimate:
     flops_per_sample: float  # one training step (forward + backward) per sample at the crop size
     train_samples: int
     samples_from: str  # "manifest", "data.synthesize" or "grid.train_samples"
+    memory_bytes: int = 0  # one worker's step: weights, gradients, optimiser state, train.batch_size's activations
 
 
 @dataclass(frozen=True)
@@ -83,17 +84,19 @@ def estimate(run: GridRun) -> Estimate:
     """Trial-epochs, training FLOPs and device-hours of one run (see ``tune/grid.py``'s docstring for the
     assumptions)."""
     from fusionlab.models.flops import device_hours, sample_step_flops  # here: torch is slow to import
+    from fusionlab.models.memory import sample_training_memory
 
     facts = _data_facts(run)
-    model = run.config.model
+    model, train = run.config.model, run.config.train
     task = "translation" if is_translation(run.config) else "segmentation"
-    per_sample = sample_step_flops(model.name, model.backbone, facts.num_classes, facts.modalities, facts.crop,
-                                   json.dumps(model.build_kwargs(len(facts.modalities)), sort_keys=True), task)
-    epochs = run.config.train.epochs
-    total = float(epochs) * facts.train_samples * per_sample
+    built = (model.name, model.backbone, facts.num_classes, facts.modalities, facts.crop,
+             json.dumps(model.build_kwargs(len(facts.modalities)), sort_keys=True), task)
+    per_sample = sample_step_flops(*built)
+    memory = sample_training_memory(*built).total_bytes(train.batch_size, train.optimizer)
+    total = float(train.epochs) * facts.train_samples * per_sample
     spec = run.grid.estimate
     hours = device_hours(total, spec.peak_tflops, spec.mfu)
-    return Estimate(epochs, total, hours, per_sample, facts.train_samples, facts.samples_from)
+    return Estimate(train.epochs, total, hours, per_sample, facts.train_samples, facts.samples_from, memory)
 
 
 def wall_hours(runs: list[GridRun], estimates: list[Estimate], devices: int) -> float:

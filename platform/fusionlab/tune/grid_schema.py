@@ -62,6 +62,9 @@ class PaperFigures(Section):
     fid: float | None = Field(None, ge=0)
     kid: float | None = Field(None, ge=0)
     source: str = Field(min_length=1)
+    # Segmentation: how the published figure was scored (single- or multi-scale); None where the source does not say.
+    # The report sets it beside how ours were (model.eval_scales, fusionlab report --protocol).
+    protocol: Literal["single-scale", "multi-scale"] | None = None
 
     @model_validator(mode="after")
     def _some_figure(self) -> PaperFigures:
