@@ -119,3 +119,47 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
         load_imagenet_resnet(model, bad)
     with pytest.raises(PretrainedWeightsError, match="not found"):
         load_imagenet_resnet(model, tmp_path / "absent.pth")
+
+
+def xception_imagenet_state(backbone: str) -> dict[str, torch.Tensor]:
+    """A file in fusionlab's Xception format (a unimodal encoder's state dict), random values, an ImageNet fc too."""
+    from fusionlab.models.pretrained import imagenet_weight_keys
+
+    torch.manual_seed(2)
+    state = {key: torch.rand(shape) + 0.5 if shape else torch.tensor(7)
+             for key, shape in imagenet_weight_keys(backbone).items()}
+    state["fc.weight"], state["fc.bias"] = torch.randn(1000, 64), torch.randn(1000)
+    return state
+
+
+def test_xception_weights_in_fusionlab_names_load_into_every_modality_and_the_concat_stem(tmp_path):
+    path = tmp_path / "xception-mini-imagenet.pth"
+    torch.save(xception_imagenet_state("xception_mini"), path)
+    source = torch.load(path, weights_only=True)
+    model = build("cen", backbone="xception_mini", num_classes=5, modalities=["rgb", "depth"])
+    load_imagenet_resnet(model, path)
+    encoder = model.encoder.state_dict()
+    for m in range(2):
+        assert torch.equal(encoder[f"middle.1.bn2.bns.{m}.running_var"], source["middle.1.bn2.running_var"])
+        assert torch.equal(encoder[f"entry.0.conv2.depthwise_bn.bns.{m}.weight"],
+                           source["entry.0.conv2.depthwise_bn.weight"])
+    assert torch.equal(encoder["exit.1.conv3.pointwise.weight"], source["exit.1.conv3.pointwise.weight"])
+    early = build("early_concat", backbone="xception_mini", num_classes=5, modalities=["rgb", "depth"])
+    load_imagenet_resnet(early, path)
+    stem = early.net.encoder.conv1.weight
+    torch.testing.assert_close(stem[:, :3] + stem[:, 3:], source["conv1.weight"])
+    with pytest.raises(PretrainedWeightsError,
+                       match=r"missing encoder keys \[middle\.1\.bn1\.bias.*unexpected keys \[middle\.2\.x\]"):
+        load_imagenet_resnet(build("unimodal", backbone="xception_mini", num_classes=5, modalities=["rgb"]),
+                             {key: value for key, value in source.items() if not key.startswith("middle.1.")}
+                             | {"middle.2.x": torch.zeros(1)})
+
+
+def test_models_weight_keys_lists_the_xception65_file_format(capsys):
+    from fusionlab.cli import main
+
+    assert main(["models", "--backbone", "xception65", "--weight-keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    keys = dict(line.split(maxsplit=1) for line in lines)
+    assert keys["conv1.weight"] == "[32, 3, 3, 3]" and keys["exit.1.conv3.pointwise.weight"] == "[2048, 1536, 1, 1]"
+    assert "middle.15.bn2.running_var" in keys and not any(".bns." in key for key in keys)

@@ -9,6 +9,7 @@ from fusionlab.models.asym import channel_shuffle, kept_channels, pixel_shift
 from fusionlab.models.asymfusion import AsymXceptionBlock
 from fusionlab.models.exchange import ExchangeXceptionBlock
 from fusionlab.models.modal import mean_of_others, split_modalities
+from fusionlab.models.segmenter import set_output_stride
 from fusionlab.models.sparsity import penalised_gammas
 from fusionlab.models.xception import XCEPTION_BACKBONES, XceptionEncoder, XceptionSpec, unit_geometry
 from xception_layout import XCEPTION_71_ENTRY, tensorflow_layout_parameters
@@ -85,12 +86,12 @@ def test_segmenter_on_xception_predicts_at_stride_4_at_both_output_strides():
     x = torch.randn(2, 2, 3, 64, 64)
     with torch.no_grad():
         at16 = model(x).ensemble
-        model.set_output_stride(8)
+        set_output_stride(model, 8)
         at8 = model(x).ensemble
     assert at16.shape == at8.shape == (2, 5, 16, 16)
     assert not torch.equal(at16, at8)  # dilated, the same weights see a different field
     with pytest.raises(ValueError, match="only the Xception backbones"):
-        build("cen", backbone="resnet_mini", num_classes=5, modalities=["rgb", "depth"]).set_output_stride(8)
+        set_output_stride(build("cen", backbone="resnet_mini", num_classes=5, modalities=["rgb", "depth"]), 8)
 
 
 def test_cen_exchanges_after_the_middle_separable_convs_bn_in_every_unit():

@@ -39,6 +39,30 @@ def test_train_then_evaluate_the_logged_model(small_synthetic, tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", model, "--data", str(small_synthetic), "--scales", "0.5,-1"])
     assert "expected comma-separated positive numbers, got '0.5,-1'" in capsys.readouterr().err
+    assert main(["--workdir", str(workdir), "evaluate", "--model", model, "--data", str(small_synthetic),
+                 "--output-stride", "8"]) == 2  # a ResNet has no output stride to change
+    assert "only the Xception backbones change their output stride" in capsys.readouterr().out
+
+
+def test_evaluate_an_xception_model_at_output_stride_8(small_synthetic, tmp_path, capsys):
+    from fusionlab.models.segmenter import set_output_stride
+
+    config = tmp_path / "config.yaml"
+    tree = config_tree(small_synthetic, model={"backbone": "xception_mini"}, tracking={"experiment": "os8"})
+    config.write_text(yaml.safe_dump(tree))
+    workdir = tmp_path / "runs"
+    assert main(["--workdir", str(workdir), "train", str(config), "--local", "--set", "train.epochs=1"]) == 0
+    client = MlflowClient(default_tracking_uri(workdir))
+    model = f"runs:/{client.search_runs([client.get_experiment_by_name('os8').experiment_id])[0].info.run_id}/model"
+    capsys.readouterr()
+    assert main(["--workdir", str(workdir), "evaluate", "--model", model, "--data", str(small_synthetic),
+                 "--output-stride", "8"]) == 0
+    out = capsys.readouterr().out
+    predictor = load_model(model, default_tracking_uri(workdir))
+    set_output_stride(predictor, 8)
+    expected = evaluate(predictor, small_synthetic, "test")
+    assert "output stride 8" in " ".join(out.split())
+    assert float(re.findall(r"(\d+\.\d\d)", out.split("mIoU")[-1])[-1]) == round(100 * expected["miou"], 2)
 
 
 def test_bad_config_is_reported_not_raised(small_synthetic, tmp_path, capsys):

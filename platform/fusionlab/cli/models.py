@@ -24,6 +24,8 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]error:[/] unknown backbone {args.backbone!r}; expected one of {known}")
         return 2
     task = "translation" if args.backbone in TRANSLATION_BACKBONES else "segmentation"
+    if args.weight_keys:
+        return _print_weight_keys(args.backbone, task, console)
     outputs = "3 output channels" if task == "translation" else f"{args.num_classes} classes"
     num_classes = 3 if task == "translation" else args.num_classes
     table = Table(title=f"fusionlab {task} models - {args.backbone}, {outputs}, "
@@ -44,6 +46,18 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _print_weight_keys(backbone: str, task: str, console: Console) -> int:
+    from fusionlab.models.pretrained import imagenet_weight_keys
+
+    if task != "segmentation":
+        console.print(f"[red]error:[/] --weight-keys: {backbone} is a translation backbone; ImageNet weights are "
+                      "for the segmentation encoders")
+        return 2
+    for key, shape in imagenet_weight_keys(backbone).items():
+        console.print(f"{key}  {list(shape)}", highlight=False, soft_wrap=True)
+    return 0
+
+
 def add_parsers(commands) -> None:
     """The models subcommands."""
     models = commands.add_parser("models", help="list the registered models with parameter counts and fusion points")
@@ -51,4 +65,7 @@ def add_parsers(commands) -> None:
                         help="a ResNet or an Xception (segmentation) or a U-Net (translation)")
     models.add_argument("--num-classes", type=int, default=40)
     models.add_argument("--modalities", type=csv_list, default=["rgb", "depth"])
+    models.add_argument("--weight-keys", action="store_true",
+                        help="print the keys and shapes an ImageNet weights file (model.pretrained) of the backbone "
+                             "holds, one modality's")
     models.set_defaults(handler=cmd_models)

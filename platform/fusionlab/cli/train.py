@@ -54,9 +54,18 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
         table.add_row(*(f"{scores[key]:.4g}" for key in ("fid", "kid", "l1")))
         console.print(table)
         return 0
+    if args.output_stride is not None:
+        from fusionlab.models.segmenter import set_output_stride
+
+        try:
+            set_output_stride(predictor, args.output_stride)
+        except ValueError as error:
+            console.print(f"[red]error:[/] --output-stride: {error}", highlight=False)
+            return 2
     metrics = evaluate(predictor, args.data, args.split, scales=args.scales, flip=args.flip)
+    stride = f", output stride {args.output_stride}" if args.output_stride else ""
     table = Table(title=f"{args.model} on {args.data} [{args.split}] (ensemble, "
-                        f"{protocol_label(args.scales, args.flip)})")
+                        f"{protocol_label(args.scales, args.flip)}{stride})")
     for column in ("pixel acc", "mean acc", "mIoU"):
         table.add_column(column, justify="right")
     table.add_row(*(f"{100 * metrics[key]:.2f}" for key in ("pixel_acc", "mean_acc", "miou")))
@@ -177,6 +186,9 @@ def add_parsers(commands) -> None:
                                "0.5,0.75,1,1.25,1.5,1.75 (default 1: single-scale)")
     evaluate.add_argument("--flip", action="store_true",
                           help="segmentation: average in each scale's horizontal mirror image too")
+    evaluate.add_argument("--output-stride", type=int, choices=[8, 16], default=None,
+                          help="an Xception (DeepLabv3+) model: evaluate at this output stride (trained at 16; "
+                               "DeepLab scores at 8)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="label PNGs, overlays and a CSV from a model on a dataset or "

@@ -1,8 +1,14 @@
-"""Load ImageNet ResNet weights saved in torchvision's naming into any fusion model's encoder(s).
+"""Load ImageNet weights into any fusion model's encoder(s): ResNets in torchvision's naming, Xceptions in
+fusionlab's.
 
-Every modality's BN copy receives the same gamma/beta/statistics; ``fc.*`` is dropped; an early-concat stem
-(``M * 3`` input channels) gets the RGB filters tiled M times and divided by M, so a constant input gives the
-same response. Nothing is downloaded: the weights come from a local file.
+A file is a PyTorch state dict (``torch.save``; read with ``weights_only=True``) of one single-modality encoder: for a
+ResNet torchvision's own file (``conv1.weight``, ``layer1.0.bn2.running_mean``, ...); for an Xception the state dict
+of ``XceptionEncoder(spec, num_modalities=1)``, i.e. fusionlab's names with a modality's ``.bns.0`` left out
+(``conv1.weight``, ``entry.0.conv2.depthwise.weight``, ``middle.15.bn2.running_var``, ``exit.1.conv3.pointwise.weight``;
+``fusionlab models --backbone xception65 --weight-keys`` lists them with their shapes), which a converter from
+another Xception port writes by renaming keys. Every modality's BN copy receives the same gamma/beta/statistics;
+``fc.*`` is dropped; an early-concat stem (``M * 3`` input channels) gets the RGB filters tiled M times and divided
+by M, so a constant input gives the same response. Nothing is downloaded: the weights come from a local file.
 """
 
 from __future__ import annotations
@@ -38,14 +44,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedWeightsError(f"{path}: expected a state dict of tensors (torchvision ResNet format)")
+        raise PretrainedWeightsError(f"{path}: expected a state dict of tensors (a torchvision ResNet's, or an "
+                                     f"Xception's in fusionlab's names)")
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
 def encoder_state_from_torchvision(
     source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], origin: str = "state dict"
 ) -> dict[str, torch.Tensor]:
-    """Map a torchvision ResNet state dict onto an encoder's ``target`` state dict (keys and shapes)."""
+    """Map a single-modality state dict (a torchvision ResNet's, a fusionlab Xception's) onto an encoder's
+    ``target`` state dict (keys and shapes)."""
     wanted: dict[str, list[str]] = {}
     for key in target:
         wanted.setdefault(_MODALITY_COPY.sub(".", key), []).append(key)
@@ -79,7 +87,7 @@ def encoder_state_from_torchvision(
 
 def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping[str, torch.Tensor],
                          version: str = "any", arch: str | None = None) -> None:
-    """Copy torchvision-format ResNet weights into every encoder of ``model`` (strictly, in place).
+    """Copy ImageNet weights (module docstring: the format) into every encoder of ``model`` (strictly, in place).
 
     A file is first identified by its sha256 and refused unless it is the ImageNet release ``version`` asks for
     (``any``: every file; ``arch``, the backbone, only narrows the files an error lists); what was found is kept as
@@ -96,7 +104,7 @@ def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping
         origin, weights = str(source), read_state_dict(source)
     encoders = model.encoders()
     if not encoders:
-        raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet encoder to load weights into")
+        raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet or Xception encoder to load weights into")
     for _, encoder in encoders:
         target = encoder.state_dict()
         state = encoder_state_from_torchvision(weights, target, origin)
@@ -104,3 +112,15 @@ def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping
         encoder.load_state_dict({**keep_own, **state}, strict=True)
     if found is not None:
         model.pretrained_file = found
+
+
+def imagenet_weight_keys(backbone: str) -> dict[str, tuple[int, ...]]:
+    """The keys, with their shapes, a ``backbone``'s ImageNet file holds (one modality; ``fc.*`` may be there too)."""
+    from .backbones import get_backbone
+    from .resnet import ResNetEncoder
+    from .xception import XceptionEncoder, XceptionSpec
+
+    spec = get_backbone(backbone)
+    with torch.device("meta"):
+        encoder = XceptionEncoder(spec, 1) if isinstance(spec, XceptionSpec) else ResNetEncoder(spec, 1)
+    return {_MODALITY_COPY.sub(".", key): tuple(value.shape) for key, value in encoder.state_dict().items()}

@@ -80,13 +80,7 @@ class FusionSegmenter(FusionModel):
     def branch_names(self) -> list[str]:
         return list(self.branch_modalities)
 
-    def set_output_stride(self, output_stride: int) -> None:
-        """Evaluate an Xception model at output stride 8 or 16 (trained at 16: the weights do not change)."""
-        if not isinstance(self.encoder, XceptionEncoder):
-            raise ValueError(f"output stride {output_stride}: only the Xception backbones change their output stride "
-                             "(a ResNet under RefineNet always predicts from strides 4-32)")
-        self.encoder.set_output_stride(output_stride)
-        self.decoder.set_output_stride(output_stride)
+
 
     def ensemble_weights(self) -> torch.Tensor | None:
         return None if self.alpha is None else F.softmax(self.alpha.detach().float(), 0)
@@ -96,3 +90,15 @@ class FusionSegmenter(FusionModel):
         if not points and len(self.branch_modalities) > 1:
             points = ["logits (alpha ensemble)"]
         return points
+
+
+def set_output_stride(model: nn.Module, output_stride: int) -> None:
+    """Evaluate the Xception networks in ``model`` (a fusion model, a predictor) at output stride 8 or 16 (trained at
+    16: the weights do not change, the last strides become dilations); an error for a model without one."""
+    encoders = [module for module in model.modules() if isinstance(module, XceptionEncoder)]
+    if not encoders:
+        raise ValueError(f"output stride {output_stride}: only the Xception backbones change their output stride "
+                         "(a ResNet under RefineNet always predicts from strides 4-32)")
+    for module in model.modules():
+        if isinstance(module, XceptionEncoder | DeepLabV3PlusDecoder):
+            module.set_output_stride(output_stride)
