@@ -57,7 +57,7 @@ def _stop(process: subprocess.Popen, grace_s: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts_dir: Path, log_path: Path, startup_s: float = 90) -> Iterator[str]:
+def mlflow_server(backend_uri: str, artifacts_dir: Path, log_path: Path, startup_s: float = 240) -> Iterator[str]:
     """Serve ``backend_uri`` (UI + REST) on 127.0.0.1 with one worker and no job runner; yields the base URL.
 
     Experiments created by fusionlab carry ``file://`` artifact locations, which the server reads directly
