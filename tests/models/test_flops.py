@@ -21,7 +21,7 @@ def test_a_training_step_counts_backward_as_twice_the_forward():
     ("cen", "unet_mini", "translation"),  # InstanceNorm
 ])
 def test_meta_device_count_matches_a_real_batch(name, backbone, task):
-    """On meta the norms only copy their input (fusionlab.models.flops._shape_only_norms): the same count as real
+    """On meta the norms only copy their input (fusionlab.models.flops.shape_only_norms): the same count as real
     norms on a real batch."""
     args = (name, backbone, 5, ("rgb", "depth"), (64, 64))
     on_meta = sample_step_flops(*args, task=task)

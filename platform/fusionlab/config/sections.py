@@ -118,7 +118,9 @@ class ModelConfig(Section):
     @property
     def multi_scale(self) -> bool:
         """Whether the final scores are also taken multi-scale (or flipped)."""
-        return not (self.eval_scales == [1.0] and not self.eval_flip)
+        from fusionlab.models.multiscale import is_single_scale
+
+        return not is_single_scale(self.eval_scales, self.eval_flip)
 
     @model_validator(mode="after")
     def _pretrained_fits(self) -> ModelConfig:

@@ -69,14 +69,21 @@ def forward_flops(model: torch.nn.Module, inputs: torch.Tensor) -> float:
 
 
 @contextlib.contextmanager
-def _shape_only_norms() -> Iterator[None]:
-    """Batch and instance norm as a copy of their input while FLOPs are counted on the meta device.
+def shape_only_norms(note: Callable[[torch.Tensor], Any] | None = None) -> Iterator[None]:
+    """Batch and instance norm as a copy of their input while a model is measured on the meta device; ``note`` is
+    called with each norm's input (what a real norm keeps for backward: ``models/memory.py`` counts it).
 
     On meta their decompositions run in Python, two thirds of a ResNet step's counting time; they keep the shape
     and FlopCounterMode counts none of their ops, so every counted convolution and matmul sees the same shapes."""
     norms = {"batch_norm": F.batch_norm, "instance_norm": F.instance_norm}
+
+    def copy(input: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if note is not None:
+            note(input)
+        return input.clone()
+
     for name in norms:
-        setattr(F, name, lambda input, *args, **kwargs: input.clone())
+        setattr(F, name, copy)
     try:
         yield
     finally:
@@ -91,7 +98,7 @@ def _built_flops(name: str, backbone: Any, num_classes: int, modalities: tuple[s
                  kwargs: dict[str, Any], device: str, task: str, backward: bool) -> float:
     from .registry import build
 
-    norms = _shape_only_norms() if device == "meta" else contextlib.nullcontext()
+    norms = shape_only_norms() if device == "meta" else contextlib.nullcontext()
     with torch.device(device), norms:
         model = build(name, backbone=backbone, num_classes=num_classes, modalities=list(modalities), task=task,
                       **kwargs)

@@ -9,17 +9,14 @@ workspaces, the CUDA context and the allocator's fragmentation, so a device need
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from .flops import COUNTED_BATCH
+from .flops import COUNTED_BATCH, shape_only_norms
 
 OPTIMIZER_STATE_COPIES = {"sgd": 1, "adam": 2}  # momentum; Adam's two moments
 
@@ -51,24 +48,11 @@ class _SavedTensors:
         return sum(tensor.numel() * tensor.element_size() for tensor in self.kept.values())
 
 
-@contextlib.contextmanager
-def _norms_keep_their_input(saved: _SavedTensors) -> Iterator[None]:
-    """BatchNorm and InstanceNorm as a copy that notes its input as saved (what the real ones keep for backward)."""
-    norms = {"batch_norm": F.batch_norm, "instance_norm": F.instance_norm}
-    for name in norms:
-        setattr(F, name, lambda input, *args, **kwargs: saved.note(input).clone())
-    try:
-        yield
-    finally:
-        for name, norm in norms.items():
-            setattr(F, name, norm)
-
-
 def training_memory(model: torch.nn.Module, inputs: torch.Tensor) -> TrainingMemory:
     """The memory of ``model`` (on the meta device) training on ``inputs`` (``[M, B, C, H, W]``, meta), per sample."""
     saved = _SavedTensors()
     model.train()
-    with _norms_keep_their_input(saved), torch.autograd.graph.saved_tensors_hooks(saved.note, lambda tensor: tensor):
+    with shape_only_norms(saved.note), torch.autograd.graph.saved_tensors_hooks(saved.note, lambda tensor: tensor):
         model(inputs)
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     return TrainingMemory(parameters, saved.bytes // inputs.shape[1])

@@ -80,8 +80,6 @@ class FusionSegmenter(FusionModel):
     def branch_names(self) -> list[str]:
         return list(self.branch_modalities)
 
-
-
     def ensemble_weights(self) -> torch.Tensor | None:
         return None if self.alpha is None else F.softmax(self.alpha.detach().float(), 0)
 
@@ -95,8 +93,7 @@ class FusionSegmenter(FusionModel):
 def set_output_stride(model: nn.Module, output_stride: int) -> None:
     """Evaluate the Xception networks in ``model`` (a fusion model, a predictor) at output stride 8 or 16 (trained at
     16: the weights do not change, the last strides become dilations); an error for a model without one."""
-    encoders = [module for module in model.modules() if isinstance(module, XceptionEncoder)]
-    if not encoders:
+    if not any(isinstance(module, XceptionEncoder) for module in model.modules()):
         raise ValueError(f"output stride {output_stride}: only the Xception backbones change their output stride "
                          "(a ResNet under RefineNet always predicts from strides 4-32)")
     for module in model.modules():

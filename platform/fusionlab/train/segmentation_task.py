@@ -85,36 +85,38 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
 
 
 @torch.no_grad()
-def test_scores(core: FusionModel, config: Config, manifest: Manifest, device: torch.device) -> dict[str, float]:
-    """The ensemble on the test split at full resolution, as ``fusionlab evaluate`` scores it: ``test/<metric>``."""
+def split_scores(core: FusionModel, config: Config, manifest: Manifest, device: torch.device, split: str,
+                 prefix: str, multi_scale: bool = False) -> dict[str, float]:
+    """The ensemble on ``split`` at full resolution, as ``fusionlab evaluate`` scores it (``multi_scale``: over
+    ``model.eval_scales`` and, with ``model.eval_flip``, their mirror images): ``<prefix>/<metric>``."""
     from fusionlab.tracking.runs import servable
 
     from .evaluate import evaluate
 
     predictor = servable(core, manifest, config.model.eval_upsample).to(device)
-    metrics = evaluate(predictor, config.data.path, config.data.test_split, device=device)
-    return {f"test/{key}": value for key, value in metrics.items()}
+    protocol = {"scales": config.model.eval_scales, "flip": config.model.eval_flip} if multi_scale else {}
+    metrics = evaluate(predictor, config.data.path, split, device=device, **protocol)
+    return {f"{prefix}/{key}": value for key, value in metrics.items()}
 
 
-@torch.no_grad()
+def test_scores(core: FusionModel, config: Config, manifest: Manifest, device: torch.device) -> dict[str, float]:
+    """The selected model on the test split: ``test/<metric>``."""
+    return split_scores(core, config, manifest, device, config.data.test_split, "test")
+
+
 def multi_scale_scores(core: FusionModel, config: Config, manifest: Manifest, device: torch.device
                        ) -> dict[str, float]:
-    """With ``model.eval_scales`` / ``model.eval_flip`` set: the ensemble on the val and test splits (those the
-    dataset has) over those scales and mirror images, ``<split>_ms/<metric>``; nothing otherwise."""
+    """With ``model.eval_scales`` / ``model.eval_flip`` set: the selected model on the val and test splits (those
+    the dataset has) over those scales and mirror images, ``<split>_ms/<metric>``; nothing otherwise."""
     from fusionlab.models.multiscale import MULTI_SCALE_SUFFIX
-    from fusionlab.tracking.runs import servable
-
-    from .evaluate import evaluate
 
     if not config.model.multi_scale:
         return {}
-    predictor = servable(core, manifest, config.model.eval_upsample).to(device)
-    scores = {}
+    scores: dict[str, float] = {}
     for prefix, split in (("val", config.data.val_split), ("test", config.data.test_split)):
         if split and split in manifest.splits:
-            metrics = evaluate(predictor, config.data.path, split, device=device, scales=config.model.eval_scales,
-                               flip=config.model.eval_flip)
-            scores.update({f"{prefix}{MULTI_SCALE_SUFFIX}/{key}": value for key, value in metrics.items()})
+            scores.update(split_scores(core, config, manifest, device, split, f"{prefix}{MULTI_SCALE_SUFFIX}",
+                                       multi_scale=True))
     return scores
 
 
