@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from fusionlab.cli import main
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.tracking import default_tracking_uri
-from process_group import kill_group, run_in_own_group
+from process_group import kill_group
+from ray_head import ray_cli, ray_head, refuses_a_wrong_token, wait_for_jobs_api
 from tiny_grids import DIVERGES, UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
 
 
@@ -87,6 +88,9 @@ def test_in_process_grid_a_failing_cell_fails_alone_and_a_rerun_keeps_the_done_c
     assert snapshot(client, grid_runs(workdir, "local-fail")[2]["rgb-seed0"]) == done_before
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def environment(marker: Path) -> dict:
     return {**os.environ, "RAY_TMPDIR": str(marker), "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0",
             "MLFLOW_DISABLE_TELEMETRY": "true", "COLUMNS": "200"}
@@ -144,10 +148,15 @@ def cell_states(workdir: Path, experiment: str) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.ray_experiment
 def test_killed_grid_on_ray_resumes_where_it_stopped_and_a_failing_cell_fails_alone(data, tmp_path, capsys, env):
-    """One grid on Ray, its three cells at once, launched, killed and resumed: A finishes and is left alone, B
+    """One grid on Ray, its three cells at once, launched, killed and resubmitted: A finishes and is left alone, B
     diverges (failed alone, never retried within a launch), C is interrupted and continues from its checkpoint in
     its own MLflow run; the resumed launch's last line says where B's logs are. (In process, the same failing cell:
-    the first test of this module.)"""
+    the first test of this module.)
+
+    The first launch is `fusionlab grid` on the Ray it starts, killed with its process group; the second is the grid
+    submitted again as a Ray job (`ray job submit` of experiments/submit.py, as README's "Scaling out" does) to a
+    fresh `ray start --head` with token auth: a grid continues on whichever cluster it is next submitted to, its
+    record being the workdir's MLflow store and checkpoints."""
     cells = [("A", UNIMODAL_RGB), ("B", DIVERGES), ("C", {"model.name": "cen", "train.epochs": LONG})]
     grid = write_grid(tmp_path / "grid.yaml", "resume", data, cells, grid={"max_concurrent": 3},
                       base={"train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3,
@@ -187,13 +196,23 @@ def test_killed_grid_on_ray_resumes_where_it_stopped_and_a_failing_cell_fails_al
         rc, out = fusionlab(capsys, "--workdir", workdir, "grid", grid, "--dry-run")
         assert rc == 0 and "total: 3 runs 1 done, 1 failed, 1 running" in out, out
 
-        second = run_in_own_group(cli_command(workdir, "grid", grid, "--resume"), env=environment(marker),
-                                  timeout=600)
+        job_dir = tmp_path / "job"
+        job_dir.mkdir()
+        shutil.copy(REPO / "experiments" / "submit.py", job_dir)  # as `ray submit` copies the script to the head
+        with ray_head() as head:
+            wait_for_jobs_api(head)
+            assert refuses_a_wrong_token(head), "the head accepted a wrong token: token auth is off"
+            second = ray_cli(head, "job", "submit", "--address", head["address"], "--working-dir", str(job_dir),
+                             "--", sys.executable, "submit.py", str(grid), "--workdir", str(workdir), timeout=600)
     finally:
         shutil.rmtree(marker, ignore_errors=True)
     output = second.stdout + second.stderr
-    assert second.returncode == 1, output[-4000:]
-    last = second.stdout.strip().splitlines()[-1]
+    assert second.returncode == 1 and "failed" in output, output[-4000:]  # the job fails as its grid does
+    table = " ".join(re.sub("[\u2500-\u257f]", " ", output).split())
+    assert re.search("total: 3 runs .*1 running.* grid resume: ", table), "the dry-run table of the runs' states first"
+    summaries = [line for line in second.stdout.splitlines() if line.startswith("grid resume: ")]
+    assert summaries, output[-4000:]
+    last = summaries[-1]
     assert last.startswith("grid resume: 2 of 3 cells done (1 already before this launch); 1 failed: b-seed0 failed "
                            "(TrainingDiverged"), output[-4000:]
     logs = Path(last.rsplit("logs: ", 1)[1])
