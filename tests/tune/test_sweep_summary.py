@@ -117,3 +117,20 @@ def test_the_cli_exits_1_with_the_sweeps_error(tmp_path, monkeypatch, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "none of its 1 trial(s) reported val/miou" in out and "TrainingDiverged" in out
     assert "Traceback" not in out
+
+
+def test_a_trial_restored_from_its_checkpoint_counts_its_epochs_not_tunes_iterations(tmp_path, parent):
+    """Tune counts a restored trial's reports again from 1; the table's epochs are the loop's own (its ``epoch``), so
+    a resumed trial that trained both epochs is not taken for one the scheduler stopped after the first."""
+    import pandas as pd
+
+    config = Config.model_validate(tree(tmp_path, "sweep-x"))
+    storage = study_with(tmp_path, [(optuna.trial.TrialState.COMPLETE, 0.2)] * 3)
+    results = [FakeResult({"trial_id": "aaaa0001", "val/miou": 0.2, "epoch": 1, "training_iteration": 2}),
+               FakeResult({"trial_id": "aaaa0002", "val/miou": 0.1, "epoch": 0, "training_iteration": 1}),  # stopped
+               FakeResult({"trial_id": "aaaa0003", "val/miou": 0.3, "epoch": 1, "training_iteration": 1})]  # restored
+    sweep.summarise(parent, config, results, storage)
+    client = MlflowClient(parent["tracking_uri"])
+    table = pd.read_csv(client.download_artifacts(parent["parent_run_id"], "trials.csv", str(tmp_path / "dl")))
+    assert dict(zip(table["trial_id"], table["epochs"], strict=True)) == {"aaaa0001": 2, "aaaa0002": 1,
+                                                                           "aaaa0003": 2}

@@ -154,7 +154,7 @@ def summarise(state: dict[str, Any], config: Config, results, storage: str) -> d
         row = {"trial_id": result.metrics.get("trial_id") if result.metrics else None}
         row.update({key: (result.config or {}).get(key) for key in search.space})
         row[search.metric] = (result.metrics or {}).get(search.metric)
-        row["epochs"] = (result.metrics or {}).get("training_iteration")
+        row["epochs"] = epochs_trained(result.metrics or {})
         row["status"] = "error" if result.error else "done"
         rows.append(row)
     trials = pd.DataFrame(rows)
@@ -182,6 +182,14 @@ def summarise(state: dict[str, Any], config: Config, results, storage: str) -> d
         raise FusionlabError(f"sweep {state['name']!r}: none of its {len(rows)} trial(s) reported "
                              f"{search.metric} ({len(errors)} failed){first}")
     return best
+
+
+def epochs_trained(metrics: dict[str, Any]) -> int | None:
+    """A trial's epochs from its last report: the loop's own epoch index, not Tune's ``training_iteration``, which
+    counts again from 1 in a trial restored from its checkpoint."""
+    if "epoch" in metrics:
+        return int(metrics["epoch"]) + 1
+    return metrics.get("training_iteration")
 
 
 def first_line(error: BaseException) -> str:
