@@ -9,6 +9,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FUSIONLAB_SHARED", REPO_ROOT.parent / "shared"))
 
 
+def pytest_configure(config):
+    """Each pytest-xdist process uses its share of the cores: torch's default of one thread per core in every process
+    oversubscribes the machine (two processes, each with as many threads as there are cores, beside Ray's), and its
+    OpenMP threads spin waiting for cores the others hold. Subprocesses the tests start (the CLI, Ray's workers)
+    inherit the setting."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     path = SHARED / "golden"
