@@ -1,14 +1,16 @@
 """The segmentation backbones by name: bottleneck ResNets (under the Light-Weight RefineNet decoder, as in the CEN and
-AsymFusion NYUDv2 references) and aligned Xceptions (under DeepLabv3+, as in AsymFusion's Cityscapes row)."""
+AsymFusion NYUDv2 references), aligned Xceptions (under DeepLabv3+, as in AsymFusion's Cityscapes row) and Mix
+Transformers (under SegFormer's all-MLP decoder, as in TokenFusion's NYUDv2 rows)."""
 
 from __future__ import annotations
 
+from .mit import MIT_BACKBONES, MiTSpec
 from .resnet import RESNET_BACKBONES, BackboneSpec
 from .xception import XCEPTION_BACKBONES, XceptionSpec
 
-SegmentationBackbone = BackboneSpec | XceptionSpec
+SegmentationBackbone = BackboneSpec | XceptionSpec | MiTSpec
 
-BACKBONES: dict[str, SegmentationBackbone] = {**RESNET_BACKBONES, **XCEPTION_BACKBONES}
+BACKBONES: dict[str, SegmentationBackbone] = {**RESNET_BACKBONES, **XCEPTION_BACKBONES, **MIT_BACKBONES}
 
 
 def get_backbone(name: str | SegmentationBackbone) -> SegmentationBackbone:

@@ -1,5 +1,5 @@
 """The shared-weights segmenter most fusion models are: an encoder and its decoder (ResNet + Light-Weight RefineNet,
-or aligned Xception + DeepLabv3+), the alpha ensemble."""
+aligned Xception + DeepLabv3+, or Mix Transformer + SegFormer's all-MLP decoder), the alpha ensemble."""
 
 from __future__ import annotations
 
@@ -12,15 +12,24 @@ from torch import nn
 from .backbones import SegmentationBackbone
 from .deeplab import DeepLabV3PlusDecoder
 from .fusion import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
+from .mit import MiTEncoder, MiTSpec
 from .refinenet import RefineNetDecoder
 from .resnet import BlockFactory, ResNetEncoder, plain_block
+from .segformer import SegFormerDecoder
 from .xception import XceptionEncoder, XceptionSpec
 
 
 def encoder_and_decoder(spec: SegmentationBackbone, num_classes: int, num_branches: int, *, in_channels: int,
                         shared_bn: bool, block_factory: BlockFactory, rcu_residual: str) -> tuple[nn.Module, nn.Module]:
     """The backbone's encoder and its decoder: RefineNet under a ResNet, DeepLabv3+ under an Xception (which has no
-    residual conv units: ``rcu_residual`` is RefineNet's alone)."""
+    residual conv units: ``rcu_residual`` is RefineNet's alone), the all-MLP decoder under a Mix Transformer (whose
+    norms are LayerNorms and whose blocks no CNN block factory builds)."""
+    if isinstance(spec, MiTSpec):
+        if shared_bn or block_factory is not plain_block:
+            raise ValueError("a Mix Transformer backbone takes no shared-BN or exchanging CNN blocks: its norms are "
+                             "LayerNorms (private per modality); fuse its tokens with tokenfusion")
+        return (MiTEncoder(spec, num_branches, in_channels),
+                SegFormerDecoder(spec.out_channels, spec.decoder_dim, num_classes, num_branches))
     if isinstance(spec, XceptionSpec):
         encoder = XceptionEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
         decoder = DeepLabV3PlusDecoder(spec.out_channels, spec.low_level_channels, num_classes, num_branches,
