@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from fusionlab.cli import main
-from fusionlab.models import list_models
+from fusionlab.models import list_models, runs_on
 from xception_layout import tensorflow_layout_parameters
 
 
@@ -25,7 +25,7 @@ def test_models_prints_reference_parameter_counts(capsys):
     assert rows["cen"] == 118_201_578
     assert rows["asymfusion"] == 118_201_578
     assert rows["unimodal"] == 118_096_233
-    assert set(rows) == set(list_models())  # every registered model, the ablations included
+    assert set(rows) == {name for name in list_models() if runs_on(name, "resnet101")}  # the ablations included
     assert rows["cen_no_exchange"] == rows["cen_random_exchange"] == rows["cen"], "the same network, other rules"
 
 

@@ -91,8 +91,8 @@ def test_modal_layernorm_is_one_layernorm_per_modality():
     torch.testing.assert_close(norm(x), expected)
 
 
-def test_cnn_fusion_blocks_are_refused_on_a_transformer():
-    with pytest.raises(ValueError, match="Mix Transformer backbone takes no shared-BN or exchanging CNN blocks"):
+def test_cnn_fusion_is_refused_on_a_transformer():
+    with pytest.raises(ValueError, match="model 'cen' does not run on backbone 'mit_mini' \\(a mit\\)"):
         build("cen", backbone="mit_mini", num_classes=5, modalities=["rgb", "depth"])
-    with pytest.raises(ValueError, match="tokenfusion"):
-        build("shared_bn", backbone="mit_mini", num_classes=5, modalities=["rgb", "depth"])
+    with pytest.raises(ValueError, match="LayerNorms .* fuse its tokens with tokenfusion"):  # below the registry too
+        FusionSegmenter(get_backbone("mit_mini"), 5, ["rgb", "depth"], shared_bn=True)

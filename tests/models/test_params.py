@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from fusionlab.models import TASKS, list_models
+from fusionlab.models import TASKS, list_models, runs_on
 from fusionlab.models.params import (
     CENParams,
     ModelParams,
@@ -26,7 +26,8 @@ def test_every_registered_model_declares_a_frozen_params_class(task, name):
     with pytest.raises(dataclasses.FrozenInstanceError):
         cls().__setattr__("anything", 1)
     # only the RefineNet segmenters have the residual-conv-unit switch
-    assert ("rcu_residual" in cls.config_keys()) == (task == "segmentation")
+    # RefineNet's switch, on every segmentation model that runs on a ResNet (not TokenFusion's transformer)
+    assert ("rcu_residual" in cls.config_keys()) == (task == "segmentation" and runs_on(name, "resnet_mini"))
 
 
 def test_the_constructors_defaults_are_the_params_classes():

@@ -1,27 +1,38 @@
-"""Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3, on a ResNet
-under RefineNet and an Xception under DeepLabv3+."""
+"""Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3, on each
+backbone family it runs on: a ResNet under RefineNet, an Xception under DeepLabv3+, a Mix Transformer under the
+all-MLP decoder."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from fusionlab.models import FusionModel, FusionOutput, build, list_models, register_model
+from fusionlab.models import FusionModel, FusionOutput, build, list_models, register_model, runs_on
 
 MODALITY_SETS = {2: ["rgb", "depth"], 3: ["rgb", "depth", "hha"]}
 EXPECTED_MODELS = ["asymfusion", "asymfusion_shift_only", "asymfusion_shuffle_only", "cen", "cen_no_exchange",
                    "cen_penalised_exchange", "cen_random_exchange", "early_concat", "late_fusion", "shared_bn",
-                   "unimodal"]
+                   "tokenfusion", "unimodal"]
+TINY = ["resnet_mini", "xception_mini", "mit_mini"]
+RUNS_ON = [(name, backbone) for name in list_models() for backbone in TINY if runs_on(name, backbone)]
 
 
 def test_registry_lists_the_papers_models_and_baselines():
     assert list_models() == EXPECTED_MODELS
-    assert list_models("*fusion") == ["asymfusion", "late_fusion"]
+    assert list_models("*fusion") == ["asymfusion", "late_fusion", "tokenfusion"]
 
 
-@pytest.mark.parametrize("backbone", ["resnet_mini", "xception_mini"])
+def test_the_cnn_fusion_models_run_on_the_cnns_tokenfusion_on_the_transformer_and_the_baselines_on_all():
+    families = {name: [backbone for backbone in TINY if runs_on(name, backbone)] for name in list_models()}
+    assert families["tokenfusion"] == ["mit_mini"]
+    assert families["unimodal"] == families["early_concat"] == families["late_fusion"] == TINY
+    assert families["cen"] == families["asymfusion"] == ["resnet_mini", "xception_mini"]
+    with pytest.raises(ValueError, match="model 'cen' does not run on backbone 'mit_mini' .* resnet or xception"):
+        build("cen", backbone="mit_mini", num_classes=7, modalities=["rgb", "depth"])
+
+
 @pytest.mark.parametrize("num_modalities", sorted(MODALITY_SETS))
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize(("name", "backbone"), RUNS_ON)
 def test_forward_backward_every_model(name, num_modalities, backbone):
     modalities = MODALITY_SETS[num_modalities]
     model = build(name, backbone=backbone, num_classes=7, modalities=modalities)

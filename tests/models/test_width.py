@@ -11,6 +11,7 @@ from fusionlab.models import TASKS, build, list_models
 from fusionlab.models.flops import sample_step_flops
 from fusionlab.models.model_files import SPEC_FILE, load_model_dir, save_model_dir
 from fusionlab.models.predictor import SegmentationPredictor
+from tiny_backbones import tiny_backbone
 
 BACKBONES = {"segmentation": "resnet_mini", "translation": "unet_mini"}
 MODALITIES = ["rgb", "depth"]
@@ -23,7 +24,8 @@ def parameters(model) -> int:
 @pytest.mark.parametrize("task,name", [(task, name) for task in TASKS for name in list_models(task=task)])
 def test_every_model_scales_with_width_and_width_one_is_the_published_network(task, name):
     def made(**kwargs):
-        return build(name, backbone=BACKBONES[task], num_classes=3, modalities=MODALITIES, task=task, **kwargs)
+        return build(name, backbone=tiny_backbone(name, task), num_classes=3, modalities=MODALITIES, task=task,
+                     **kwargs)
 
     default, narrow, one = made(), made(width=0.5), made(width=1.0)
     assert parameters(one) == parameters(default)

@@ -6,14 +6,15 @@ import pytest
 from fusionlab.config import ConfigError, apply_overrides, validate_config
 from fusionlab.models import TASKS, build, list_models
 from fusionlab.models.params import CENParams
+from tiny_backbones import tiny_backbone
 
 BACKBONES = {"segmentation": "resnet_mini", "translation": "unet_mini"}
 MODALITIES = ["rgb", "depth"]
 
 
 def tree(task="segmentation", **model):
-    return {"data": {"path": "data", "modalities": MODALITIES},
-            "model": {"backbone": BACKBONES[task], **model}}
+    backbone = tiny_backbone(model["name"], task) if "name" in model else BACKBONES[task]
+    return {"data": {"path": "data", "modalities": MODALITIES}, "model": {"backbone": backbone, **model}}
 
 
 def built(config):

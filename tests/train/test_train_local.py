@@ -17,6 +17,7 @@ from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
 from fusionlab.train.segmentation_task import build_model
+from tiny_backbones import tiny_backbone
 
 
 def trained_model(config, workdir):
@@ -74,7 +75,8 @@ def test_local_run_resumes_from_its_last_checkpoint(small_synthetic, tmp_path):
 def test_every_model_trains_and_is_tracked_with_test_scores_and_run_tags(name, small_synthetic, tmp_path):
     # early_concat's branch is named "rgb+depth": its metric keys must still be valid MLflow names.
     modalities = ["rgb"] if name == "unimodal" else ["rgb", "depth"]
-    config = parse_config(config_tree(small_synthetic, model={"name": name}, data={"modalities": modalities},
+    config = parse_config(config_tree(small_synthetic, model={"name": name, "backbone": tiny_backbone(name)},
+                                      data={"modalities": modalities},
                                       train={"epochs": 1}))
     run_local(config, tmp_path, tags={"fusionlab.cell": "a cell"})
     uri = default_tracking_uri(tmp_path)

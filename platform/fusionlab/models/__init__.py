@@ -7,7 +7,7 @@ from .discriminator import PatchDiscriminator, build_discriminator, conditional_
 from .fusion import FusionModel, FusionOutput
 from .modal import ModalBatchNorm2d, ModalInstanceNorm2d, SharedConv2d, SharedConvTranspose2d, set_modality_loop
 from .pretrained import PretrainedWeightsError, load_imagenet_resnet
-from .registry import TASKS, build, list_models, register_model
+from .registry import TASKS, build, list_models, register_model, runs_on
 from .sparsity import exchange_statistics, l1_penalty, overall_exchanged_fraction
 from .summary import count_parameters, summarize
 from .unet import TRANSLATION_BACKBONES, UNetSpec, get_translation_backbone
@@ -17,5 +17,5 @@ __all__ = [
     "ModalInstanceNorm2d", "PatchDiscriminator", "PretrainedWeightsError", "SharedConv2d", "SharedConvTranspose2d",
     "UNetSpec", "build", "build_discriminator", "conditional_input", "count_parameters", "exchange_statistics",
     "get_backbone", "get_translation_backbone", "l1_penalty", "list_models", "load_imagenet_resnet",
-    "overall_exchanged_fraction", "register_model", "set_modality_loop", "summarize",
+    "overall_exchanged_fraction", "register_model", "runs_on", "set_modality_loop", "summarize",
 ]

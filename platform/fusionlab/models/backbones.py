@@ -21,3 +21,11 @@ def get_backbone(name: str | SegmentationBackbone) -> SegmentationBackbone:
         return BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}") from None
+
+
+FAMILIES = {BackboneSpec: "resnet", XceptionSpec: "xception", MiTSpec: "mit"}
+
+
+def backbone_family(backbone: str | SegmentationBackbone) -> str:
+    """``resnet``, ``xception`` or ``mit``: what a model's fusion operates on (BN channels or tokens)."""
+    return FAMILIES[type(get_backbone(backbone))]

@@ -62,6 +62,11 @@ class FusionModel(nn.Module):
         """Called after every optimizer step with the encoder's current rate (CEN's proximal L1 step); nothing by
         default."""
 
+    def exchange_fractions(self) -> dict[str, float]:
+        """Exchanged shares measured on the data since the last call, by stage (TokenFusion's tokens); empty where
+        the exchange follows from the weights instead (CEN's channels: ``sparsity.exchange_statistics``)."""
+        return {}
+
     def ensemble_weights(self) -> torch.Tensor | None:
         """The ensemble's weights over ``branch_names()`` (softmax of alpha), or None where the ensemble is not
         learned."""

@@ -193,3 +193,15 @@ class AsymFusionParams(SegmenterParams, _AsymFields):
 @dataclass(frozen=True)
 class TranslationAsymFusionParams(_AsymFields):
     """AsymFusion in the U-Net's normed down layers."""
+
+
+@dataclass(frozen=True)
+class TokenFusionParams(ModelParams):
+    """TokenFusion on a Mix Transformer (yikaiw/TokenFusion semantic_segmentation: ``LAMDA = 1e-4`` weighing the sum of
+    every keep score, added to the loss once; tokens scored below 0.02 exchanged)."""
+
+    lambda_: float = field(default=1e-4, metadata={"key": "lambda", "ge": 0})
+    threshold: float = field(default=2e-2, metadata={"ge": 0, "le": 1})
+
+    def constructor_kwargs(self, num_modalities: int) -> dict[str, Any]:
+        return {"l1_lambda": self.lambda_, "threshold": self.threshold}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backbones import SegmentationBackbone, get_backbone
+from .backbones import SegmentationBackbone, backbone_family, get_backbone
 from .fusion import FusionModel
 from .params import ModelParams, SegmenterParams, TranslationParams
 from .unet import UNetSpec, get_translation_backbone
@@ -39,6 +39,8 @@ class BuildArgs:
 
 _MODELS: dict[str, dict[str, Constructor]] = {task: {} for task in TASKS}
 _PARAMS: dict[str, dict[str, type[ModelParams]]] = {task: {} for task in TASKS}
+_FAMILIES: dict[str, tuple[str, ...]] = {}  # segmentation models: the backbone families each runs on
+CNN_FAMILIES = ("resnet", "xception")  # the default: CEN's and AsymFusion's BN-channel fusion
 DEFAULT_PARAMS: dict[str, type[ModelParams]] = {"segmentation": SegmenterParams, "translation": TranslationParams}
 
 
@@ -50,10 +52,11 @@ def _task_models(task: str) -> dict[str, Constructor]:
 
 
 def register_model(fn: Constructor | None = None, *, task: str = "segmentation",
-                   params: type[ModelParams] | None = None):
+                   params: type[ModelParams] | None = None, families: tuple[str, ...] = CNN_FAMILIES):
     """Use bare (``@register_model``: segmentation) or with a task and the model's params class
     (``@register_model(task="translation", params=TranslationCENParams)``; default: the task's parameterless one,
-    ``SegmenterParams`` for the RefineNet segmenters)."""
+    ``SegmenterParams`` for the RefineNet segmenters). ``families``: the segmentation backbone families the model
+    runs on (``models.backbones.backbone_family``; default the CNNs)."""
     models = _task_models(task)
 
     def register(constructor: Constructor) -> Constructor:
@@ -61,6 +64,8 @@ def register_model(fn: Constructor | None = None, *, task: str = "segmentation",
             raise ValueError(f"{task} model {constructor.__name__!r} is registered twice")
         models[constructor.__name__] = constructor
         _PARAMS[task][constructor.__name__] = params or DEFAULT_PARAMS[task]
+        if task == "segmentation":
+            _FAMILIES[constructor.__name__] = families
         return constructor
 
     return register if fn is None else register(fn)
@@ -70,6 +75,19 @@ def list_models(pattern: str = "*", task: str | None = "segmentation") -> list[s
     """The task's model names matching ``pattern``; ``task=None``: every task's names, deduplicated."""
     names = set().union(*_MODELS.values()) if task is None else _task_models(task)
     return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
+
+
+def runs_on(name: str, backbone: str | SegmentationBackbone) -> bool:
+    """Whether segmentation model ``name`` runs on ``backbone`` (its family is among the model's)."""
+    _constructor(name, "segmentation")
+    return backbone_family(backbone) in _FAMILIES[name]
+
+
+def check_backbone(name: str, backbone: str | SegmentationBackbone) -> None:
+    if not runs_on(name, backbone):
+        shown = backbone if isinstance(backbone, str) else type(backbone).__name__
+        raise ValueError(f"model {name!r} does not run on backbone {shown!r} (a {backbone_family(backbone)}): it "
+                         f"runs on {' or '.join(_FAMILIES[name])} backbones")
 
 
 def params_class(name: str, task: str = "segmentation") -> type[ModelParams]:
@@ -127,6 +145,8 @@ def build(
     arguments."""
     constructor = _constructor(name, task)
     backbone = backbone or DEFAULT_BACKBONES[task]
+    if task == "segmentation":
+        check_backbone(name, backbone)
     if not width > 0:
         raise ValueError(f"width must be > 0, got {width}")
     model = constructor(backbone=scaled_backbone(backbone, width, task), num_classes=num_classes,

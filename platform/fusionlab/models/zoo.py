@@ -10,14 +10,25 @@ from .backbones import get_backbone
 from .baselines import EarlyConcat, LateFusion
 from .cen import ChannelExchangingNet
 from .fusion import FusionModel
-from .params import AsymFusionParams, CENParams, RandomExchangeParams, SegmenterParams, UnimodalParams
+from .params import (
+    AsymFusionParams,
+    CENParams,
+    RandomExchangeParams,
+    SegmenterParams,
+    TokenFusionParams,
+    UnimodalParams,
+)
 from .registry import register_model
 from .segmenter import FusionSegmenter
+from .token_fusion import TokenFusionNet
 
 RCU_RESIDUAL = SegmenterParams.rcu_residual
 
 
-@register_model(params=UnimodalParams)
+ALL_FAMILIES = ("resnet", "xception", "mit")
+
+
+@register_model(params=UnimodalParams, families=ALL_FAMILIES)
 def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], modality: str | None = None,
              in_channels: int = 3, rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     """A single-modality network; it reads ``modality`` (default: the first) from the stacked input."""
@@ -26,14 +37,14 @@ def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], moda
                            in_channels=in_channels, rcu_residual=rcu_residual)
 
 
-@register_model(params=SegmenterParams)
+@register_model(params=SegmenterParams, families=ALL_FAMILIES)
 def early_concat(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3,
                  rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     return EarlyConcat(get_backbone(backbone), num_classes, modalities, in_channels=in_channels,
                        rcu_residual=rcu_residual)
 
 
-@register_model(params=SegmenterParams)
+@register_model(params=SegmenterParams, families=ALL_FAMILIES)
 def late_fusion(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3,
                 rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     return LateFusion(get_backbone(backbone), num_classes, modalities, in_channels=in_channels,
@@ -114,3 +125,12 @@ def asymfusion_shuffle_only(**kwargs) -> FusionModel:
 def asymfusion_shift_only(**kwargs) -> FusionModel:
     """The ablation without the channel shuffle: each branch adds the others' shifted kept channels, no exchange."""
     return _asymfusion(("shift",), **kwargs)
+
+
+@register_model(params=TokenFusionParams, families=("mit",))
+def tokenfusion(*, backbone: str, num_classes: int, modalities: Sequence[str],
+                l1_lambda: float = TokenFusionParams.lambda_, threshold: float = TokenFusionParams.threshold,
+                in_channels: int = 3) -> FusionModel:
+    """TokenFusion on a Mix Transformer backbone: tokens scored below ``threshold`` exchanged in every block."""
+    return TokenFusionNet(get_backbone(backbone), num_classes, modalities, threshold=threshold, l1_lambda=l1_lambda,
+                          in_channels=in_channels)

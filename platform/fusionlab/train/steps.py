@@ -72,6 +72,10 @@ def model_statistics(core: FusionModel) -> dict[str, float]:
         stats["exchange/fraction"] = overall_exchanged_fraction(core)
         for layer, fractions in per_layer.items():
             stats[f"exchange/fraction/{layer}"] = float(fractions.mean())
+    measured = core.exchange_fractions()  # over the epoch's forwards (TokenFusion's tokens)
+    if measured:
+        stats["exchange/fraction"] = sum(measured.values()) / len(measured)
+        stats.update({f"exchange/fraction/{stage}": fraction for stage, fraction in measured.items()})
     weights = core.ensemble_weights()
     if weights is not None:
         for name, weight in zip(core.branch_names(), weights.tolist(), strict=True):
