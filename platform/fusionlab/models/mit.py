@@ -12,6 +12,7 @@ strides 4, 8, 16 and 32. Sizes as SegFormer's ``mit_b0`` … ``mit_b2`` (the Tok
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from .modal import SharedByModalities, SharedConv2d, split_modalities
 
 LAYER_NORM_EPS = 1e-6  # the reference's LayerNormParallel
+TokenMix = Callable[[torch.Tensor], torch.Tensor]  # a block's attention output [M*B, N, C] -> the same shape
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,12 @@ class MiTBlock(nn.Module):
         self.mlp = MixFFN(dim, dim * mlp_ratio, num_modalities)
         self.drop_path_rate = drop_path_rate
 
-    def attend(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """The attention branch before the residual sum (where TokenFusion exchanges tokens)."""
-        return self.attn(self.norm1(x), height, width)
-
-    def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        x = x + drop_path(self.attend(x, height, width), self.drop_path_rate, self.training)
+    def forward(self, x: torch.Tensor, height: int, width: int, mix: TokenMix | None = None) -> torch.Tensor:
+        """``mix`` (TokenFusion's exchange) rewrites the attention branch's output before the residual sum."""
+        attended = self.attn(self.norm1(x), height, width)
+        if mix is not None:
+            attended = mix(attended)
+        x = x + drop_path(attended, self.drop_path_rate, self.training)
         return x + drop_path(self.mlp(self.norm2(x), height, width), self.drop_path_rate, self.training)
 
 
@@ -205,10 +207,15 @@ class MiTEncoder(nn.Module):
             embed, blocks, norm = self.stage(index)
             tokens, height, width = embed(x)
             for block in blocks:
-                tokens = block(tokens, height, width)
+                tokens = block(tokens, height, width, self.token_mix(index, tokens))
             x = tokens_to_map(norm(tokens), height, width).contiguous()
             features.append(x)
         return features
+
+    def token_mix(self, stage: int, tokens: torch.Tensor) -> TokenMix | None:
+        """What rewrites the attention output of the next block of ``stage`` (1-4), given its input ``tokens``; none
+        here (TokenFusion's encoder exchanges tokens)."""
+        return None
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mit import MiTEncoder, MiTSpec, drop_path
+from .mit import MiTEncoder, MiTSpec, TokenMix
 from .modal import mean_of_others, split_modalities
 from .segmenter import FusionSegmenter
 
@@ -69,24 +69,18 @@ class TokenFusionEncoder(MiTEncoder):
         self.scores: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        num_modalities = len(self.score_predictor[0].nets)
-        features, self.scores = [], []
-        for index in range(1, 5):
-            embed, blocks, norm = self.stage(index)
-            predictor = self.score_predictor[index - 1]
-            tokens, height, width = embed(x)
-            for block in blocks:
-                keep = predictor(tokens)
-                self.scores.append(keep)
-                self._count(index - 1, keep)
-                attended = split_modalities(block.attend(tokens, height, width), num_modalities)
-                mixed = exchange_tokens(attended, keep, self.threshold).flatten(0, 1)
-                tokens = tokens + drop_path(mixed, block.drop_path_rate, block.training)
-                tokens = tokens + drop_path(block.mlp(block.norm2(tokens), height, width), block.drop_path_rate,
-                                            block.training)
-            x = norm(tokens).transpose(1, 2).unflatten(2, (height, width)).contiguous()
-            features.append(x)
-        return features
+        self.scores = []
+        return super().forward(x)
+
+    def token_mix(self, stage: int, tokens: torch.Tensor) -> TokenMix:
+        """Score the block's input ``tokens`` with the stage's predictor; the block's attention output is then scaled
+        by the scores and its low-scored tokens exchanged."""
+        keep = self.score_predictor[stage - 1](tokens)
+        self.scores.append(keep)
+        self._count(stage - 1, keep)
+        num_modalities = keep.shape[0]
+        return lambda attended: exchange_tokens(split_modalities(attended, num_modalities), keep,
+                                                self.threshold).flatten(0, 1)
 
     @torch.no_grad()
     def _count(self, stage: int, keep: torch.Tensor) -> None:
