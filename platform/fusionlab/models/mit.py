@@ -196,7 +196,7 @@ class MiTEncoder(nn.Module):
                          num_modalities) for i in range(depth)))
             setattr(self, f"norm{stage}", ModalLayerNorm(dim, num_modalities))
             first += depth
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def stage(self, index: int) -> tuple[OverlapPatchEmbed, nn.ModuleList, ModalLayerNorm]:
         return getattr(self, f"patch_embed{index}"), getattr(self, f"block{index}"), getattr(self, f"norm{index}")
@@ -218,7 +218,7 @@ class MiTEncoder(nn.Module):
         return None
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     """As the reference (SegFormer's): truncated-normal linears, unit LayerNorms, He-normal convolutions by fan-out."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)

@@ -3,7 +3,7 @@ aligned Xception + DeepLabv3+, or Mix Transformer + SegFormer's all-MLP decoder)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,17 +18,21 @@ from .resnet import BlockFactory, ResNetEncoder, plain_block
 from .segformer import SegFormerDecoder
 from .xception import XceptionEncoder, XceptionSpec
 
+MiTEncoderFactory = Callable[[MiTSpec, int, int], MiTEncoder]
+
 
 def encoder_and_decoder(spec: SegmentationBackbone, num_classes: int, num_branches: int, *, in_channels: int,
-                        shared_bn: bool, block_factory: BlockFactory, rcu_residual: str) -> tuple[nn.Module, nn.Module]:
+                        shared_bn: bool, block_factory: BlockFactory, rcu_residual: str,
+                        mit_encoder: MiTEncoderFactory = MiTEncoder) -> tuple[nn.Module, nn.Module]:
     """The backbone's encoder and its decoder: RefineNet under a ResNet, DeepLabv3+ under an Xception (which has no
     residual conv units: ``rcu_residual`` is RefineNet's alone), the all-MLP decoder under a Mix Transformer (whose
-    norms are LayerNorms and whose blocks no CNN block factory builds)."""
+    norms are LayerNorms and whose blocks no CNN block factory builds: ``mit_encoder`` makes its encoder from
+    ``(spec, num_branches, in_channels)``, TokenFusion's for token exchange)."""
     if isinstance(spec, MiTSpec):
         if shared_bn or block_factory is not plain_block:
             raise ValueError("a Mix Transformer backbone takes no shared-BN or exchanging CNN blocks: its norms are "
                              "LayerNorms (private per modality); fuse its tokens with tokenfusion")
-        return (MiTEncoder(spec, num_branches, in_channels),
+        return (mit_encoder(spec, num_branches, in_channels),
                 SegFormerDecoder(spec.out_channels, spec.decoder_dim, num_classes, num_branches))
     if isinstance(spec, XceptionSpec):
         encoder = XceptionEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
@@ -61,6 +65,7 @@ class FusionSegmenter(FusionModel):
         block_factory: BlockFactory = plain_block,
         ensemble: bool = True,
         rcu_residual: str = "pre_activation",
+        mit_encoder: MiTEncoderFactory = MiTEncoder,
     ):
         super().__init__(modalities, num_classes, in_channels)
         branches = tuple(branch_modalities or modalities)
@@ -72,7 +77,7 @@ class FusionSegmenter(FusionModel):
         num_branches = len(branches)
         self.encoder, self.decoder = encoder_and_decoder(spec, num_classes, num_branches, in_channels=in_channels,
                                                          shared_bn=shared_bn, block_factory=block_factory,
-                                                         rcu_residual=rcu_residual)
+                                                         rcu_residual=rcu_residual, mit_encoder=mit_encoder)
         self.alpha = nn.Parameter(torch.ones(num_branches)) if ensemble else None
 
     def forward(self, x: torch.Tensor) -> FusionOutput:

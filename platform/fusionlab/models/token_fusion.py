@@ -13,13 +13,14 @@ residual positional alignment (for ViTs) has nothing to act on here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mit import MiTEncoder, MiTSpec, TokenMix
+from .mit import MiTEncoder, MiTSpec, TokenMix, init_weights
 from .modal import mean_of_others, split_modalities
 from .segmenter import FusionSegmenter
 
@@ -64,6 +65,7 @@ class TokenFusionEncoder(MiTEncoder):
                              f"{num_modalities}")
         self.threshold = threshold
         self.score_predictor = nn.ModuleList(ScorePredictor(dim, num_modalities) for dim in spec.embed_dims)
+        self.score_predictor.apply(init_weights)  # the reference initialises its predictors as the rest
         self.register_buffer("exchanged_tokens", torch.zeros(4, dtype=torch.float64), persistent=False)
         self.register_buffer("seen_tokens", torch.zeros(4, dtype=torch.float64), persistent=False)
         self.scores: list[torch.Tensor] = []
@@ -105,8 +107,8 @@ class TokenFusionNet(FusionSegmenter):
                  l1_lambda: float, in_channels: int = 3):
         if not isinstance(spec, MiTSpec):
             raise ValueError(f"tokenfusion runs on a Mix Transformer backbone (mit_*), got {type(spec).__name__}")
-        super().__init__(spec, num_classes, modalities, in_channels=in_channels)
-        self.encoder = TokenFusionEncoder(spec, len(modalities), in_channels, threshold)
+        super().__init__(spec, num_classes, modalities, in_channels=in_channels,
+                         mit_encoder=functools.partial(TokenFusionEncoder, threshold=threshold))
         self.l1_lambda = l1_lambda
 
     def regularization_loss(self) -> torch.Tensor:

@@ -74,7 +74,7 @@ def model_statistics(core: FusionModel) -> dict[str, float]:
             stats[f"exchange/fraction/{layer}"] = float(fractions.mean())
     measured = core.exchange_fractions()  # over the epoch's forwards (TokenFusion's tokens)
     if measured:
-        stats["exchange/fraction"] = sum(measured.values()) / len(measured)
+        stats["exchange/fraction"] = sum(measured.values()) / len(measured)  # the mean over stages
         stats.update({f"exchange/fraction/{stage}": fraction for stage, fraction in measured.items()})
     weights = core.ensemble_weights()
     if weights is not None:
