@@ -92,16 +92,16 @@ def test_translation_on_two_workers_scores_fid_over_the_whole_split(tmp_path, ra
     from fusionlab.train.translation import to_unit_range
 
     data = tmp_path / "data"
-    manifest = write_synthetic_translation(data, train=16, val=8, test=4, size=(32, 32), seed=1)
+    manifest = write_synthetic_translation(data, train=8, val=8, test=2, size=(32, 32), seed=1)
     tree = {"data": {"path": str(data), "modalities": ["normal", "reshading"], "scale_range": [1.0, 1.0]},
             "model": {"name": "cen", "backbone": "unet_mini"},
-            "train": {"epochs": 2, "batch_size": 2, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3,
+            "train": {"epochs": 1, "batch_size": 2, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3,
                       "betas": [0.5, 0.999], "fid": {"features": "local", "kid_subsets": 10}},
             "resources": {"num_workers": 2}, "tracking": {"experiment": "translation-e2e"}}
     run_ray(parse_config(tree), tmp_path / "runs")
     client, run = only_run(default_tracking_uri(tmp_path / "runs"), "translation-e2e")
     assert run.info.status == "FINISHED" and run.data.tags["fusionlab.task"] == "translation"
-    assert len(metric_history(client, run.info.run_id, "val/fid", epochs=2)) == 2
+    assert len(metric_history(client, run.info.run_id, "val/fid", epochs=1)) == 1
 
     predictor = load_model(f"runs:/{run.info.run_id}/model", default_tracking_uri(tmp_path / "runs"))
     dataset = ShardDataset(data, "val", ["normal", "reshading"])
