@@ -5,7 +5,7 @@ modalities run as one batch ``[M*B, ...]`` (``models/modal.py``).
 Four stages, each an overlapping patch embedding (a strided convolution, then a LayerNorm) and transformer blocks of
 spatial-reduction attention (keys and values from a ``sr``-strided convolution of the tokens) and a Mix-FFN (a 3×3
 depth-wise convolution between the two linears); a stage's tokens are normalised and returned as a feature map at
-strides 4, 8, 16 and 32. Sizes as SegFormer's ``mit_b0`` … ``mit_b2`` (the TokenFusion reference's
+strides 4, 8, 16 and 32. Sizes as SegFormer's ``mit_b0`` … ``mit_b3`` (the TokenFusion reference's
 ``models/mix_transformer.py``), and ``mit_mini`` for CPU tests.
 """
 
@@ -58,6 +58,7 @@ MIT_BACKBONES: dict[str, MiTSpec] = {
     "mit_b0": MiTSpec((32, 64, 160, 256), (1, 2, 5, 8), (2, 2, 2, 2)),
     "mit_b1": MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (2, 2, 2, 2)),
     "mit_b2": MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (3, 4, 6, 3)),
+    "mit_b3": MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (3, 4, 18, 3)),
     "mit_mini": MiTSpec((16, 32, 48, 64), (1, 2, 2, 4), (1, 1, 1, 1), decoder_dim=32),
 }
 

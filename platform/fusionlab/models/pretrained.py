@@ -1,14 +1,16 @@
 """Load ImageNet weights into any fusion model's encoder(s): ResNets in torchvision's naming, Xceptions in
-fusionlab's.
+fusionlab's, Mix Transformers in SegFormer's (``models/pretrained_mit.py``: the official ``mit_bX.pth``).
 
 A file is a PyTorch state dict (``torch.save``; read with ``weights_only=True``) of one single-modality encoder: for a
 ResNet torchvision's own file (``conv1.weight``, ``layer1.0.bn2.running_mean``, ...); for an Xception the state dict
 of ``XceptionEncoder(spec, num_modalities=1)``, i.e. fusionlab's names with a modality's ``.bns.0`` left out
 (``conv1.weight``, ``entry.0.conv2.depthwise.weight``, ``middle.15.bn2.running_var``, ``exit.1.conv3.pointwise.weight``;
 ``fusionlab models --backbone xception65 --weight-keys`` lists them with their shapes), which a converter from
-another Xception port writes by renaming keys. Every modality's BN copy receives the same gamma/beta/statistics;
-``fc.*`` is dropped; an early-concat stem (``M * 3`` input channels) gets the RGB filters tiled M times and divided
-by M, so a constant input gives the same response. Nothing is downloaded: the weights come from a local file.
+another Xception port writes by renaming keys; for a Mix Transformer SegFormer's ImageNet file (``head.*`` dropped,
+every LayerNorm into each modality's copy; ``--backbone mit_b1 --weight-keys``). Every modality's BN copy receives
+the same gamma/beta/statistics; ``fc.*`` is dropped; an early-concat stem (``M * 3`` input channels) gets the RGB
+filters tiled M times and divided by M, so a constant input gives the same response. Nothing is downloaded: the
+weights come from a local file.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedWeightsError(f"{path}: expected a state dict of tensors (a torchvision ResNet's, or an "
-                                     f"Xception's in fusionlab's names)")
+        raise PretrainedWeightsError(f"{path}: expected a state dict of tensors (a torchvision ResNet's, an "
+                                     f"Xception's in fusionlab's names, or a SegFormer Mix Transformer's)")
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
@@ -85,42 +87,61 @@ def encoder_state_from_torchvision(
     return state
 
 
-def load_imagenet_resnet(model: FusionModel, source: str | os.PathLike | Mapping[str, torch.Tensor],
-                         version: str = "any", arch: str | None = None) -> None:
-    """Copy ImageNet weights (module docstring: the format) into every encoder of ``model`` (strictly, in place).
+def load_imagenet_weights(model: FusionModel, source: str | os.PathLike | Mapping[str, torch.Tensor],
+                          version: str = "any", arch: str | None = None) -> None:
+    """Copy ImageNet weights (module docstring: the format) into every encoder of ``model`` (strictly, in place;
+    nothing is copied unless every encoder's weights map).
 
-    A file is first identified by its sha256 and refused unless it is the ImageNet release ``version`` asks for
-    (``any``: every file; ``arch``, the backbone, only narrows the files an error lists); what was found is kept as
+    For a ResNet or Xception a file is first identified by its sha256 and refused unless it is the ImageNet release
+    ``version`` asks for (``any``: every file; ``arch``, the backbone, only narrows the files an error lists). The
+    releases are torchvision's ResNet files, so a Mix Transformer's file skips that check whatever ``version`` says
+    (the reference recipe's ``imagenet1k_v1`` included) and is only identified. What was found is kept as
     ``model.pretrained_file`` for the run's record."""
-    from .pretrained_release import ANY, PretrainedReleaseError, check_pretrained_release
+    from .pretrained_mit import mit_encoders, mit_state_from_segformer
+    from .pretrained_release import ANY, PretrainedReleaseError, check_pretrained_release, identify_pretrained
 
+    cnn_encoders, transformers = model.encoders(), mit_encoders(model)
+    if not cnn_encoders and not transformers:
+        raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet, Xception or Mix Transformer encoder to "
+                                     f"load weights into")
     if isinstance(source, Mapping):
-        if version != ANY:
+        if cnn_encoders and version != ANY:
             raise PretrainedReleaseError(f"an in-memory state dict has no file to check against pretrained "
                                          f"version {version}; pass the file, or version 'any'")
         origin, weights, found = "state dict", dict(source), None
     else:
-        found = check_pretrained_release(source, version, arch)
+        found = check_pretrained_release(source, version, arch) if cnn_encoders else identify_pretrained(source)
         origin, weights = str(source), read_state_dict(source)
-    encoders = model.encoders()
-    if not encoders:
-        raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet or Xception encoder to load weights into")
-    for _, encoder in encoders:
+    loads = []
+    for _, encoder in cnn_encoders:
         target = encoder.state_dict()
         state = encoder_state_from_torchvision(weights, target, origin)
-        keep_own = {k: v for k, v in target.items() if k not in state}  # only optional counters
-        encoder.load_state_dict({**keep_own, **state}, strict=True)
+        loads.append((encoder, {**target, **state}))  # the target's own: only optional counters
+    for _, encoder in transformers:
+        target = encoder.state_dict()
+        state = mit_state_from_segformer(weights, target, origin)
+        loads.append((encoder, {**target, **state}))  # the target's own: what is not the MiT (score predictors)
+    for encoder, state in loads:
+        encoder.load_state_dict(state, strict=True)
     if found is not None:
         model.pretrained_file = found
 
 
+load_imagenet_resnet = load_imagenet_weights  # the name before Mix Transformers loaded too
+
+
 def imagenet_weight_keys(backbone: str) -> dict[str, tuple[int, ...]]:
-    """The keys, with their shapes, a ``backbone``'s ImageNet file holds (one modality; ``fc.*`` may be there too)."""
+    """The keys, with their shapes, a ``backbone``'s ImageNet file holds (one modality; the classifier, ``fc.*`` or
+    a MiT's ``head.*``, may be there too)."""
     from .backbones import get_backbone
+    from .mit import MiTSpec
+    from .pretrained_mit import mit_weight_keys
     from .resnet import ResNetEncoder
     from .xception import XceptionEncoder, XceptionSpec
 
     spec = get_backbone(backbone)
+    if isinstance(spec, MiTSpec):
+        return mit_weight_keys(spec)
     with torch.device("meta"):
         encoder = XceptionEncoder(spec, 1) if isinstance(spec, XceptionSpec) else ResNetEncoder(spec, 1)
     return {_MODALITY_COPY.sub(".", key): tuple(value.shape) for key, value in encoder.state_dict().items()}
