@@ -14,13 +14,29 @@ def parsed(tree, **top):
     return parse_config({**tree, **top}, require_data=False)
 
 
+TOKENFUSION = {"data": {"path": "data/x", "modalities": ["rgb", "depth"]},
+               "model": {"name": "tokenfusion", "backbone": "mit_mini"}}
+
+
 @pytest.mark.parametrize("recipe", ["reference", "fusionlab"])
 def test_every_switch_is_a_config_key_filled_from_the_recipe(recipe):
-    flat = parsed(SEGMENTATION, recipe=recipe).flat()
+    """Every switch is filled in a CEN or a TokenFusion config (each model takes its own ``model.params``)."""
+    flats = [parsed(tree, recipe=recipe).flat() for tree in (SEGMENTATION, TOKENFUSION)]
     for key, values in SWITCHES.items():
-        assert key in flat, key
-        assert flat[key] == values[recipe], key
-    assert recipe_label(flat) == recipe
+        holding = [flat for flat in flats if key in flat]
+        assert holding, key
+        assert all(flat[key] == values[recipe] for flat in holding), key
+    assert [recipe_label(flat) for flat in flats] == [recipe, recipe]
+
+
+def test_tokenfusion_trains_its_ensemble_weights_only_in_the_fusionlab_recipe():
+    from fusionlab.models import build
+
+    for recipe, trained in (("reference", False), ("fusionlab", True)):
+        config = parsed(TOKENFUSION, recipe=recipe)
+        model = build("tokenfusion", backbone="mit_mini", num_classes=4, modalities=["rgb", "depth"],
+                      **config.model.build_kwargs(2))
+        assert model.alpha.requires_grad is trained, recipe
 
 
 def test_the_default_recipe_is_fusionlab_and_the_two_recipes_differ_in_every_switch():

@@ -35,6 +35,12 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "data.train_split": {"reference": ["train", "val"], "fusionlab": "train"},
     # The epoch whose model is kept: best on the test split every validation (reference), or best on val.
     "train.selection": {"reference": "best_test", "fusionlab": "best_val"},
+    # At each stage of the learning-rate schedule the references build new optimisers (momentum, Adam's moments
+    # start from zero); fusionlab keeps one optimiser through the stages.
+    "train.restart_each_stage": {"reference": True, "fusionlab": False},
+    # TokenFusion's ensemble: softmax(alpha) over the branches, alpha in no optimiser group of the reference (so the
+    # ensemble stays the branches' mean), or learned as CEN's is.
+    "model.params.ensemble": {"reference": "fixed", "fusionlab": "learned"},
     # fp32 everywhere (reference), or bf16 autocast on GPU.
     "train.amp": {"reference": "off", "fusionlab": "auto"},
     # Translation (pix2pix objective): one PatchGAN, shared by the branches, judging each branch's (own input,

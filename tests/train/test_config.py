@@ -58,7 +58,7 @@ def test_synthesize_creates_missing_data(tmp_path):
     ({"data": {"modalities": ["rgb", "hha"]}}, r"data\.modalities: \['hha'\] not in dataset 'synthetic-rgbd'"),
     ({"data": {"modalities": ["rgb"]}}, r"model cen needs at least 2 modalities"),
     ({"resources": {"num_workers": 0}}, r"resources\.num_workers: Input should be greater than or equal to 1"),
-    ({"train": {"optimizer": "lion"}}, r"train\.optimizer: Input should be 'sgd' or 'adam'"),
+    ({"train": {"optimizer": "lion"}}, r"train\.optimizer: Input should be 'sgd', 'adam' or 'adamw'"),
     ({"model": {"eval_scales": [0.5, -1.0]}}, r"model\.eval_scales: .*expected positive scales, got \[0\.5, -1\.0\]"),
     ({"model": {"eval_scales": []}}, r"model\.eval_scales: List should have at least 1 item"),
 ])
@@ -141,7 +141,7 @@ def search(**space):
     ({"train.epochs": {"type": "uniform", "low": 1, "high": 4}},
      r"search\.space\.train\.epochs: low 1\.0: train\.epochs: Input should be a valid integer"),
     ({"train.optimizer": {"type": "choice", "values": ["adam", "lion"]}},
-     r"search\.space\.train\.optimizer: value 'lion': train\.optimizer: Input should be 'sgd' or 'adam'"),
+     r"search\.space\.train\.optimizer: value 'lion': train\.optimizer: Input should be 'sgd', 'adam' or 'adamw'"),
 ], ids=["choice-below-limit", "range-low-lr-0", "range-high-above-limit", "float-range-on-int-field",
         "choice-not-a-literal"])
 def test_search_values_outside_field_limits_are_refused_at_load(small_synthetic, space, message):

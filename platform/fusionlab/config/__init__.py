@@ -9,6 +9,7 @@ from .sections import (
     DataConfig,
     FidConfig,
     GanConfig,
+    LrScheduleConfig,
     ModelConfig,
     ResourcesConfig,
     Section,
@@ -27,7 +28,7 @@ from .tree import (
 )
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "FidConfig", "GanConfig", "ModelConfig",
+    "Config", "ConfigError", "DataConfig", "FidConfig", "GanConfig", "LrScheduleConfig", "ModelConfig",
     "ParameterSpace", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "Section", "SynthesizeConfig",
     "TrackingConfig", "TrainConfig", "absolute_data_path", "apply_overrides", "check_batch_fits", "check_task",
     "describe_validation_error", "flatten", "get_dotted", "load_config", "parse_config", "prepare", "set_dotted",

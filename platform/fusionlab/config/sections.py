@@ -78,8 +78,9 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str = "cen"
     backbone: str = "resnet_mini"
-    pretrained: str | None = None  # local torchvision-format ResNet weights
-    # Which torchvision ImageNet release model.pretrained must be (checked by the file's sha256); "any" skips it.
+    # Local ImageNet weights: a torchvision-format ResNet file, or SegFormer's mit_bX.pth for a Mix Transformer.
+    pretrained: str | None = None
+    # Which torchvision ResNet release model.pretrained must be (checked by the file's sha256); "any" skips it.
     pretrained_version: Literal["imagenet1k_v1", "imagenet1k_v2", "any"] = "any"
     # How validation, test scores and the logged model upsample the 1/4-resolution logits to the label's size:
     # bicubic as the references' cv2.resize(INTER_CUBIC), or bilinear (also what the training loss uses).
@@ -204,15 +205,35 @@ class FidConfig(Section):
     kid_subset_size: Int = Field(1000, ge=2)
 
 
+class LrScheduleConfig(Section):
+    """Within each stage of ``lr_encoder`` / ``lr_decoder``: the stage's rate throughout (``stages``), or TokenFusion's
+    ``PolyWarmupAdamW`` per optimiser step (``poly_warmup``): a linear warm-up from ``warmup_ratio`` x the rate over
+    ``warmup_iters`` steps, then ``(1 - step / max_iters) ** power`` x the rate, unchanged once ``max_iters`` is
+    reached. Its step count starts again at every stage, as the reference builds a new optimiser per stage."""
+
+    type: Literal["stages", "poly_warmup"] = "stages"
+    warmup_iters: Int = Field(1500, ge=0)
+    warmup_ratio: Float = Field(1e-6, ge=0, le=1)
+    max_iters: Int = Field(40000, ge=1)
+    power: Float = Field(1.0, ge=0)
+
+
 class TrainConfig(Section):
     epochs: Int = Field(10, ge=1)
     batch_size: Int = Field(8, ge=1)  # per worker
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     # A list is a schedule of equal-length stages; the defaults are the references' (SGD, ImageNet-initialised).
     lr_encoder: Float | list[Float] = [5e-4, 2.5e-4, 1e-4]
     lr_decoder: Float | list[Float] = [3e-3, 1.5e-3, 7e-4]
+    lr_schedule: LrScheduleConfig = LrScheduleConfig()
+    # At each new stage the optimiser's state (momentum, Adam's moments and step) starts afresh, as the references'
+    # new optimisers per stage do; or it carries over.
+    restart_each_stage: Bool = False
     momentum: Float = Field(0.9, ge=0, lt=1)
     weight_decay: Float = Field(1e-5, ge=0)
+    # Weight decay of the encoder's normalisation parameters (those with "norm" in their name, as TokenFusion's
+    # param groups split them); None: weight_decay, in the encoder's one group.
+    norm_weight_decay: Float | None = Field(None, ge=0)
     betas: tuple[Float, Float] = (0.9, 0.999)  # Adam's; pix2pix and the translation references use (0.5, 0.999)
     freeze_bn: Bool = False  # the references freeze BN statistics (ImageNet init); from scratch they must train
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on GPU, off on CPU

@@ -18,7 +18,7 @@ import torch
 
 from .flops import COUNTED_BATCH, shape_only_norms
 
-OPTIMIZER_STATE_COPIES = {"sgd": 1, "adam": 2}  # momentum; Adam's two moments
+OPTIMIZER_STATE_COPIES = {"sgd": 1, "adam": 2, "adamw": 2}  # momentum; Adam(W)'s two moments
 
 
 @dataclass(frozen=True)

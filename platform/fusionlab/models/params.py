@@ -22,6 +22,9 @@ Sparsity = Literal["loss", "proximal"]
 # "per_output": lambda * sum |gamma| added to each output's loss (M branches + the ensemble), as the segmentation
 # references; "once": added once. The effective pressure is lambda * (M + 1) or lambda.
 Penalty = Literal["per_output", "once"]
+# TokenFusion's ensemble weights: softmax(alpha) with alpha left out of the optimiser ("fixed", the reference: the
+# branches' mean) or trained ("learned", as CEN's).
+Ensemble = Literal["fixed", "learned"]
 
 
 def check_portion(portion: float | None, num_modalities: int, name: str = "portion") -> float:
@@ -202,6 +205,7 @@ class TokenFusionParams(ModelParams):
 
     lambda_: float = field(default=1e-4, metadata={"key": "lambda", "ge": 0})
     threshold: float = field(default=2e-2, metadata={"ge": 0, "le": 1})
+    ensemble: Ensemble = "learned"
 
     def constructor_kwargs(self, num_modalities: int) -> dict[str, Any]:
-        return {"l1_lambda": self.lambda_, "threshold": self.threshold}
+        return {"l1_lambda": self.lambda_, "threshold": self.threshold, "ensemble": self.ensemble}

@@ -100,16 +100,19 @@ class TokenFusionEncoder(MiTEncoder):
 
 class TokenFusionNet(FusionSegmenter):
     """TokenFusion's segmenter (the reference's ``WeTr``): the token-exchanging MiT, SegFormer's decoder shared by the
-    branches, the alpha ensemble; ``regularization_loss`` is ``l1_lambda`` times the sum of the last forward's
-    scores."""
+    branches, the alpha ensemble (``fixed``: alpha never trained, as the reference leaves it out of its optimiser);
+    ``regularization_loss`` is ``l1_lambda`` times the sum of the last forward's scores."""
 
     def __init__(self, spec: MiTSpec, num_classes: int, modalities: Sequence[str], *, threshold: float,
-                 l1_lambda: float, in_channels: int = 3):
+                 l1_lambda: float, ensemble: str = "learned", in_channels: int = 3):
         if not isinstance(spec, MiTSpec):
             raise ValueError(f"tokenfusion runs on a Mix Transformer backbone (mit_*), got {type(spec).__name__}")
         super().__init__(spec, num_classes, modalities, in_channels=in_channels,
                          mit_encoder=functools.partial(TokenFusionEncoder, threshold=threshold))
         self.l1_lambda = l1_lambda
+        if ensemble not in ("fixed", "learned"):
+            raise ValueError(f"ensemble must be 'fixed' or 'learned', got {ensemble!r}")
+        self.alpha.requires_grad_(ensemble == "learned")
 
     def regularization_loss(self) -> torch.Tensor:
         if not self.encoder.scores or self.l1_lambda == 0:

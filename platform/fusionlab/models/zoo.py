@@ -130,7 +130,7 @@ def asymfusion_shift_only(**kwargs) -> FusionModel:
 @register_model(params=TokenFusionParams, families=("mit",))
 def tokenfusion(*, backbone: str, num_classes: int, modalities: Sequence[str],
                 l1_lambda: float = TokenFusionParams.lambda_, threshold: float = TokenFusionParams.threshold,
-                in_channels: int = 3) -> FusionModel:
+                ensemble: str = TokenFusionParams.ensemble, in_channels: int = 3) -> FusionModel:
     """TokenFusion on a Mix Transformer backbone: tokens scored below ``threshold`` exchanged in every block."""
     return TokenFusionNet(get_backbone(backbone), num_classes, modalities, threshold=threshold, l1_lambda=l1_lambda,
-                          in_channels=in_channels)
+                          ensemble=ensemble, in_channels=in_channels)

@@ -9,13 +9,13 @@ from torch import nn
 
 from fusionlab.config import Config
 from fusionlab.data import Manifest
-from fusionlab.models import FusionModel, build, load_imagenet_resnet
+from fusionlab.models import FusionModel, build, load_imagenet_weights
 
 from .context import WorkerContext
 from .device import EpochTotals, batch_to_device, to_device
 from .losses import segmentation_loss, upsample
 from .metrics import ConfusionMatrix, scores
-from .optim import build_optimizer, set_epoch_lr
+from .optim import before_step, build_optimizer, set_epoch_lr
 from .steps import Draw, Evaluation, autocast, encoder_lr, freeze_batchnorm, metric_safe, unwrap
 
 
@@ -23,7 +23,7 @@ def build_model(config: Config, manifest: Manifest) -> FusionModel:
     model = build(config.model.name, backbone=config.model.backbone, num_classes=manifest.label.num_classes,
                   modalities=config.data.modalities, **config.model.build_kwargs(len(config.data.modalities)))
     if config.model.pretrained:
-        load_imagenet_resnet(model, config.model.pretrained, config.model.pretrained_version, config.model.backbone)
+        load_imagenet_weights(model, config.model.pretrained, config.model.pretrained_version, config.model.backbone)
     return model
 
 
@@ -44,6 +44,7 @@ def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: Worke
         loss, _ = segmentation_loss(output, label, core, ignore_index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        before_step(optimizer, config.train)
         optimizer.step()
         core.after_optimizer_step(encoder_lr(optimizer))  # e.g. CEN's proximal L1 step, at the encoder's rate
         totals.add(loss)

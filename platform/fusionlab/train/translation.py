@@ -29,6 +29,7 @@ from fusionlab.models.discriminator import branch_pairs, conditional_input
 
 from .context import Batch, WorkerContext
 from .device import EpochTotals, batch_to_device, image_to_device
+from .optim import before_step
 from .steps import freeze_batchnorm, metric_safe, unwrap
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
@@ -144,6 +145,7 @@ def train_epoch(generator: nn.Module, discriminator: nn.Module, batches: Iterabl
         loss = gan.gan_weight * gan_losses.sum() + gan.l1_weight * l1_losses.sum() + core.regularization_loss()
         optimizer_g.zero_grad(set_to_none=True)
         loss.backward()
+        before_step(optimizer_g, config.train)
         optimizer_g.step()
         after_generator_step()
         totals.add(loss, l1_losses[-1], l1_losses[:-1].double().mean(), gan_losses.double().mean(), d_loss)
