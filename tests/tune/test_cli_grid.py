@@ -35,3 +35,22 @@ def test_cityscapes_dry_run_shows_deeplab_on_xception_the_published_rows_and_the
     row = next(line for line in out.splitlines() if "AsymFusion" in line and "82.1" in line)
     hours, gib = (float(cell) for cell in row.split("│")[-3:-1])
     assert hours > 0 and gib > 0
+
+
+def test_nyudv2_tokenfusion_dry_run_shows_the_published_rows_on_mit_and_their_cost(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    path = EXPERIMENTS / "nyudv2_tokenfusion.yaml"
+    assert main(["grid", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    runs = load_grid(path).cells_expanded()
+    for run in runs:
+        assert run.label in out
+    for figure in ("53.3", "54.2", "78.7", "67.5", "54.8"):
+        assert figure in out, figure
+    assert "GPU-h is an ESTIMATE" in out and "recipe: reference (every run)" in out
+    hours = {}
+    for backbone in ("MiT-B1", "MiT-B2", "MiT-B3"):
+        row = next(line for line in out.splitlines() if f"TokenFusion, {backbone}" in line)
+        hours[backbone], gib = (float(cell) for cell in row.split("│")[-3:-1])
+        assert gib > 0
+    assert 0 < hours["MiT-B1"] < hours["MiT-B2"] < hours["MiT-B3"]  # a deeper, wider MiT costs more

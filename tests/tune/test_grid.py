@@ -9,6 +9,7 @@ import yaml
 from rich.console import Console
 
 from fusionlab.config import parse_config
+from fusionlab.models.params import TokenFusionParams
 from fusionlab.tune.grid import GridError, estimate, is_grid_file, load_grid, prepare_run, print_dry_run, slugify
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,25 @@ def test_every_experiment_file_validates(path):
 def test_the_issue_files_exist():
     names = {path.name for path in experiment_files()}
     assert {"synthetic_grid.yaml", "nyudv2_refinenet.yaml", "sunrgbd_cen.yaml", "cityscapes_asymfusion.yaml",
-            "taskonomy_translation.yaml", "nyudv2_cen_search.yaml", "synthetic_cen.yaml"} <= names
+            "taskonomy_translation.yaml", "nyudv2_cen_search.yaml", "synthetic_cen.yaml",
+            "nyudv2_tokenfusion.yaml"} <= names
+
+
+def test_nyudv2_tokenfusion_trains_the_reference_recipe_on_mit():
+    runs = load_grid(EXPERIMENTS / "nyudv2_tokenfusion.yaml").cells_expanded()
+    assert [(run.config.model.name, run.config.model.backbone) for run in runs] == [
+        ("tokenfusion", "mit_b1"), ("tokenfusion", "mit_b2"), ("tokenfusion", "mit_b3"), ("unimodal", "mit_b2")]
+    for run in runs:
+        train = run.config.train
+        assert run.config.recipe == "reference"
+        assert (train.optimizer, train.lr_schedule.type, train.weight_decay, train.norm_weight_decay) == (
+            "adamw", "poly_warmup", 0.01, 0.0)
+        assert train.lr_decoder == pytest.approx([10 * lr for lr in train.lr_encoder])
+        assert run.config.model.pretrained == f"weights/{run.config.model.backbone}.pth"
+    default = TokenFusionParams().lambda_
+    # the README's MiT-B3 command trains with --lamda 1e-6; the others keep TokenFusion's default (config.py's LAMDA)
+    assert [run.config.model.params["lambda"] for run in runs[:3]] == [default, default, 1e-6]
+    assert {run.config.model.params["ensemble"] for run in runs[:3]} == {"fixed"}  # alpha never trained
 
 
 def test_nyudv2_refinenet_is_the_papers_table_and_its_ablations():
