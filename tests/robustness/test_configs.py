@@ -68,7 +68,7 @@ SEARCH_CASES = {
     "float-range-on-epochs": ({"train.epochs": {"type": "uniform", "low": 1, "high": 3}},
                               ["search.space.train.epochs", "low 1.0", "valid integer"]),
     "choice-not-an-optimizer": ({"train.optimizer": {"type": "choice", "values": ["adam", "lion"]}},
-                                ["search.space.train.optimizer", "'lion'", "'sgd' or 'adam'"]),
+                                ["search.space.train.optimizer", "'lion'", "'sgd', 'adam' or 'adamw'"]),
 }
 # Checked when the sweep starts, against the dataset's 8 train rows (the message names the key, not the file).
 SEARCH_BATCH = ({"train.batch_size": {"type": "int", "low": 2, "high": 16}},
