@@ -166,3 +166,28 @@ def test_caption_says_which_recipe_and_selection_produced_each_row(tmp_path):
     assert "the best epoch on the val split, test scored once with it (CEN)" in text
     csv = frame(report)
     assert list(csv["recipe"]) == ["reference", "fusionlab"] and list(csv["selection"]) == ["best_test", "best_val"]
+
+
+def test_each_backbones_fusion_rows_are_measured_against_its_own_unimodal_row():
+    """A grid with two networks (the synthetic grid's ResNet and Mix Transformer rows): a fusion row's gap is to the
+    best unimodal row on its backbone, and a backbone with no unimodal row shows none."""
+    from fusionlab.tracking.report_rows import Report, Row, RunScores
+    from fusionlab.tracking.report_table import caption
+
+    def row(label, model, backbone, miou):
+        run = RunScores(label, label, label, model, {}, {}, {"miou": miou}, 0)
+        return Row(label, model, "rgb,depth", backbone, [run], None, None)
+
+    rows = [row("RGB (CNN)", "unimodal", "resnet_mini", 0.50), row("Depth (CNN)", "unimodal", "resnet_mini", 0.30),
+            row("CEN", "cen", "resnet_mini", 0.55), row("RGB (MiT)", "unimodal", "mit_mini", 0.40),
+            row("TokenFusion", "tokenfusion", "mit_mini", 0.45), row("CEN (R101)", "cen", "resnet101", 0.60)]
+    report = Report("two-networks", "test", rows, 0)
+    columns = table_columns(report)
+    table = {cells[0]: dict(zip(columns, cells, strict=True)) for cells in table_rows(report)}
+    gaps = {label: cells["mIoU vs best unimodal"] for label, cells in table.items()}
+    assert gaps == {"RGB (CNN)": "-", "Depth (CNN)": "-20.0", "CEN": "+5.0", "RGB (MiT)": "-", "TokenFusion": "+5.0",
+                    "CEN (R101)": "-"}
+    csv_gaps = frame(report).set_index("method")["miou_vs_best_unimodal"]
+    assert csv_gaps.isna().to_dict() == {label: gap == "-" for label, gap in gaps.items()}
+    assert csv_gaps.dropna().to_dict() == pytest.approx({"Depth (CNN)": -20.0, "CEN": 5.0, "TokenFusion": 5.0})
+    assert "same backbone (resnet_mini: RGB (CNN) (50.0); mit_mini: RGB (MiT) (40.0))" in caption(report)

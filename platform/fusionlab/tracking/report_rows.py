@@ -166,10 +166,26 @@ class Report:
         """Whether the table shows published figures and ours − paper (never beside incomparable figures)."""
         return self.comparable and any(row.paper for row in self.rows)
 
-    def best_unimodal(self) -> Row | None:
+    def best_unimodal(self, backbone: str | None = None) -> Row | None:
+        """The best unimodal row (on ``backbone`` only, when given)."""
         rank = self.task.rank
-        unimodal = [(row.mean(rank), row) for row in self.rows if row.unimodal and row.mean(rank) is not None]
+        unimodal = [(row.mean(rank), row) for row in self.rows if row.unimodal and row.mean(rank) is not None
+                    and backbone in (None, row.backbone)]
         return self.task.best(unimodal) if unimodal else None
+
+    def unimodal_baselines(self) -> dict[str, Row]:
+        """Each backbone's best unimodal row: what its fusion rows are measured against (a fusion model is compared
+        with one modality on its own backbone, not with another network's)."""
+        found = {row.backbone: self.best_unimodal(row.backbone) for row in self.rows}
+        return {backbone: row for backbone, row in found.items() if row is not None}
+
+    def baseline_gap(self, row: Row) -> float | None:
+        """``row``'s ranking metric minus its backbone's best unimodal row's (None for that row itself)."""
+        baseline = self.unimodal_baselines().get(row.backbone)
+        ranked = row.mean(self.task.rank)
+        if baseline is None or baseline is row or ranked is None:
+            return None
+        return ranked - baseline.mean(self.task.rank)
 
     def varied_keys(self) -> list[str]:
         return [key for key in CEN_PARAMETERS if any(key in row.varied for row in self.rows)]

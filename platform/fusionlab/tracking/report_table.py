@@ -51,7 +51,7 @@ def table_columns(report: Report, compact: bool = False) -> list[str]:
         columns.append(task.short_headers[metric] if compact else f"{task.headers[metric]}{task.unit}")
         if report.has_paper and metric in task.paper:
             columns += ["paper", "Δ"] if compact else [f"paper {task.headers[metric]}", f"Δ {task.headers[metric]}"]
-    if report.best_unimodal() is not None:
+    if report.unimodal_baselines():
         columns.append("vs best uni" if compact else f"{task.headers[task.rank]} vs best unimodal")
     columns.append("params (M)" if compact else "#Params (M)")
     if any(row.flops for row in report.rows):
@@ -63,7 +63,7 @@ def table_columns(report: Report, compact: bool = False) -> list[str]:
 
 def table_rows(report: Report, compact: bool = False) -> list[list[str]]:
     task = report.task
-    best_single = report.best_unimodal()
+    baselines = report.unimodal_baselines()
     seeds = any(len(row.runs) > 1 for row in report.rows)
     out = []
     for row in report.rows:
@@ -78,10 +78,9 @@ def table_rows(report: Report, compact: bool = False) -> list[list[str]]:
                 cells.append(_fmt(published, digits=digits))
                 cells.append(_signed(ours - published, digits) if ours is not None and published is not None
                              else "-")
-        if best_single is not None:
-            ranked = row.mean(task.rank)
-            cells.append("-" if row is best_single or ranked is None
-                         else _signed(ranked - best_single.mean(task.rank), task.decimals.get(task.rank, 1)))
+        if baselines:
+            gap = report.baseline_gap(row)
+            cells.append("-" if gap is None else _signed(gap, task.decimals.get(task.rank, 1)))
         cells.append(f"{row.parameters / 1e6:.2f}" if row.parameters else "-")
         if any(other.flops for other in report.rows):
             cells.append(f"{row.flops / 1e9:.3g}" if row.flops else "-")
@@ -109,12 +108,16 @@ def caption(report: Report) -> str:
     task = report.task
     lines = [f"{report.experiment}: {task.scores.format(split=report.split, protocol=report.protocol)}"
              f"; mean ± std over seeds where a cell has several."]
-    best_single = report.best_unimodal()
-    if best_single is not None:
+    baselines = report.unimodal_baselines()
+    if baselines:
         header = task.headers[task.rank]
         digits = task.decimals.get(task.rank, 1)
-        line = (f"'{header} vs best unimodal': difference to {best_single.label} "
-                f"({best_single.mean(task.rank):.{digits}f}), in points.")
+        named = {backbone: f"{row.label} ({row.mean(task.rank):.{digits}f})" for backbone, row in baselines.items()}
+        if len(named) == 1:
+            line = f"'{header} vs best unimodal': difference to {next(iter(named.values()))}, in points."
+        else:
+            line = (f"'{header} vs best unimodal': difference to the best unimodal row on the same backbone ("
+                    + "; ".join(f"{backbone}: {label}" for backbone, label in named.items()) + "), in points.")
         if task.lower_is_better:
             line += f" {header}: lower is better, so a negative Δ is an improvement over the best unimodal row."
         lines.append(line)
@@ -229,7 +232,7 @@ def frame(report: Report) -> pd.DataFrame:
     """One line per row with unrounded numbers, as shown (segmentation: fractions as percent), for the CSV."""
     task = report.task
     records = []
-    best_single = report.best_unimodal()
+    baselines = report.unimodal_baselines()
     for row in report.rows:
         record: dict[str, Any] = {"method": row.label, "model": row.method, "modalities": row.modalities,
                                   "backbone": row.backbone, "split": report.split, "seeds": len(row.runs),
@@ -247,9 +250,8 @@ def frame(report: Report) -> pd.DataFrame:
                 record[f"paper_{metric}"] = published
                 record[f"diff_{metric}"] = (ours - published if report.comparable and ours is not None
                                             and published is not None else None)  # none beside incomparable FIDs
-        if best_single is not None:
-            ranked = row.mean(task.rank)
-            record[f"{task.rank}_vs_best_unimodal"] = None if ranked is None else ranked - best_single.mean(task.rank)
+        if baselines:
+            record[f"{task.rank}_vs_best_unimodal"] = report.baseline_gap(row)
         record["paper_source"] = (row.paper or {}).get("source")
         if task is TRANSLATION:
             record["fid_features"] = " ".join(sorted({run.tags.get(FID_FEATURES_TAG, "?") for run in row.runs}))
