@@ -128,13 +128,18 @@ def test_nyudv2_refinenet_is_the_papers_table_and_its_ablations():
         assert config.tracking.run_name == f"{slugify(run.label)}-seed0"
 
 
-def test_synthetic_grid_covers_every_model_on_the_cpu_backbone():
+def test_synthetic_grid_covers_every_model_on_the_cpu_backbones():
     runs = load_grid(SYNTHETIC).cells_expanded()
-    assert {run.config.model.name for run in runs} == ALL_MODELS
-    assert {run.config.model.params.get("modality") for run in runs if run.config.model.name == "unimodal"} == {
-        "rgb", "depth"}
+    by_backbone = {}
     for run in runs:
-        assert run.config.model.backbone == "resnet_mini" and run.config.train.optimizer == "adam"
+        by_backbone.setdefault(run.config.model.backbone, set()).add(
+            (run.config.model.name, run.config.model.params.get("modality")))
+    assert {name for name, _ in by_backbone["resnet_mini"]} == ALL_MODELS
+    assert {modality for name, modality in by_backbone["resnet_mini"] if name == "unimodal"} == {"rgb", "depth"}
+    assert by_backbone["mit_mini"] == {("tokenfusion", None), ("unimodal", "rgb")}  # the transformer pair
+    assert set(by_backbone) == {"resnet_mini", "mit_mini"}
+    for run in runs:
+        assert run.config.train.optimizer == "adam"
         assert run.config.resources.num_workers == 1 and run.config.data.synthesize is not None
         assert run.paper is None
 
@@ -367,7 +372,8 @@ def test_dry_run_lists_every_cell_with_the_papers_figures_and_totals():
 
 def test_dry_run_of_the_synthetic_grid_has_no_paper_figures():
     text = dry_run_text(load_grid(SYNTHETIC))
-    assert "total: 7 runs" in text and "CPU-h" in text and "AsymFusion" in text
+    assert f"total: {len(load_grid(SYNTHETIC).cells_expanded())} runs" in text
+    assert "CPU-h" in text and "AsymFusion" in text and "TokenFusion" in text
 
 
 def test_wall_hours_schedules_the_runs_onto_the_devices(tmp_path):
