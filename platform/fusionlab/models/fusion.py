@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .mit import MiTEncoder
 from .resnet import ResNetEncoder
 from .xception import XceptionEncoder
 
@@ -80,7 +81,8 @@ class FusionModel(nn.Module):
         """One name per entry of ``FusionOutput.branches``."""
         return list(self.modalities)
 
-    def encoders(self) -> list[tuple[str, ResNetEncoder | XceptionEncoder]]:
-        """The ResNet and Xception encoders with their module prefix, for loading ImageNet weights."""
+    def encoders(self) -> list[tuple[str, ResNetEncoder | XceptionEncoder | MiTEncoder]]:
+        """The ResNet, Xception and Mix Transformer encoders with their module prefix, for loading ImageNet
+        weights."""
         return [(name, module) for name, module in self.named_modules()
-                if isinstance(module, ResNetEncoder | XceptionEncoder)]
+                if isinstance(module, ResNetEncoder | XceptionEncoder | MiTEncoder)]

@@ -97,30 +97,30 @@ def load_imagenet_weights(model: FusionModel, source: str | os.PathLike | Mappin
     releases are torchvision's ResNet files, so a Mix Transformer's file skips that check whatever ``version`` says
     (the reference recipe's ``imagenet1k_v1`` included) and is only identified. What was found is kept as
     ``model.pretrained_file`` for the run's record."""
-    from .pretrained_mit import mit_encoders, mit_state_from_segformer
+    from .mit import MiTEncoder
+    from .pretrained_mit import mit_state_from_segformer
     from .pretrained_release import ANY, PretrainedReleaseError, check_pretrained_release, identify_pretrained
 
-    cnn_encoders, transformers = model.encoders(), mit_encoders(model)
-    if not cnn_encoders and not transformers:
+    encoders = [encoder for _, encoder in model.encoders()]
+    if not encoders:
         raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet, Xception or Mix Transformer encoder to "
                                      f"load weights into")
+    released = any(not isinstance(encoder, MiTEncoder) for encoder in encoders)  # the releases are ResNet files
     if isinstance(source, Mapping):
-        if cnn_encoders and version != ANY:
+        if released and version != ANY:
             raise PretrainedReleaseError(f"an in-memory state dict has no file to check against pretrained "
                                          f"version {version}; pass the file, or version 'any'")
         origin, weights, found = "state dict", dict(source), None
     else:
-        found = check_pretrained_release(source, version, arch) if cnn_encoders else identify_pretrained(source)
+        found = check_pretrained_release(source, version, arch) if released else identify_pretrained(source)
         origin, weights = str(source), read_state_dict(source)
     loads = []
-    for _, encoder in cnn_encoders:
+    for encoder in encoders:
         target = encoder.state_dict()
-        state = encoder_state_from_torchvision(weights, target, origin)
-        loads.append((encoder, {**target, **state}))  # the target's own: only optional counters
-    for _, encoder in transformers:
-        target = encoder.state_dict()
-        state = mit_state_from_segformer(weights, target, origin)
-        loads.append((encoder, {**target, **state}))  # the target's own: what is not the MiT (score predictors)
+        mapped = (mit_state_from_segformer if isinstance(encoder, MiTEncoder)
+                  else encoder_state_from_torchvision)(weights, target, origin)
+        # the target's own: a CNN's optional counters, what is not the MiT itself (TokenFusion's score predictors)
+        loads.append((encoder, {**target, **mapped}))
     for encoder, state in loads:
         encoder.load_state_dict(state, strict=True)
     if found is not None:

@@ -23,7 +23,6 @@ import re
 from collections.abc import Mapping
 
 import torch
-from torch import nn
 
 from .mit import MiTEncoder, MiTSpec
 from .pretrained import PretrainedWeightsError, _preview
@@ -48,11 +47,6 @@ def _file_name(key: str) -> tuple[str, int | None]:
     name = key.replace(_REFERENCE_WRAPPER, ".")
     match = _REFERENCE_NORM.search(name)
     return _REFERENCE_NORM.sub(".", name), None if match is None else int(match.group(1))
-
-
-def mit_encoders(model: nn.Module) -> list[tuple[str, MiTEncoder]]:
-    """The Mix Transformer encoders of ``model`` with their module prefix."""
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, MiTEncoder)]
 
 
 def mit_state_from_segformer(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],

@@ -179,9 +179,10 @@ class Report:
         found = {row.backbone: self.best_unimodal(row.backbone) for row in self.rows}
         return {backbone: row for backbone, row in found.items() if row is not None}
 
-    def baseline_gap(self, row: Row) -> float | None:
-        """``row``'s ranking metric minus its backbone's best unimodal row's (None for that row itself)."""
-        baseline = self.unimodal_baselines().get(row.backbone)
+    def baseline_gap(self, row: Row, baselines: dict[str, Row]) -> float | None:
+        """``row``'s ranking metric minus its backbone's best unimodal row's (``baselines``, from
+        ``unimodal_baselines``; None for that row itself)."""
+        baseline = baselines.get(row.backbone)
         ranked = row.mean(self.task.rank)
         if baseline is None or baseline is row or ranked is None:
             return None

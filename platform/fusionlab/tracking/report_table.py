@@ -79,7 +79,7 @@ def table_rows(report: Report, compact: bool = False) -> list[list[str]]:
                 cells.append(_signed(ours - published, digits) if ours is not None and published is not None
                              else "-")
         if baselines:
-            gap = report.baseline_gap(row)
+            gap = report.baseline_gap(row, baselines)
             cells.append("-" if gap is None else _signed(gap, task.decimals.get(task.rank, 1)))
         cells.append(f"{row.parameters / 1e6:.2f}" if row.parameters else "-")
         if any(other.flops for other in report.rows):
@@ -251,7 +251,7 @@ def frame(report: Report) -> pd.DataFrame:
                 record[f"diff_{metric}"] = (ours - published if report.comparable and ours is not None
                                             and published is not None else None)  # none beside incomparable FIDs
         if baselines:
-            record[f"{task.rank}_vs_best_unimodal"] = report.baseline_gap(row)
+            record[f"{task.rank}_vs_best_unimodal"] = report.baseline_gap(row, baselines)
         record["paper_source"] = (row.paper or {}).get("source")
         if task is TRANSLATION:
             record["fid_features"] = " ".join(sorted({run.tags.get(FID_FEATURES_TAG, "?") for run in row.runs}))

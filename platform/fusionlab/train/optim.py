@@ -92,11 +92,9 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: i
 
 
 def before_step(optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
-    """Call right before every ``optimizer.step()``: the per-step part of the schedule (a no-op for ``stages``)."""
-    if config.lr_schedule.type == "stages":
-        return
+    """Call right before every ``optimizer.step()``: the per-step part of the schedule (``stages`` keeps the rate)."""
     for group in optimizer.param_groups:
-        group["lr"] = group["stage_lr"] * poly_warmup_factor(config.lr_schedule, group["stage_step"])
+        group["lr"] = group["stage_lr"] * _factor(config.lr_schedule, group["stage_step"])
         group["stage_step"] += 1
 
 
