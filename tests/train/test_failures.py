@@ -10,6 +10,8 @@ from ray.train.v2.api.exceptions import WorkerGroupError
 from fusionlab.config import ConfigError
 from fusionlab.data import DatasetError
 from fusionlab.errors import TrainingDiverged
+from fusionlab.models.pretrained import PretrainedWeightsError
+from fusionlab.models.pretrained_release import PretrainedReleaseError
 from fusionlab.train.failures import deterministic_cause, install_failure_policy
 
 
@@ -23,6 +25,10 @@ def test_the_users_error_is_found_through_rays_wrappers():
     assert deterministic_cause(worker_group_error(from_ray_data)) is bad_label
     diverged = TrainingDiverged("training loss was not finite")
     assert deterministic_cause(worker_group_error(diverged)) is diverged
+    missing = PretrainedWeightsError("pretrained weights file not found: weights/mini.pth")
+    assert deterministic_cause(worker_group_error(missing)) is missing  # a missing file stays missing
+    other_release = PretrainedReleaseError("model.pretrained ... is torchvision resnet101 imagenet1k_v2")
+    assert deterministic_cause(worker_group_error(other_release)) is other_release
     assert deterministic_cause(ConfigError("x")) is not None
 
 
@@ -35,4 +41,6 @@ def test_the_installed_policy_raises_user_errors_and_retries_the_rest():
     assert install_failure_policy()
     policy = data_parallel_trainer.create_failure_policy(ray.train.FailureConfig(max_failures=3))
     assert policy.make_decision(worker_group_error(DatasetError("bad label"))) == FailureDecision.RAISE
+    missing = PretrainedWeightsError("pretrained weights file not found: weights/mini.pth")
+    assert policy.make_decision(worker_group_error(missing)) == FailureDecision.RAISE  # not restarted 3 times
     assert policy.make_decision(worker_group_error(ray.exceptions.ActorDiedError())) == FailureDecision.RETRY

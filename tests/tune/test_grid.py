@@ -81,7 +81,8 @@ def test_the_issue_files_exist():
             "nyudv2_tokenfusion.yaml"} <= names
 
 
-def test_nyudv2_tokenfusion_trains_the_reference_recipe_on_mit():
+def test_nyudv2_tokenfusion_trains_the_reference_recipe_on_mit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the weights are in neither place: the paths are the current directory's
     runs = load_grid(EXPERIMENTS / "nyudv2_tokenfusion.yaml").cells_expanded()
     assert [(run.config.model.name, run.config.model.backbone) for run in runs] == [
         ("tokenfusion", "mit_b1"), ("tokenfusion", "mit_b2"), ("tokenfusion", "mit_b3"), ("unimodal", "mit_b2")]
@@ -91,14 +92,15 @@ def test_nyudv2_tokenfusion_trains_the_reference_recipe_on_mit():
         assert (train.optimizer, train.lr_schedule.type, train.weight_decay, train.norm_weight_decay) == (
             "adamw", "poly_warmup", 0.01, 0.0)
         assert train.lr_decoder == pytest.approx([10 * lr for lr in train.lr_encoder])
-        assert run.config.model.pretrained == f"weights/{run.config.model.backbone}.pth"
+        assert run.config.model.pretrained == str(tmp_path.resolve() / "weights" / f"{run.config.model.backbone}.pth")
     default = TokenFusionParams().lambda_
     # the README's MiT-B3 command trains with --lamda 1e-6; the others keep TokenFusion's default (config.py's LAMDA)
     assert [run.config.model.params["lambda"] for run in runs[:3]] == [default, default, 1e-6]
     assert {run.config.model.params["ensemble"] for run in runs[:3]} == {"fixed"}  # alpha never trained
 
 
-def test_nyudv2_refinenet_is_the_papers_table_and_its_ablations():
+def test_nyudv2_refinenet_is_the_papers_table_and_its_ablations(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     runs = load_grid(NYUDV2).cells_expanded()
     assert len(runs) == 14 + len(ABLATIONS)
     cells = {(run.config.model.name, run.config.model.params.get("modality"), run.config.model.backbone): run
@@ -116,7 +118,8 @@ def test_nyudv2_refinenet_is_the_papers_table_and_its_ablations():
         config = run.config
         depth = config.model.backbone.removeprefix("resnet")
         assert config.train.epochs == {"101": 300, "152": 450}[depth]
-        assert config.model.pretrained == f"weights/resnet{depth}-imagenet.pth"
+        assert config.model.pretrained == str(tmp_path.resolve() / "weights" / f"resnet{depth}-imagenet.pth")
+        assert config.data.path == str(tmp_path.resolve() / "data" / "nyudv2")
         assert config.train.freeze_bn and config.train.optimizer == "sgd" and config.train.batch_size == 6
         assert config.train.lr_encoder == [5e-4, 2.5e-4, 1e-4] and config.train.lr_decoder == [3e-3, 1.5e-3, 7e-4]
         assert config.data.crop == (500, 500)
@@ -197,6 +200,23 @@ def test_overrides_apply_to_every_cell(tmp_path):
     # a parameter only CEN has is refused for the unimodal cell, naming it
     with pytest.raises(GridError, match=r"cell 'RGB only': model\.params\.threshold: unknown key"):
         load_grid(write_grid(tmp_path, small_grid()), ["model.params.threshold=0.1"])
+
+
+def test_every_path_a_cell_names_is_absolute_overrides_included(tmp_path, monkeypatch):
+    grids = tmp_path / "grids"
+    (grids / "weights").mkdir(parents=True)
+    (grids / "weights" / "mini.pth").write_bytes(b"")  # beside the grid file, not in the current directory
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    tree = small_grid()
+    tree["cells"][0]["set"]["model.pretrained"] = "weights/mini.pth"
+    path = write_grid(grids, tree)
+    runs = load_grid(path).cells_expanded()
+    assert runs[0].config.model.pretrained == str(grids.resolve() / "weights" / "mini.pth")
+    assert runs[0].config.data.path == str(tmp_path.resolve() / "cwd" / "nowhere" / "tiny")
+    overridden = load_grid(path, ["model.pretrained=other.pth", "train.fid.weights=~/fid.pth"]).cells_expanded()
+    assert {run.config.model.pretrained for run in overridden} == {str(tmp_path.resolve() / "cwd" / "other.pth")}
+    assert {run.config.train.fid.weights for run in overridden} == {str(Path("~/fid.pth").expanduser())}
 
 
 def test_set_merges_mappings_and_yaml_merge_keys_work(tmp_path):

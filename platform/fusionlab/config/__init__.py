@@ -1,7 +1,8 @@
 """The one experiment config: a pure, typed schema (``schema.py`` and its sections) validated at load, shared by the
 CLI, YAML files and Tune; ``prepare`` is the one step that reads the dataset (and synthesises it where asked)."""
 
-from .files import absolute_data_path, load_config, parse_config, validate_config
+from .files import load_config, parse_config, validate_config
+from .paths import PATH_KEYS, absolute_paths, check_named_files, missing_files
 from .prepare import check_batch_fits, check_task, prepare, synthesize
 from .schema import Config
 from .search import ParameterSpace, SchedulerConfig, SearchConfig
@@ -30,7 +31,8 @@ from .tree import (
 __all__ = [
     "Config", "ConfigError", "DataConfig", "FidConfig", "GanConfig", "LrScheduleConfig", "ModelConfig",
     "ParameterSpace", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "Section", "SynthesizeConfig",
-    "TrackingConfig", "TrainConfig", "absolute_data_path", "apply_overrides", "check_batch_fits", "check_task",
-    "describe_validation_error", "flatten", "get_dotted", "load_config", "parse_config", "prepare", "set_dotted",
-    "synthesize", "validate_config", "validation_error_lines",
+    "PATH_KEYS", "TrackingConfig", "TrainConfig", "absolute_paths", "apply_overrides", "check_batch_fits",
+    "check_named_files", "check_task", "describe_validation_error", "flatten", "get_dotted", "load_config",
+    "missing_files", "parse_config", "prepare", "set_dotted", "synthesize", "validate_config",
+    "validation_error_lines",
 ]

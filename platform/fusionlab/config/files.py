@@ -1,4 +1,5 @@
-"""Configs from YAML files and trees: read, overridden with ``--set``, validated, then prepared (``prepare.py``)."""
+"""Configs from YAML files and trees: read, overridden with ``--set``, their paths made absolute (``paths.py``),
+validated, then prepared (``prepare.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .paths import absolute_paths
 from .prepare import prepare
 from .schema import Config
 from .tree import ConfigError, apply_overrides, describe_validation_error
@@ -41,21 +43,6 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML ({error})") from None
     tree = apply_overrides(tree, overrides or [])
-    tree = absolute_data_path(tree, path.parent)
+    tree = absolute_paths(tree, path.parent)
     return parse_config(tree, origin=str(path))
-
-
-def absolute_data_path(tree: dict[str, Any], config_dir: Path) -> dict[str, Any]:
-    """Workers run elsewhere: a relative ``data.path`` becomes absolute (the current directory first, then the
-    config file's directory if the dataset is there)."""
-    data = tree.get("data") if isinstance(tree, dict) else None
-    if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "://" in data["path"]:
-        return tree
-    relative = Path(data["path"]).expanduser()
-    if relative.is_absolute():
-        return tree
-    resolved = Path.cwd() / relative
-    if not resolved.exists() and (config_dir / relative).exists():
-        resolved = config_dir / relative
-    return {**tree, "data": {**data, "path": str(resolved.resolve())}}
 

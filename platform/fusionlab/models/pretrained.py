@@ -21,14 +21,17 @@ from collections.abc import Mapping
 
 import torch
 
+from fusionlab.errors import FusionlabError
+
 from .fusion import FusionModel
 
 _MODALITY_COPY = re.compile(r"\.bns\.\d+\.")
 _OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from the older torchvision checkpoints the references use
 
 
-class PretrainedWeightsError(ValueError):
-    pass
+class PretrainedWeightsError(FusionlabError):
+    """A weights file that is missing, unreadable or does not fit the encoder: the user's to fix, the same on every
+    attempt, so Ray Train does not restart the worker group for it (``train/failures.py``)."""
 
 
 def _preview(keys: list[str], limit: int = 8) -> str:
@@ -128,6 +131,15 @@ def load_imagenet_weights(model: FusionModel, source: str | os.PathLike | Mappin
 
 
 load_imagenet_resnet = load_imagenet_weights  # the name before Mix Transformers loaded too
+
+
+def checks_release(backbone: str) -> bool:
+    """Whether ``load_imagenet_weights`` checks a ``backbone``'s file against ``model.pretrained_version``: the
+    releases are torchvision's ResNet files, so a Mix Transformer's is only identified (and a translation backbone
+    loads none); the driver checks the file the same way before any worker starts."""
+    from .backbones import BACKBONES, MIT_BACKBONES
+
+    return backbone in BACKBONES and backbone not in MIT_BACKBONES
 
 
 def imagenet_weight_keys(backbone: str) -> dict[str, tuple[int, ...]]:

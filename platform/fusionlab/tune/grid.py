@@ -28,7 +28,9 @@ shared per-backbone settings are written once. Each cell × seed is then validat
 cell label and the dotted key, or ``base`` when the base itself is at fault. The grid owns
 ``tracking.experiment`` (= ``grid.name``), ``tracking.run_name`` (= slug of the label + ``-seed<N>``) and
 ``train.seed`` (= each of ``grid.seeds``): setting them in ``base`` or a cell is an error. ``--set`` overrides
-(``load_grid(path, overrides)``) apply to every cell last and may change anything.
+(``load_grid(path, overrides)``) apply to every cell last and may change anything. The paths a cell then names
+(``config.paths.PATH_KEYS``: ``data.path``, ``model.pretrained``, ...) become absolute, from the current directory,
+else from the grid file's where they are there; a launch checks the files exist before any trial starts.
 
 ``paper`` holds the published figures for the cell, in percent for ``pixel_acc``/``mean_acc``/``miou`` (translation:
 ``fid``, ``kid`` × 100), with the ``source`` they were read from (required). Omit it (or ``null``) where no published
@@ -58,7 +60,7 @@ from pydantic import ValidationError
 
 from fusionlab.config import (
     Config,
-    absolute_data_path,
+    absolute_paths,
     apply_overrides,
     get_dotted,
     parse_config,
@@ -150,7 +152,7 @@ def _cell_tree(spec: GridFile, cell: CellSpec, seed: int, path: Path, overrides:
     tree = apply_set(tree, {"tracking.experiment": spec.grid.name,
                             "tracking.run_name": f"{slugify(cell.label)}-seed{seed}", "train.seed": seed})
     tree = apply_overrides(tree, overrides)
-    return absolute_data_path(tree, path.parent)
+    return absolute_paths(tree, path.parent)  # after the overrides: a --set path too
 
 
 def _validate(tree: dict[str, Any]) -> Config | list[str]:

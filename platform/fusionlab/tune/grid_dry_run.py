@@ -130,7 +130,22 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
         console.print(escape(f"  grid: {spec.source}"), highlight=False)
     for line in _protocol_lines(runs):
         console.print(escape(line), highlight=False)
+    _print_missing_files(runs, console)
     return estimates
+
+
+def _print_missing_files(runs: list[GridRun], console) -> None:
+    """A plan made on a laptop lists the files its runs name that are not here; a launch here would refuse them."""
+    from rich.markup import escape
+
+    from fusionlab.config import missing_files
+
+    missing = missing_files(*(run.config for run in runs))
+    if missing:
+        console.print("[yellow]not on this machine[/] (a launch here refuses to start until they are):",
+                      highlight=False)
+    for line in missing:
+        console.print(escape(f"  {line}"), highlight=False, soft_wrap=True)
 
 
 def _protocol_lines(runs: list[GridRun]) -> list[str]:
