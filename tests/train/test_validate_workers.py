@@ -106,34 +106,39 @@ def test_two_workers_scoring_halves_of_the_test_split_report_the_whole_splits_fi
 @pytest.mark.parametrize("selection, split", [("best_test", "test"), ("best_val", "val")])
 def test_ray_workers_evaluate_each_epoch_on_the_split_selection_reads(small_synthetic, tmp_path, monkeypatch,
                                                                       selection, split):
-    """The Ray driver hands its workers the per-epoch evaluation split as their ``val`` dataset (no Ray started)."""
+    """Each Ray worker reads its part of the per-epoch evaluation split from the shards itself
+    (``val_parts.ValBatches``, as ``RayWorkerContext`` builds it); the driver hands the workers no Ray Data dataset
+    (no Ray started)."""
     import ray.train.torch
 
-    import fusionlab.data.ray_dataset
     from fusionlab.train import driver
+    from fusionlab.train.val_parts import ValBatches
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    read = []
+    handed = []
 
     class FakeTrainer:
-        def __init__(self, *args, datasets, **kwargs):
-            read.append(datasets["val"])
+        def __init__(self, *args, **kwargs):
+            handed.append(kwargs.get("datasets"))
 
         def fit(self):
             return "fitted"
 
     monkeypatch.setattr(driver, "ensure_ray", lambda config, address: None)
-    monkeypatch.setattr(fusionlab.data.ray_dataset, "ray_split_dataset", lambda path, split, *args, **kwargs: split)
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", FakeTrainer)
     config = parse_config(config_tree(small_synthetic, train={"selection": selection},
                                       resources={"num_workers": 2, "use_gpu": False}))
     assert driver.run_ray(config, tmp_path / "runs") == "fitted"
-    assert read == [split]
+    assert handed == [None]
+    parts = [ValBatches(config, rank, 2) for rank in range(2)]
+    assert [part.dataset.split for part in parts] == [split, split]
+    assert [list(part.indices) for part in parts] == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
-def test_two_translation_workers_score_fid_and_l1_over_the_whole_split(tmp_path):
-    """Each worker generates for its share of val; the features gathered from both give the FID, KID and L1 of the
-    whole split, as one worker scoring all of it gets them."""
+@pytest.mark.parametrize("shares", [([0, 1, 2], [3, 4, 5, 6, 7]), (list(range(8)), [])], ids=["halves", "one-empty"])
+def test_two_translation_workers_score_fid_and_l1_over_the_whole_split(tmp_path, shares):
+    """Each worker generates for its share of val (one may have none: more workers than images); the features
+    gathered from both give the FID, KID and L1 of the whole split, as one worker scoring all of it gets them."""
     from fusionlab.data.synthetic_translation import write_synthetic_translation
     from fusionlab.train.translation import evaluate_translation
     from fusionlab.train.translation_task import build_generator, feature_extractor
@@ -156,7 +161,7 @@ def test_two_translation_workers_score_fid_and_l1_over_the_whole_split(tmp_path)
             extractor, gathers[rank])[0], len(shares))
 
     workers = SimulatedWorkers(2)
-    first, second = score([batches(dataset, [0, 1, 2], 2), batches(dataset, [3, 4, 5, 6, 7], 2)],
+    first, second = score([batches(dataset, share, 2) for share in shares],
                           [workers.context(rank).all_gather for rank in range(2)])
     (whole,) = score([batches(dataset, list(range(len(dataset))), 4)], [lambda tensor: tensor])
     assert first == second, "every worker reports the same figures"

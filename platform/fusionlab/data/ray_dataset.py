@@ -1,6 +1,6 @@
 """Ray Data datasets over the manifest's shards, decoded and transformed like ShardDataset.
 
-``ray_split_dataset``: a split as it is stored, unaugmented (validation). ``RayEpochs``: one training worker's rows
+``ray_split_dataset``: a split as it is stored, unaugmented. ``RayEpochs``: one training worker's rows
 of each epoch, in the order and with the augmentation draws the in-process path uses (``epoch_order``; a generator
 keyed on ``(seed, epoch, index)``), so a run is reproducible from its parameters on either path. ``EpochBatches``:
 those rows batched by a background thread that makes the next epoch's first batches before they are asked for.
@@ -63,20 +63,14 @@ class _PrepareRow:
 
 
 def ray_split_dataset(root: str | os.PathLike, split: str | Sequence[str], modalities: Sequence[str] | None = None,
-                      with_ids: bool = False, read_once: bool = False):
+                      with_ids: bool = False):
     """``ray.data.Dataset`` of model-ready rows, unaugmented: ``image`` [M, 3, H, W] and ``label`` (or
-    ``target``), plus ``sample_id`` with ``with_ids`` (strings, which ``iter_torch_batches`` cannot batch).
-
-    ``read_once`` (a split iterated every epoch): the shards are read into the object store once, still encoded, and
-    decoded on each pass; materialising the decoded rows instead would hold a split of float tensors for the whole
-    run (NYUDv2's val: 654 rows of 2×3×480×640 float32, 4.8 GB)."""
+    ``target``), plus ``sample_id`` with ``with_ids`` (strings, which ``iter_torch_batches`` cannot batch)."""
 
     reader = DatasetReader(root)
     paths = [str(path) for path in reader.shard_paths(split)]
     chosen = select_modalities(reader.manifest, modalities)
     rows = read_shards(paths, reader.manifest)
-    if read_once:
-        rows = rows.materialize()
     return rows.map(_PrepareRow(reader.manifest, chosen, with_ids))
 
 

@@ -16,7 +16,7 @@ from .device import EpochTotals, batch_to_device, to_device
 from .losses import segmentation_loss, upsample
 from .metrics import ConfusionMatrix, scores
 from .optim import before_step, build_optimizer, set_epoch_lr
-from .steps import Draw, Evaluation, autocast, encoder_lr, freeze_batchnorm, metric_safe, unwrap
+from .steps import Draw, Evaluation, autocast, encoder_lr, freeze_batchnorm, metric_safe, scoring_model, unwrap
 
 
 def build_model(config: Config, manifest: Manifest) -> FusionModel:
@@ -56,9 +56,10 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
              keep_examples: int = 0, prefix: str = "val"
              ) -> tuple[dict[str, float], torch.Tensor, list[dict[str, torch.Tensor]]]:
     """Metrics for every branch and the ensemble (``<prefix>/miou``) from confusion matrices summed over all
-    workers."""
-    core = unwrap(model)
+    workers, each worker's ``batches`` its own part of the split (of any length, none included: the forwards run on
+    ``steps.scoring_model``)."""
     model.eval()
+    core = scoring_model(model)
     names = core.branch_names()
     num_classes, ignore = manifest.label.num_classes, manifest.label.ignore_index
     matrices = [ConfusionMatrix(num_classes, ignore, ctx.device) for _ in range(len(names) + 1)]
@@ -67,7 +68,7 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
         image = batch_to_device(batch["image"].transpose(0, 1), config.train, ctx.device)
         label = batch["label"].to(ctx.device)
         with autocast(config, ctx.device):
-            output = model(image)
+            output = core(image)
         size, mode = tuple(label.shape[-2:]), config.model.eval_upsample
         predictions = [upsample(b.float(), size, mode).argmax(1) for b in output.branches]
         predictions.append(upsample(output.ensemble.float(), size, mode).argmax(1))

@@ -35,6 +35,41 @@ def unwrap(model: nn.Module) -> FusionModel:
     return model.module if hasattr(model, "module") else model
 
 
+@torch.no_grad()
+def scoring_model(model: nn.Module) -> nn.Module:
+    """The module evaluation runs its forwards on: the bare model, holding rank 0's buffers on every worker.
+
+    Workers score parts of the split that differ in length (by one image; a worker has none where there are more
+    workers than images), so they run different numbers of forwards, and a forward of DDP can be a collective:
+    with ``broadcast_buffers`` (Ray's ``prepare_model`` default) ``DistributedDataParallel._pre_forward`` broadcasts
+    rank 0's buffers (BN running statistics) whenever ``require_forward_param_sync`` is set, which a grad-enabled
+    forward sets and a no-grad one clears (torch 2.13, ``nn/parallel/distributed.py``). Evaluation mode does not
+    matter, so the first evaluation forward after training broadcasts: a worker with no batch would skip it and
+    pair rank 0's broadcast with its next collective, the confusion matrices' all-reduce. So the buffers are
+    broadcast here, once on every worker (what that first forward did: evaluation still sees rank 0's statistics,
+    which its checkpoint saves), and the forwards run on the bare module, which starts no collective. Under
+    ``train.compile`` the evaluation forwards run uncompiled."""
+    ddp = getattr(model, "_orig_mod", model)
+    if isinstance(ddp, nn.parallel.DistributedDataParallel) and ddp.broadcast_buffers:
+        broadcast_buffers(ddp.module, ddp.process_group)
+    return unwrap(model)
+
+
+def broadcast_buffers(module: nn.Module, group=None) -> None:
+    """``module``'s buffers set to the group's rank 0's, one broadcast per dtype and device."""
+    import torch.distributed as dist
+
+    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for buffer in module.buffers():
+        groups.setdefault((buffer.dtype, buffer.device), []).append(buffer)
+    source = dist.get_global_rank(group, 0) if group is not None else 0
+    for buffers in groups.values():
+        flat = torch.cat([buffer.reshape(-1) for buffer in buffers])
+        dist.broadcast(flat, source, group=group)
+        for buffer, part in zip(buffers, flat.split([buffer.numel() for buffer in buffers]), strict=True):
+            buffer.copy_(part.view_as(buffer))
+
+
 def freeze_batchnorm(model: nn.Module) -> None:
     """BN layers in eval mode (running statistics fixed) while gamma/beta still train: the references' setting."""
     for module in model.modules():

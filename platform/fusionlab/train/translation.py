@@ -30,7 +30,7 @@ from fusionlab.models.discriminator import branch_pairs, conditional_input
 from .context import Batch, WorkerContext
 from .device import EpochTotals, batch_to_device, image_to_device
 from .optim import before_step
-from .steps import freeze_batchnorm, metric_safe, unwrap
+from .steps import freeze_batchnorm, metric_safe, scoring_model, unwrap
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 
@@ -161,12 +161,13 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], fid: Fi
                          ) -> tuple[dict[str, float], list[dict[str, torch.Tensor]]]:
     """L1, FID and KID (x100) of every branch and of the ensemble (``<prefix>/fid``), over the whole split.
 
-    Features are computed where the images are and gathered to every worker, so each worker returns the same figures.
-    ``eval_dropout``: the generator's dropout stays on (the reference never calls ``eval()``); ``size``: inputs and
-    target resized to (H, W) first (``data.eval_size``).
+    Features are computed where the images are and gathered to every worker, so each worker returns the same figures;
+    a worker's ``batches`` may be none (the forwards run on ``steps.scoring_model``). ``eval_dropout``: the
+    generator's dropout stays on (the reference never calls ``eval()``); ``size``: inputs and target resized to
+    (H, W) first (``data.eval_size``).
     """
-    core = unwrap(generator)
     scoring_mode(generator, eval_dropout)
+    core = scoring_model(generator)
     target_spec = manifest.modalities[manifest.target]
     names = [*core.branch_names(), None]
     fake_features: list[list[torch.Tensor]] = [[] for _ in names]
@@ -176,7 +177,7 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], fid: Fi
     for batch in batches:
         image, target = resized(batch["image"].to(device), batch["target"].to(device), size)
         real = to_tanh_range(target, target_spec)
-        outputs = generated(generator(image.transpose(0, 1))).float().clamp(-1, 1)
+        outputs = generated(core(image.transpose(0, 1))).float().clamp(-1, 1)
         l1_sums += (outputs - real.unsqueeze(0)).abs().mean(dim=(2, 3, 4)).sum(dim=1).double().cpu()
         real_features.append(extractor.features((real + 1) / 2).double().cpu())
         for k in range(len(names)):
@@ -189,12 +190,12 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], fid: Fi
                 "outputs": ((outputs[:, i] + 1) / 2).cpu(),
                 "target": ((real[i] + 1) / 2).cpu(),
             })
-    real_all = gather(torch.cat(real_features))
+    real_all = gather(concatenated(real_features))
     count = real_all.shape[0]
     l1 = gather_sum(l1_sums, gather)
     metrics: dict[str, float] = {}
     for k, name in enumerate(names):
-        fake_all = gather(torch.cat(fake_features[k]))
+        fake_all = gather(concatenated(fake_features[k]))
         key = prefix if name is None else f"{prefix}/{metric_safe(name)}"
         metrics[f"{key}/l1"] = float(l1[k] / max(count, 1))
         if count >= 2:
@@ -203,6 +204,12 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], fid: Fi
                                                subset_size=min(fid.kid_subset_size, count))
             metrics[f"{key}/kid"] = 100.0 * kid
     return metrics, examples
+
+
+def concatenated(features: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(features)``; a worker that scored nothing gives a 1-D empty tensor, which ``torch.cat`` (the
+    gathers') passes over beside the other workers' ``[n, D]`` features."""
+    return torch.cat(features) if features else torch.zeros(0, dtype=torch.float64)
 
 
 def scoring_options(config: Config) -> dict[str, Any]:
