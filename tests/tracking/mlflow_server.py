@@ -64,14 +64,25 @@ def mlflow_server(backend_uri: str, artifacts_dir: Path, log_path: Path, startup
     (``/get-artifact``); ``artifacts_dir`` is also where proxied (``mlflow-artifacts:``) uploads would land.
     The default security middleware stays on: its default allowed hosts include ``127.0.0.1:<port>``.
     """
+    with mlflow_server_process(["--backend-store-uri", backend_uri,
+                                "--artifacts-destination", Path(artifacts_dir).resolve().as_uri()],
+                               log_path, cwd=artifacts_dir.parent, startup_s=startup_s) as (_, base_url):
+        yield base_url
+
+
+@contextlib.contextmanager
+def mlflow_server_process(store_args: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None,
+                          startup_s: float = 240) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`mlflow server STORE_ARGS` on a free port of 127.0.0.1, one worker, no job runner, ``env`` added to this
+    process's; yields the process and its base URL once /health answers, and stops it by its process group."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-               "--artifacts-destination", Path(artifacts_dir).resolve().as_uri(),
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           **(env or {})}
+    command = [sys.executable, "-m", "mlflow", "server", *store_args,
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=artifacts_dir.parent,
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                    start_new_session=True)
     try:
         deadline = time.monotonic() + startup_s
@@ -84,6 +95,6 @@ def mlflow_server(backend_uri: str, artifacts_dir: Path, log_path: Path, startup
             if time.monotonic() > deadline:
                 raise TimeoutError(f"mlflow server not healthy after {startup_s:.0f} s:\n{_log_tail(log_path)}")
             time.sleep(0.5)
-        yield base_url
+        yield process, base_url
     finally:
         _stop(process)
