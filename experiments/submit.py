@@ -9,8 +9,9 @@ cells × seeds (`fusionlab.tune.grid_runner.run_grid`, as `fusionlab grid` does)
 at once, a failed cell fails alone, and submitting the same grid again continues it (finished cells are kept).
 Defaults: --workdir from FUSIONLAB_WORKDIR (shared storage on a multi-node cluster) else fusionlab-runs;
 --tracking-uri from MLFLOW_TRACKING_URI (on the cluster YAMLs' nodes: the MLflow database every node reaches, since
-training workers log from the GPU nodes) else the workdir's sqlite store. Exits 1 if a cell failed. See README.md,
-"Scaling out", and cluster/README.md.
+training workers log from the GPU nodes; its password is never recorded) else the workdir's sqlite store; --storage
+(each cell's checkpoints) $FUSIONLAB_STORAGE/ray_results where set, else the workdir. Exits 1 if a cell failed.
+See README.md, "Scaling out", and cluster/README.md.
 """
 
 import argparse
@@ -30,12 +31,20 @@ def resolve_grid(name: str) -> Path:
     return Path(name)  # fusionlab reports it as not found
 
 
+def storage_default() -> str | None:
+    storage = os.environ.get("FUSIONLAB_STORAGE")
+    return f"{storage.rstrip('/')}/ray_results" if storage else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid", help="a grid file (experiments/*.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
     parser.add_argument("--workdir", default=os.environ.get("FUSIONLAB_WORKDIR", "fusionlab-runs"))
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
+    parser.add_argument("--storage", default=storage_default(),
+                        help="where Ray Train keeps each cell's checkpoints (resources.storage_path); default: "
+                             "$FUSIONLAB_STORAGE/ray_results where that is set (the cluster YAMLs' bucket)")
     parser.add_argument("--dry-run", action="store_true", help="the table only; needs no cluster")
     args = parser.parse_args(argv)
 
@@ -57,7 +66,8 @@ def submit(args: argparse.Namespace, console) -> int:
     from fusionlab.tune.grid import load_grid, print_dry_run
     from fusionlab.tune.grid_runner import cell_statuses, run_grid
 
-    overrides = [*args.set, *([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])]
+    overrides = [*([f"resources.storage_path={args.storage}"] if args.storage else []),
+                 *args.set, *([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])]
     grid = load_grid(resolve_grid(args.grid), overrides)
     print_dry_run(grid, console, None if grid.planned else {c.name: c.state for c in cell_statuses(grid, args.workdir)})
     if args.dry_run:

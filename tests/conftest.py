@@ -7,6 +7,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FUSIONLAB_SHARED", REPO_ROOT.parent / "shared"))
+# The production topology's fixtures (PostgreSQL, S3, an MLflow server on both): tests/production.py
+pytest_plugins = ["production"]
 
 
 def pytest_configure(config):
@@ -75,6 +77,21 @@ def _mlflow_schema_built_once(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+STORE_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "FUSIONLAB_ARTIFACT_ROOT")
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_store_from_the_environment():
+    """The CLI's store defaults to ``MLFLOW_TRACKING_URI``: each test starts without one (a developer's shell may
+    export it), and one a test sets (a password URI remembered by the config) ends with the test."""
+    saved = {name: os.environ.pop(name, None) for name in STORE_ENV}
+    yield
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

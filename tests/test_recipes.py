@@ -107,3 +107,13 @@ def test_a_search_under_the_references_selection_is_told_to_select_on_val():
 
 def test_the_resolved_lambda_is_logged_as_written():
     assert parsed(SEGMENTATION).flat()["model.params.lambda"] == 6e-4  # exactly: 3 x 2e-4, not 0.0006000000000000001
+
+
+def test_a_multi_worker_run_records_its_global_batch_and_is_no_longer_the_reference():
+    one = parsed(SEGMENTATION, recipe="reference", train={"batch_size": 6})
+    eight = parsed(SEGMENTATION, recipe="reference", train={"batch_size": 6}, resources={"num_workers": 8})
+    assert one.flat()["train.global_batch_size"] == 6 and eight.flat()["train.global_batch_size"] == 48
+    assert recipe_label(one.flat()) == "reference"
+    assert recipe_label(eight.flat()) == "custom: reference but global batch 48 (8 workers x 6)"
+    # as read back from a run's params (strings)
+    assert "global batch 48" in recipe_label({k: str(v) for k, v in eight.flat().items()})

@@ -14,7 +14,8 @@ BASE = {
     "data": {"path": None, "modalities": ["rgb", "depth"], "crop": [48, 64]},
     "model": {"backbone": "resnet_mini"},
     "train": {"epochs": 2, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
-    "resources": {"num_workers": 1},
+    # explicit, as in the paper grids: a cluster reached by address refuses "auto" (train/cluster.py)
+    "resources": {"num_workers": 1, "use_gpu": False},
 }
 UNIMODAL_RGB = {"model.name": "unimodal", "model.params.modality": "rgb", "data.modalities": ["rgb"]}
 # SGD at this rate overflows the weights in its first step: the second step's loss is not finite, so the epoch

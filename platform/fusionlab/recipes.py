@@ -120,4 +120,8 @@ def recipe_label(flat: dict[str, Any]) -> str:
     flat = with_current_keys(flat)  # runs logged before model.params: model.cen.penalty, model.rcu_residual
     differing = [f"{key}={flat.get(key)}" for key in SWITCHES
                  if key in flat and flat[key] != switch_value(key, declared, task)]
+    workers = int(flat.get("resources.num_workers", 1))
+    if workers > 1:  # the references train on one GPU: batch_size is their global batch
+        batch = int(flat.get("train.batch_size", 0))
+        differing.append(f"global batch {batch * workers} ({workers} workers x {batch})")
     return declared if not differing else f"custom: {declared} but " + ", ".join(differing)

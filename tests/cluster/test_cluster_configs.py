@@ -159,8 +159,28 @@ def node_type_problems(config: dict) -> list[str]:
 def test_node_types_match_instances_and_keep_drivers_off_spot(name):
     config = load(name)
     assert node_type_problems(config) == []
-    # The cluster runs the Ray that launches it: the image's tag is the installed Ray, for Python 3.11.
-    assert config["docker"]["image"].startswith(f"rayproject/ray:{ray.__version__}-py311-")
+    assert config["docker"]["image"].split(":")[0].endswith("/fusionlab"), "the image the Dockerfile builds"
+
+
+def dockerfile_args() -> dict[str, str]:
+    text = (CLUSTER.parent / "Dockerfile").read_text()
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+
+
+def test_the_image_runs_the_launchers_ray_and_the_makefiles_torch_with_fusionlab_installed():
+    text = (CLUSTER.parent / "Dockerfile").read_text()
+    args = dockerfile_args()
+    # The cluster runs the Ray that launches it: the base image's tag is the installed Ray, for Python 3.11.
+    assert args["RAY_VERSION"] == ray.__version__
+    assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-py311-gpu$", text, re.M)
+    makefile = (CLUSTER.parent / "Makefile").read_text()
+    assert args["TORCH_VERSION"] == re.search(r"^TORCH_VERSION \?= (\S+)$", makefile, re.M).group(1)
+    torch_at, fusionlab_at = text.index('"torch==${TORCH_VERSION}"'), text.index("pip install --no-cache-dir /opt/")
+    assert torch_at < fusionlab_at, "torch goes in first, pinned to the Makefile's version"
+    for client in ("psycopg2-binary", "boto3"):  # MLflow's PostgreSQL store, S3 artifacts
+        assert client in text
+    ignored = (CLUSTER.parent / ".dockerignore").read_text().split()
+    assert {".git", ".venv"} <= set(ignored), "the build context leaves the venv and history out"
 
 
 @pytest.mark.parametrize("name", CLOUD)
@@ -177,14 +197,20 @@ def test_node_type_check_catches_drivers_on_spot_and_wrong_gpu_counts(name):
 def test_setup_installs_pinned_torch_then_fusionlab_and_starts_mlflow_on_loopback(name):
     config = load(name)
     setup = config["setup_commands"]
-    makefile = (CLUSTER.parent / "Makefile").read_text()
-    torch_version = re.search(r"^TORCH_VERSION \?= (\S+)$", makefile, re.M).group(1)
-    torch_at = next(i for i, c in enumerate(setup) if f'"torch=={torch_version}"' in c)
-    fusionlab_at = next(i for i, c in enumerate(setup) if "git+https://" in c and "fusionlab@${FUSIONLAB_VERSION}" in c)
-    assert torch_at < fusionlab_at, "torch goes in first, pinned to the Makefile's version"
+    if name in CLOUD:  # the image has everything: a node (a spot replacement too) installs nothing at boot
+        assert not [command for command in setup if "pip install" in command], setup
+    else:  # on-prem hosts keep a venv of their own
+        makefile = (CLUSTER.parent / "Makefile").read_text()
+        torch_version = re.search(r"^TORCH_VERSION \?= (\S+)$", makefile, re.M).group(1)
+        torch_at = next(i for i, c in enumerate(setup) if f'"torch=={torch_version}"' in c)
+        fusionlab_at = next(i for i, c in enumerate(setup)
+                            if "git+https://" in c and "fusionlab@${FUSIONLAB_VERSION}" in c)
+        assert torch_at < fusionlab_at, "torch goes in first, pinned to the Makefile's version"
     env = setup[0]
-    for variable in ("FUSIONLAB_VERSION", "FUSIONLAB_STORAGE", "FUSIONLAB_MLFLOW_DB", "FUSIONLAB_WORKDIR"):
+    for variable in ("FUSIONLAB_STORAGE", "FUSIONLAB_MLFLOW_DB", "FUSIONLAB_WORKDIR"):
         assert re.search(rf"export (\S+ )*{variable}=", env), variable
+    if name in CLOUD:  # models and plots to the bucket the MLflow server serves them from
+        assert 'FUSIONLAB_ARTIFACT_ROOT="$FUSIONLAB_STORAGE/mlflow-artifacts"' in env
     # experiments/submit.py reads these two: every process logs to the database, the workdir is on shared storage.
     assert 'MLFLOW_TRACKING_URI="$FUSIONLAB_MLFLOW_DB"' in env
     workdir = re.search(r"FUSIONLAB_WORKDIR=(\S+?)[ ']", env).group(1)

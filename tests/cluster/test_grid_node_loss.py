@@ -71,7 +71,8 @@ def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monke
     cells = [("RGB", UNIMODAL_RGB), ("CEN", {"model.name": "cen"})]
     grid = load_grid(write_grid(tmp_path / "grid.yaml", "cluster-grid", data, cells, base={
         "train": {"epochs": EPOCHS, "batch_size": 4, "optimizer": "adam", "lr_encoder": 1e-3, "lr_decoder": 1e-3},
-        "resources": {"num_workers": 1, "cpus_per_worker": 1, "worker_resources": {"slot": 1}}}))
+        "resources": {"num_workers": 1, "cpus_per_worker": 1, "worker_resources": {"slot": 1},
+                      "use_gpu": False}}))
     workdir = tmp_path / "runs"
 
     temp_dir = tempfile.mkdtemp(prefix="rg-", dir="/tmp")  # Ray's socket paths have a length limit

@@ -1,6 +1,7 @@
 """Training reads only what the manifest vouches for: shards verified before the first epoch, shard paths confined to
 the dataset directory, labels checked against the classes as they are decoded."""
 
+import json
 import os
 import shutil
 import sys
@@ -14,7 +15,7 @@ from fusionlab.data import DatasetError, DatasetReader, Manifest, decode_row
 from fusionlab.data import verify as verify_module
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.data.torch_dataset import ShardDataset
-from fusionlab.data.verify import VERIFIED_TAG, verify_for_training
+from fusionlab.data.verify import VERIFIED_TAG, trust_verification, verification_record, verify_for_training
 from fusionlab.tracking import default_tracking_uri
 from fusionlab.train.driver import run_local
 
@@ -98,6 +99,23 @@ def test_verification_is_reused_only_while_the_files_are_unchanged(data, monkeyp
     flip_bytes(first_shard(data, "val"))
     with pytest.raises(DatasetError, match="val-00000.parquet: checksum mismatch"):
         verify_for_training(data)
+
+
+def test_a_trial_trusts_its_launchs_verification_while_the_files_are_unchanged(data, monkeypatch):
+    """A grid's cells are trials in fresh processes, maybe on other nodes: they take the launch's record instead of
+    hashing the dataset again per cell (NYUDv2 is ~1.5 GB over NFS), and hash it themselves once it changed."""
+    record = verification_record(data)
+    assert json.loads(json.dumps(record)) == record, "it travels to the trials as a Tune parameter"
+    monkeypatch.setattr(verify_module, "_verified", {})  # a trial's fresh process
+    hashed = []
+    real = verify_module.DatasetReader.verify
+    monkeypatch.setattr(verify_module.DatasetReader, "verify", lambda self, **kw: hashed.append(1) or real(self, **kw))
+    trust_verification(record)
+    assert verify_for_training(data).endswith("(at the launch, before this trial)") and hashed == []
+    flip_bytes(first_shard(data, "val"))  # the files changed after the launch
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        verify_for_training(data)
+    assert hashed == [1]
 
 
 def test_remote_storage_is_not_verified_and_says_so():

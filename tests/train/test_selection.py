@@ -66,8 +66,11 @@ def test_the_selection_survives_a_checkpoint_loaded_with_weights_only(tmp_path):
         model.weight.add_(1.0)
     chooser.offer(1, {"val/score": 0.1}, model)
     save_checkpoint(tmp_path / "a", {"model": model.state_dict(), "selection": chooser.state_dict(1)})
+    assert load_checkpoint(tmp_path / "a")["selection"]["model"] is None, "no copy of epoch 0's weights in epoch 1's"
+    kept = {0: {"model": best}}  # epoch 0's own checkpoint, kept because it ranks first
+    assert chooser.checkpoint_score(0) > chooser.checkpoint_score(1) == -math.inf
     restored = selection()
-    restored.load_state_dict(load_checkpoint(tmp_path / "a")["selection"], 1, model)  # weights_only=True
+    restored.load_state_dict(load_checkpoint(tmp_path / "a")["selection"], 1, model, kept.__getitem__)
     assert (restored.epoch, restored.score, restored.metrics) == (0, 0.9, {"val/score": 0.9})
     assert torch.equal(restored.state["weight"], best["weight"]) and torch.equal(restored.extras["matrix"],
                                                                                  torch.eye(3, dtype=torch.int64))
@@ -78,12 +81,12 @@ def test_the_selection_survives_a_checkpoint_loaded_with_weights_only(tmp_path):
     saved = current.state_dict(1)
     assert saved["model"] is None
     again = selection()
-    again.load_state_dict(saved, 1, model)
+    again.load_state_dict(saved, 1, model, {}.__getitem__)
     assert again.state is not None and torch.equal(again.state["weight"], model.weight)
     assert again.state["weight"].data_ptr() != model.weight.data_ptr()
 
     fresh = selection("best_test")
-    fresh.load_state_dict(saved, 1, model)  # selected on another split: start afresh
+    fresh.load_state_dict(saved, 1, model, {}.__getitem__)  # selected on another split: start afresh
     assert fresh.epoch is None
 
 
@@ -186,13 +189,17 @@ def test_best_test_selects_on_the_test_split_and_says_so(small_synthetic, tmp_pa
 @pytest.mark.parametrize("crash_at", [2, 3], ids=["checkpoint-of-the-best-epoch", "checkpoint-after-it"])
 def test_a_resumed_run_keeps_the_best_epoch_it_had_seen(small_synthetic, tmp_path, monkeypatch, crash_at):
     scores = {0: 0.2, 1: 0.9, 2: 0.5, 3: 0.3, 4: 0.4}
-    config = parse_config(config_tree(small_synthetic, train={"epochs": 5, "keep_checkpoints": 5}))  # all kept
+    # one checkpoint kept besides the latest: the selected epoch's, which outranks the others
+    config = parse_config(config_tree(small_synthetic, train={"epochs": 5, "keep_checkpoints": 1}))
     scripted_validation(monkeypatch, scores, crash_at=crash_at)
     with pytest.raises(Killed):
         run_local(config, tmp_path)
-    saved = load_checkpoint(tmp_path / "checkpoints" / config.run_name() / f"epoch_{crash_at - 1:04d}")
+    root = tmp_path / "checkpoints" / config.run_name()
+    assert sorted(path.name for path in root.glob("epoch_*")) == ["epoch_0001", f"epoch_{crash_at - 1:04d}"][
+        :1 if crash_at == 2 else 2]
+    saved = load_checkpoint(root / f"epoch_{crash_at - 1:04d}")
     assert saved["selection"]["epoch"] == 1
-    assert (saved["selection"]["model"] is None) == (crash_at == 2), "the kept weights are stored once"
+    assert saved["selection"]["model"] is None, "the kept weights are stored once: in epoch 1's own checkpoint"
 
     scripted_validation(monkeypatch, scores)
     reports = run_local(config, tmp_path)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from collections.abc import Sequence
 
 from rich.console import Console
 
+from fusionlab.credentials import TRACKING_URI_ENV, remember_uri
 from fusionlab.errors import FusionlabError
 
 # Each group of subcommands, its handlers and its arguments, in a module of its own.
@@ -19,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description=__doc__)
     parser.add_argument("--workdir", default="fusionlab-runs",
                         help="holds the embedded MLflow store (mlflow.db), Ray results and checkpoints")
-    parser.add_argument("--tracking-uri", default=None, help="an MLflow server instead of the embedded store")
+    parser.add_argument("--tracking-uri", default=os.environ.get(TRACKING_URI_ENV) or None,
+                        help=f"an MLflow server (or database) instead of the embedded store (default: "
+                             f"${TRACKING_URI_ENV}, else the workdir's mlflow.db); a password in it is never recorded")
     commands = parser.add_subparsers(dest="command", required=True)
     for group in (models, data, train, grid, registry):  # the order `fusionlab --help` lists them in
         group.add_parsers(commands)
@@ -31,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fusionlab.data import DatasetError
 
     args = build_parser().parse_args(argv)
+    if args.tracking_uri:  # from here on only its redacted form is printed or recorded
+        args.tracking_uri = remember_uri(args.tracking_uri)
     console = Console(width=max(Console().width, 160))
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None

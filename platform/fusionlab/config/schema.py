@@ -120,6 +120,7 @@ class Config(Section):
         """Dotted parameters for tracking (``model.params.lambda``, ``train.epochs``, ...), with the CEN penalty's
         resolved and effective lambda when the modalities are known."""
         flat = flatten(self.model_dump(mode="json", by_alias=True))
+        flat["train.global_batch_size"] = self.train.batch_size * self.resources.num_workers
         params = self.model.model_params() if self.model.has_params_class else None
         if self.data.modalities and hasattr(params, "effective_lambda"):
             count = len(self.data.modalities)

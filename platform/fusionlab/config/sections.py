@@ -221,6 +221,9 @@ class LrScheduleConfig(Section):
 class TrainConfig(Section):
     epochs: Int = Field(10, ge=1)
     batch_size: Int = Field(8, ge=1)  # per worker
+    # The per-epoch evaluation's batch size, per worker; None: batch_size, or 1 where the dataset's images vary in
+    # size. Images of different sizes are batched by size (each batch holds one size), so any value is accepted.
+    val_batch_size: Int | None = Field(None, ge=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     # A list is a schedule of equal-length stages; the defaults are the references' (SGD, ImageNet-initialised).
     lr_encoder: Float | list[Float] = [5e-4, 2.5e-4, 1e-4]
@@ -248,8 +251,10 @@ class TrainConfig(Section):
     compile_backend: str = "inductor"  # torch.compile backend; "aot_eager" traces the graphs without generating kernels
     seed: Int = 0
     val_every: Int = Field(1, ge=1)
-    checkpoint_every: Int = Field(1, ge=1)
-    # The latest N checkpoints are kept (resume reads the latest; the selected epoch's weights travel inside it).
+    # None: at each evaluation (val_every), the cadence a resumed run needs without writing the model between two.
+    checkpoint_every: Int | None = Field(None, ge=1)
+    # The N best-ranked checkpoints are kept, and always the latest (resume reads it): the selected epoch's checkpoint
+    # ranks first, so its weights are kept once, in it, and in no later checkpoint (train/selection.py).
     keep_checkpoints: Int = Field(2, ge=1)
     gan: GanConfig = GanConfig()  # translation only
     fid: FidConfig = FidConfig()  # translation only
@@ -276,8 +281,17 @@ class TrainConfig(Section):
         return value
 
 
+# The query keys through which pyarrow's S3 URIs (s3://bucket/path?access_key=...) would carry credentials.
+PYARROW_SECRET_KEYS = frozenset({"access_key", "secret_key", "session_token"})
+
+
 class ResourcesConfig(Section):
+    # Training workers of one run (DDP). train.batch_size is per worker: the global batch is batch_size x
+    # num_workers, recorded as train.global_batch_size and in the recipe label (recipes.py).
     num_workers: Int = Field(1, ge=1)
+    # How a run's workers are placed (Ray placement strategy): all on one node (strict_pack: one NCCL group inside a
+    # machine, or the run waits for a node that fits it), or packed / spread over nodes where they must.
+    placement: Literal["strict_pack", "pack", "spread"] = "strict_pack"
     use_gpu: Bool | Literal["auto"] = "auto"
     cpus_per_worker: Float = Field(1, gt=0)
     # Times Ray Train restarts the worker group after a worker fails (its node lost, a crash), each time from the
@@ -286,6 +300,34 @@ class ResourcesConfig(Section):
     # Custom Ray resources each Train worker takes besides its CPUs (and GPU), e.g. {"slot": 1}: places a grid's
     # cells on the nodes that declare them (a node type's resource, or a stand-in for a GPU in tests and benchmarks).
     worker_resources: dict[str, Float] = Field(default_factory=dict)
+    # Where Ray Train keeps each run, its checkpoints among it (RunConfig.storage_path): the run is <storage_path>/<run
+    # name>, where a run started again finds its latest checkpoint. None: <workdir>/ray_results. On a cluster, storage
+    # every node reaches: a bucket prefix (s3://bucket/fusionlab/ray_results, gs://...) or an absolute path on NFS.
+    # Never credentials (the value is recorded with the run): pyarrow takes them from each node's environment or
+    # instance profile, as it takes an S3-compatible store's endpoint (AWS_ENDPOINT_URL=http://minio:9000).
+    storage_path: str | None = None
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage_without_secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "://" not in value:
+            if not value.startswith("/"):
+                raise ValueError("expected an absolute path or a URI such as s3://bucket/prefix")
+            return value
+        from urllib.parse import parse_qsl, urlsplit
+
+        from fusionlab.credentials import SECRET_QUERY_KEYS
+
+        parts = urlsplit(value)
+        keys = {key.lower() for key, _ in parse_qsl(parts.query)}
+        if "@" in parts.netloc or keys & (SECRET_QUERY_KEYS | PYARROW_SECRET_KEYS):
+            # "secret": the config's error message leaves the value out (config/tree.py)
+            raise PydanticCustomError("secret", "holds credentials, and it is recorded with the run: give them to "
+                                                "every node through its environment (AWS_ACCESS_KEY_ID, "
+                                                "AWS_SECRET_ACCESS_KEY) or its instance profile instead")
+        return value.rstrip("/")
 
     @field_validator("worker_resources")
     @classmethod
@@ -300,8 +342,17 @@ class ResourcesConfig(Section):
 
 
 class TrackingConfig(Section):
-    uri: str | None = None  # default: sqlite:///<workdir>/mlflow.db
+    # default: MLFLOW_TRACKING_URI, else sqlite:///<workdir>/mlflow.db. Kept with its password redacted (the full
+    # URI stays in the environment: fusionlab/credentials.py), so no param, checkpoint or trial config holds it.
+    uri: str | None = None
     experiment: str = "fusionlab"
     run_name: str | None = None  # default: derived from the model, data and seed
+
+    @field_validator("uri")
+    @classmethod
+    def _without_secret(cls, value: str | None) -> str | None:
+        from fusionlab.credentials import remember_uri
+
+        return None if value is None else remember_uri(value)
 
 

@@ -78,7 +78,9 @@ def validation_error_lines(error: ValidationError) -> list[str]:
         elif item["type"] == "missing":
             message = "required key is missing"
         key = ".".join(str(part) for part in item["loc"] if not _UNION_MEMBER.search(str(part)))
-        got.setdefault(key, f" (got {item['input']!r})" if item["type"] not in ("missing", "extra_forbidden") else "")
+        # a "secret" error's value holds credentials (resources.storage_path): not written out
+        got.setdefault(key, f" (got {item['input']!r})"
+                       if item["type"] not in ("missing", "extra_forbidden", "secret") else "")
         if message not in reasons.setdefault(key, []):
             reasons[key].append(message)
     return [f"  {key}: {' or '.join(messages)}{got[key]}" if messages else key for key, messages in reasons.items()]

@@ -26,9 +26,8 @@ def verify_for_training(path: str | os.PathLike) -> str:
     if "://" in str(path):
         return f"skipped: {str(path).split('://')[0]}:// storage is read by Ray Data as it is, without checksums"
     reader = DatasetReader(path)
-    shards = [shard for name in sorted(reader.manifest.splits) for shard in reader.manifest.shards(name)]
-    paths = [reader.root / shard.file for shard in shards]
-    key = (str(reader.root.resolve()), reader.manifest.digest, *(_identity(p) for p in paths))
+    shards = _shards(reader)
+    key = _key(reader, shards)
     if key not in _verified:
         start = time.perf_counter()
         reader.verify(labels=False)
@@ -36,6 +35,34 @@ def verify_for_training(path: str | os.PathLike) -> str:
         _verified[key] = (f"sizes, row counts and sha256 of {len(shards)} shards ({size / 2**20:.1f} MiB) match the "
                           f"manifest; checked in {time.perf_counter() - start:.1f} s")
     return _verified[key]
+
+
+def verification_record(path: str | os.PathLike) -> dict | None:
+    """The dataset verified here (``verify_for_training``), as a record a launch hands its trials: a trial in a
+    fresh process (on any node) trusts it while the manifest and every shard's size, mtime and inode are unchanged,
+    instead of hashing the whole dataset again per cell. None for storage that is not verified."""
+    if "://" in str(path):
+        return None
+    verdict = verify_for_training(path)
+    reader = DatasetReader(path)
+    key = [list(part) if isinstance(part, tuple) else part for part in _key(reader, _shards(reader))]
+    return {"key": key, "verdict": verdict}
+
+
+def trust_verification(record: dict | None) -> None:
+    """Take a launch's ``verification_record``: ``verify_for_training`` finds it, if the files are still those."""
+    if record:
+        _verified[tuple(tuple(part) if isinstance(part, list) else part for part in record["key"])] = (
+            f"{record['verdict']} (at the launch, before this trial)")
+
+
+def _shards(reader: DatasetReader) -> list:
+    return [shard for name in sorted(reader.manifest.splits) for shard in reader.manifest.shards(name)]
+
+
+def _key(reader: DatasetReader, shards: list) -> tuple:
+    """What a verdict holds for: the dataset's place, its manifest, and each shard's size, mtime and inode."""
+    return (str(reader.root.resolve()), reader.manifest.digest, *(_identity(reader.root / s.file) for s in shards))
 
 
 def _identity(path: os.PathLike) -> tuple[int, int, int] | None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
+from . import store
 from .lifecycle import find_run
 from .tags import ERROR_TAG, FINAL_TAG
 
@@ -33,7 +32,7 @@ def store_exists(uri: str) -> bool:
 def recorded_runs(uri: str, experiment: str, keys: list[str]) -> dict[str, RecordedRun]:
     """Each run key's state in ``experiment`` of the store at ``uri``. FINISHED is done only with its final model
     logged (a loop that stopped after its last epoch but before that is not done yet)."""
-    client = MlflowClient(uri) if store_exists(uri) else None
+    client = store.client(uri) if store_exists(uri) else None
     found_experiment = client.get_experiment_by_name(experiment) if client else None
     if found_experiment is None:
         return {key: RecordedRun(PENDING) for key in keys}

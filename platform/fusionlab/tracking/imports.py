@@ -7,11 +7,11 @@ import os
 from typing import Any
 
 from mlflow.entities import Param
-from mlflow.tracking import MlflowClient
 
 from fusionlab.data import Manifest
 from fusionlab.models import FusionModel
 
+from . import store
 from .runs import MODEL_NAME, RunTracker, ensure_experiment, run_tags, servable
 from .tags import (
     IMPORT_SHA256_TAG,
@@ -35,7 +35,7 @@ def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionMo
     dataset version and is never compared with runs on a real one. ``artifact_root``: where a new experiment keeps
     its artifacts (``WORKDIR/mlartifacts``, as training's; without it MLflow's default is ``./mlruns`` of the
     current directory)."""
-    client = MlflowClient(uri)
+    client = store.client(uri)
     experiment_id = ensure_experiment(uri, experiment, artifact_root)
     tags = {**run_tags(manifest, model), RUN_NAME_TAG: run_name, MODEL_TAG: str(params["model.name"]),
             ORIGIN_TAG: "import", IMPORT_SOURCE_TAG: source, IMPORT_SHA256_TAG: sha256, RECIPE_TAG: recipe,

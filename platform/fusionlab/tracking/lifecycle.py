@@ -15,6 +15,7 @@ from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
 # Defined in tags.py; re-exported (__all__) for the modules and tests that import them from here.
+from . import store
 from .tags import (
     CHANGED_PREFIX,
     ERROR_TAG,
@@ -96,7 +97,7 @@ def _cause_and_traceback(error: BaseException) -> tuple[BaseException, str]:
 def mark_launch_ended(uri: str, experiment: str, key: str, launch: str, error: BaseException) -> str | None:
     """After a launch failed: end its run if this launch opened it and it is still RUNNING (a worker that died, or
     an error the loop did not get to record). A run this launch never opened is left as it is."""
-    client = MlflowClient(uri)
+    client = store.client(uri)
     found = client.get_experiment_by_name(experiment)
     run = find_run(client, found.experiment_id, key) if found else None
     if run is None or run.info.status != "RUNNING" or run.data.tags.get(LAUNCH_TAG) != launch:
@@ -114,7 +115,7 @@ def check_resume(uri: str, config, manifest_digest: str | None, record: bool = T
     finished grid cell that is checked, not run again, is left exactly as it is)."""
     from fusionlab.train.identity import config_changes, dataset_change, refuse_unsafe
 
-    client = MlflowClient(uri)
+    client = store.client(uri)
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     run = find_run(client, experiment.experiment_id, config.run_name()) if experiment else None
     if run is None:

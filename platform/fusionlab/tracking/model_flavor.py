@@ -7,6 +7,7 @@ a directory without the spec (a pickled model, say) is refused and nothing in it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
+from fusionlab.credentials import redact_text, redact_uri
 from fusionlab.errors import FusionlabError
 from fusionlab.models.model_files import (
     FORMAT,
@@ -28,6 +30,8 @@ from fusionlab.models.model_files import (
     load_model_dir,
     save_model_dir,
 )
+
+from . import store
 
 FLAVOR_NAME = "fusionlab"
 
@@ -44,30 +48,49 @@ def log_model(tracking_uri: str, run_id: str, name: str, predictor: Predictor) -
     """Log ``predictor`` as the logged model ``name`` of ``run_id`` (the run is not started or ended here)."""
     # Created here, in the run's experiment: Model.log without an active run would put it in the default experiment
     # (artifacts under ./mlruns). Model.log writes the artifacts through the global tracking URI and marks it READY.
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     run = client.get_run(run_id)
     logged = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
                                         params=dict(run.data.params))
-    mlflow.set_tracking_uri(tracking_uri)
-    Model.log(None, sys.modules[__name__], name=name, run_id=run_id, model_id=logged.model_id, predictor=predictor)
+    with store.global_store(tracking_uri):
+        Model.log(None, sys.modules[__name__], name=name, run_id=run_id, model_id=logged.model_id,
+                  predictor=predictor)
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> Predictor:
     """The predictor at ``model_uri`` (``runs:/``, ``models:/``, or any artifact URI), rebuilt from its spec."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download is noise here
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)  # models:/ URIs resolve in the same store, whatever the environment says
-    with tempfile.TemporaryDirectory(prefix="fusionlab-model-") as tmp:
+    # models:/ URIs resolve in the same store, whatever the environment says
+    in_store = store.global_store(tracking_uri) if tracking_uri else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="fusionlab-model-") as tmp, in_store:
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
-                                                        tracking_uri=tracking_uri)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=logged_model_uri(model_uri), dst_path=tmp)
         except (MlflowException, OSError) as error:  # a bad URI, run, alias or store: the user's to fix
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise FusionlabError(f"cannot load model {model_uri!r} from {mlflow.get_tracking_uri()}: {first}") \
-                from None
+            raise FusionlabError(f"cannot load model {model_uri!r} from {redact_uri(mlflow.get_tracking_uri())}: "
+                                 f"{redact_text(first, mlflow.get_tracking_uri())}") from None
         if not Path(local).is_dir():
             raise FusionlabError(f"model {model_uri!r} is a file, not a model directory ({SPEC_FILE} and "
                                  f"{WEIGHTS_FILE})")
         return load_model_dir(local, where=f"model {model_uri!r}")
+
+
+def logged_model_uri(model_uri: str) -> str:
+    """``runs:/<run id>/<name>`` as its logged model's own URI (``models:/<model id>``), where the run logged one
+    under that name: MLflow resolves a ``runs:/`` URI by first asking the run's artifact store for the path, and a
+    tracking server proxying S3 answers that missing key with HTTP 500 instead of 404 (MLflow 3.18), which the client
+    retries for minutes before it looks at the logged models. Any other URI is returned as it is."""
+    if not model_uri.startswith("runs:/"):
+        return model_uri
+    run_id, _, name = model_uri[len("runs:/"):].partition("/")
+    if not run_id or not name or "/" in name.strip("/") or "'" in run_id + name:
+        return model_uri
+    client = MlflowClient(mlflow.get_tracking_uri())
+    try:
+        experiment_id = client.get_run(run_id).info.experiment_id
+        found = client.search_logged_models([experiment_id], max_results=1,
+                                            filter_string=f"source_run_id = '{run_id}' AND name = '{name.strip('/')}'")
+    except MlflowException:  # no such run: download_artifacts says so in the user's terms
+        return model_uri
+    return f"models:/{found[0].model_id}" if found else model_uri
 

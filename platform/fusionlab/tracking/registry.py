@@ -22,8 +22,10 @@ from mlflow.tracking import MlflowClient
 from fusionlab.errors import FusionlabError
 from fusionlab.models.model_files import SPEC_FILE
 
+from . import store
 from .lifecycle import effective_params
 from .runs import MODEL_NAME
+from .store import registry_client
 from .tags import DATASET_TAG, KIND_TAG, MANIFEST_TAG, TASK_TAG, PromotionTags
 
 try:  # 100,000 in MLflow 3.17 (a run tag's limit is 8,000)
@@ -93,9 +95,6 @@ class Promotion:
         return self.version is None
 
 
-def registry_client(uri: str) -> MlflowClient:
-    """A client whose registry is the tracking store itself (the embedded sqlite store or the same server)."""
-    return MlflowClient(tracking_uri=uri, registry_uri=None if uri.startswith("databricks") else uri)
 
 
 def model_name(dataset: str, task: str) -> str:
@@ -322,9 +321,9 @@ def promote(uri: str, experiments: Sequence[str], metric: str = "val/miou", mode
     # MLflow's SQL registry store finds a logged model (models:/<model id>) through the global tracking URI (its
     # own TODO), as RunTracker.log_model and load_model also set it. create_model_version waits (up to 300 s) for
     # READY and raises if registration fails.
-    mlflow.set_tracking_uri(uri)
-    version = client.create_model_version(name, source, run_id=best.run_id, tags=tags, model_id=model_id,
-                                          description=f"{best.run_name}: {metric} {best.value:.6g}")
+    with store.global_store(uri):
+        version = client.create_model_version(name, source, run_id=best.run_id, tags=tags, model_id=model_id,
+                                              description=f"{best.run_name}: {metric} {best.value:.6g}")
     if version.status != "READY":
         version = client.get_model_version(name, version.version)
         if version.status != "READY":

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from fusionlab.staging import Staging, existing_entries
 
-from . import plots
+from . import plots, store
 from .report_rows import (
     CEN_PARAMETERS,
     SEGMENTATION,
@@ -89,7 +87,7 @@ def write_report(uri: str, experiment: str, out: str | Path, split: str | None =
 
 
 def _log_to_parents(uri: str, experiment: str, folder: Path) -> list[str]:
-    client = MlflowClient(uri)
+    client = store.client(uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     parents = [run for kind in ("sweep", "grid")
                for run in search_all_runs(client, experiment_id, f"tags.`{KIND_TAG}` = '{kind}'")]

@@ -19,6 +19,7 @@ from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.models.multiscale import MULTI_SCALE_SUFFIX, SINGLE_SCALE_LABEL
 from fusionlab.models.params import CENParams
 
+from . import store
 from .report_paired import PairedDifference, paired_differences
 from .tags import (
     CELL_TAG,
@@ -206,7 +207,7 @@ def collect(uri: str, experiment: str, split: str | None = None,
     when every run has them."""
     if protocol not in PROTOCOLS:
         raise ReportError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
-    client = MlflowClient(uri)
+    client = store.client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = sorted(e.name for e in client.search_experiments())

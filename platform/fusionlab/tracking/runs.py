@@ -26,7 +26,7 @@ from fusionlab.models.predictor import SegmentationPredictor, TranslationPredict
 from fusionlab.recipes import recipe_label
 from fusionlab.train.identity import as_param
 
-from . import lifecycle, model_flavor
+from . import lifecycle, model_flavor, store
 from .tags import (
     DATASET_TAG,
     EXPERIMENT_KIND_TAG,
@@ -52,6 +52,8 @@ __all__ = ["KIND_TAG", "PRETRAINED_RELEASE_TAG", "PRETRAINED_SHA256_TAG", "RECIP
 MODEL_NAME = "model"
 # The MLflow UI opens an experiment of this kind on its runs table (not the GenAI traces overview).
 EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
+SERVER_SCHEMES = ("http", "https", "databricks")  # a tracking server: it owns where artifacts go
+ARTIFACT_ROOT_ENV = "FUSIONLAB_ARTIFACT_ROOT"
 
 
 def run_tags(manifest: Manifest, model: FusionModel) -> dict[str, str]:
@@ -81,13 +83,26 @@ def default_tracking_uri(workdir: str | os.PathLike) -> str:
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str | os.PathLike | None = None) -> str:
-    """The experiment's id, creating it (with artifacts under ``artifact_root``) if needed."""
-    client = MlflowClient(uri)
+    """The experiment's id, creating it if needed, with its artifacts where ``artifact_location`` says."""
+    client = store.client(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+    return client.create_experiment(name, artifact_location=artifact_location(uri, artifact_root),
+                                    tags=EXPERIMENT_TAGS)
+
+
+def artifact_location(uri: str, local_root: str | os.PathLike | None) -> str | None:
+    """Where a new experiment keeps its models and plots. A tracking server's own artifact store (None: the server's
+    default, ``mlflow-artifacts:`` proxied to its ``--artifacts-destination``, an S3 bucket on a cluster), which every
+    node reaches through the server; for a database store, ``FUSIONLAB_ARTIFACT_ROOT`` (an ``s3://`` prefix every
+    node can write) if set, else ``local_root`` (the workdir's ``mlartifacts``)."""
+    if uri.split("://", 1)[0].lower() in SERVER_SCHEMES:
+        return None
+    root = os.environ.get(ARTIFACT_ROOT_ENV) or local_root
+    if root is None or "://" in str(root):
+        return None if root is None else str(root).rstrip("/")
+    return Path(root).resolve().as_uri()
 
 
 class RunTracker:
@@ -104,7 +119,7 @@ class RunTracker:
              tags: dict[str, str] | None = None, launch: str | None = None) -> RunTracker:
         """Find the run by its key (resume) or create it; ``tags`` are set either way. ``launch`` (the driver's
         launch id) lets the driver end the run honestly if this launch fails (``lifecycle.mark_launch_ended``)."""
-        client = MlflowClient(uri)
+        client = store.client(uri)
         experiment_id = ensure_experiment(uri, config.tracking.experiment)
         key = config.run_name()
         tags = {**(tags or {}), RECIPE_TAG: recipe_label(config.flat())}

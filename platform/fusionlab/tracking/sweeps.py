@@ -9,9 +9,8 @@ from typing import Any
 
 import pandas as pd
 from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
 
-from . import plots
+from . import plots, store
 from .runs import ensure_experiment
 from .tags import ERROR_TAG, KIND_TAG, PARENT_RUN_ID_TAG, STOPPED_EARLY_TAG, SWEEP_KEY_TAG
 
@@ -19,7 +18,7 @@ from .tags import ERROR_TAG, KIND_TAG, PARENT_RUN_ID_TAG, STOPPED_EARLY_TAG, SWE
 def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any], kind: str = "sweep",
                     artifact_root: str | Path | None = None) -> str:
     """The parent run of a sweep (or of a grid, ``kind="grid"``), found again by its key on a second call."""
-    client = MlflowClient(uri)
+    client = store.client(uri)
     experiment_id = ensure_experiment(uri, experiment, artifact_root)
     found = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_KEY_TAG}` = '{sweep}'", max_results=1)
     if found:
@@ -33,11 +32,11 @@ def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any
 
 
 def close_parent_run(uri: str, parent_run_id: str, status: str = "FINISHED") -> None:
-    MlflowClient(uri).set_terminated(parent_run_id, status=status)
+    store.client(uri).set_terminated(parent_run_id, status=status)
 
 
 def child_runs(uri: str, parent_run_id: str) -> list:
-    client = MlflowClient(uri)
+    client = store.client(uri)
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     return client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_RUN_ID_TAG}` = '{parent_run_id}'")
 
@@ -47,7 +46,7 @@ def log_sweep_summary(uri: str, parent_run_id: str, trials: pd.DataFrame, space:
                       stopped: set[str] | frozenset[str] = frozenset()) -> None:
     """``trials``: one row per trial with the searched keys and ``metric``; ``space``: key -> distribution type;
     ``stopped``: the run names of trials the scheduler stopped (Tune ended them without an error)."""
-    client = MlflowClient(uri)
+    client = store.client(uri)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         trials.to_csv(tmp_path / "trials.csv", index=False)

@@ -11,6 +11,14 @@ import torch
 from fusionlab.errors import FusionlabError
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# The key under which each checkpoint is ranked for keeping (Ray's CheckpointConfig.checkpoint_score_attribute, and
+# LocalContext's own rule): Selection.checkpoint_score.
+CHECKPOINT_SCORE = "checkpoint_score"
+
+
+def checkpoint_name(epoch: int) -> str:
+    """The directory name of ``epoch``'s checkpoint, on either path: the selected epoch's is found by it."""
+    return f"epoch_{epoch:04d}"
 
 
 class CheckpointError(FusionlabError):

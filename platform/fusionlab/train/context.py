@@ -6,6 +6,8 @@ Ray (one worker), for debugging and fast tests.
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -22,9 +24,9 @@ from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import Augment
 from fusionlab.staging import staging_path, sweep
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CHECKPOINT_SCORE, checkpoint_name, load_checkpoint
 from .progress import format_progress
-from .selection import evaluation_split
+from .val_parts import ValBatches
 
 Batch = dict[str, torch.Tensor]
 
@@ -40,7 +42,8 @@ class WorkerContext(Protocol):
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
     def all_gather(self, tensor: torch.Tensor) -> torch.Tensor: ...
     def restore(self) -> dict[str, Any] | None: ...
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
+    def load_kept(self, epoch: int) -> dict[str, Any]: ...  # the kept checkpoint of a selected epoch
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None, epoch: int, score: float) -> None: ...
 
 
 def training_augment(config: Config, image_size: tuple[int, int] | None) -> Augment:
@@ -52,8 +55,14 @@ def training_augment(config: Config, image_size: tuple[int, int] | None) -> Augm
                    min_short_side=data.min_short_side, resize=data.resize, pad=data.pad)
 
 
-def val_batch_size(config: Config, image_size: tuple[int, int] | None) -> int:
-    return config.train.batch_size if image_size else 1  # images of different sizes cannot be batched
+SCORE_FILE = "score.json"  # a local checkpoint's rank for keeping (Ray keeps it in its own state)
+
+
+def _score(checkpoint: Path) -> float:
+    try:
+        return float(json.loads((checkpoint / SCORE_FILE).read_text())[CHECKPOINT_SCORE])
+    except (OSError, ValueError, KeyError):  # written before checkpoints were ranked: the least kept
+        return -math.inf
 
 
 class LocalContext:
@@ -67,7 +76,7 @@ class LocalContext:
         modalities = config.data.modalities
         self.train_set = ShardDataset(config.data.path, config.data.train_split, modalities, seed=config.train.seed)
         self.train_set.augment = training_augment(config, self.train_set.manifest.image_size)
-        self.val_set = ShardDataset(config.data.path, evaluation_split(config), modalities)
+        self.val_rows = ValBatches(config)
         self.checkpoint_root = Path(checkpoint_root)
         self.reports: list[dict[str, Any]] = []
 
@@ -83,8 +92,7 @@ class LocalContext:
                                                sampler=order, drop_last=True, generator=torch.Generator())
 
     def val_batches(self) -> Iterator[Batch]:
-        size = val_batch_size(self.config, self.val_set.manifest.image_size)
-        yield from torch.utils.data.DataLoader(self.val_set, batch_size=size)
+        return iter(self.val_rows)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
@@ -101,21 +109,29 @@ class LocalContext:
         epochs = self.epoch_checkpoints()
         return load_checkpoint(epochs[-1]) if epochs else None
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+    def load_kept(self, epoch: int) -> dict[str, Any]:
+        return load_checkpoint(self.checkpoint_root / checkpoint_name(epoch))
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None, epoch: int, score: float) -> None:
         self.reports.append(metrics)
         if self.echo:
             print(format_progress(metrics, self.config.train.epochs), flush=True)
         if checkpoint_dir is not None:
-            target = self.checkpoint_root / f"epoch_{metrics['epoch']:04d}"
+            (checkpoint_dir / SCORE_FILE).write_text(json.dumps({CHECKPOINT_SCORE: score}))
+            target = self.checkpoint_root / checkpoint_name(epoch)
             target.parent.mkdir(parents=True, exist_ok=True)
             checkpoint_dir.rename(target)
             self.drop_old_checkpoints()
 
     def drop_old_checkpoints(self) -> None:
-        """Keep the latest ``train.keep_checkpoints`` (as Ray's ``CheckpointConfig(num_to_keep=...)``): resume reads
-        the latest, and the selected epoch's weights travel inside every checkpoint (train/selection.py)."""
-        for old in self.epoch_checkpoints()[:-self.config.train.keep_checkpoints]:
-            shutil.rmtree(old)
+        """Keep what Ray's ``CheckpointConfig(num_to_keep=train.keep_checkpoints)`` with a score keeps: the best
+        ranked (``Selection.checkpoint_score``; the newer first among equals) and always the latest."""
+        epochs = self.epoch_checkpoints()
+        ranked = sorted(epochs, key=lambda path: (_score(path), int(path.name[len("epoch_"):])), reverse=True)
+        keep = set(ranked[:self.config.train.keep_checkpoints]) | set(epochs[-1:])
+        for old in epochs:
+            if old not in keep:
+                shutil.rmtree(old)
 
     def new_checkpoint_dir(self) -> Path:
         self.checkpoint_root.mkdir(parents=True, exist_ok=True)
@@ -130,7 +146,8 @@ class RayWorkerContext:
 
     Training rows come from a Ray Data pipeline this worker builds per epoch (``RayEpochs``: the in-process order
     and augmentation, this worker's part of it), the next epoch's started in the background as this one's last
-    batch is made (``EpochBatches``); validation from the driver's dataset, split between the workers.
+    batch is made (``EpochBatches``). Evaluation rows come from the split's shards, read here: this worker's part of
+    them (``val_parts.ValBatches``), the workers' parts holding every image once.
     """
 
     def __init__(self, config: Config):
@@ -148,7 +165,7 @@ class RayWorkerContext:
         rows = RayEpochs(data.path, data.train_split, data.modalities, augment, config.train.seed, self.rank,
                          self.world_size)
         self._train = EpochBatches(rows, config.train.epochs, config.train.batch_size, self.device)
-        self._val = ray.train.get_dataset_shard("val")
+        self._val = ValBatches(config, self.rank, self.world_size)
         self._checkpoint = ray.train.get_checkpoint()
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -160,7 +177,7 @@ class RayWorkerContext:
         return self._train(epoch)
 
     def val_batches(self) -> Iterable[Batch]:
-        return self._val.iter_torch_batches(batch_size=self.config.train.batch_size, device=self.device)
+        return iter(self._val)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:
@@ -185,11 +202,27 @@ class RayWorkerContext:
             self._train.start(first)
         return state
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+    def load_kept(self, epoch: int) -> dict[str, Any]:
         import ray.train
 
-        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        storage = ray.train.get_context().get_storage()
+        kept = ray.train.Checkpoint(storage.build_checkpoint_path_from_name(checkpoint_name(epoch)),
+                                    storage.storage_filesystem)
+        with kept.as_directory() as directory:
+            return load_checkpoint(directory)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None, epoch: int, score: float) -> None:
+        """Rank 0's checkpoint is uploaded to the run's storage in the background (``CheckpointUploadMode.ASYNC``)
+        while training goes on, then its local copy is deleted; Ray keeps the best ranked by ``score`` and the
+        latest (``run_ray``'s CheckpointConfig)."""
+        import ray.train
+
+        if checkpoint_dir is None:
+            ray.train.report(metrics)
+            return
+        ray.train.report({**metrics, CHECKPOINT_SCORE: score}, checkpoint=ray.train.Checkpoint.from_directory(
+            str(checkpoint_dir)), checkpoint_dir_name=checkpoint_name(epoch),
+            checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC, delete_local_checkpoint_after_upload=True)
 
     def new_checkpoint_dir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="fusionlab-ckpt-"))

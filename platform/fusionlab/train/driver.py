@@ -9,14 +9,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fusionlab.config import Config
+from fusionlab.config import Config, check_named_files
 from fusionlab.data import Manifest
 from fusionlab.data.verify import VERIFIED_TAG, verify_for_training
 
+from .checkpoint import CHECKPOINT_SCORE
+from .cluster import check_shared_store, resolve_use_gpu
 from .context import LocalContext, RayWorkerContext
 from .failures import install_failure_policy
 from .loop import train_loop
-from .selection import evaluation_split
 
 
 def tracking_uri(config: Config, workdir: Path) -> str:
@@ -31,6 +32,7 @@ def prepare_tracking(config: Config, workdir: Path) -> str:
     are there."""
     from fusionlab.tracking import ensure_experiment
 
+    check_named_files(config)  # the files it names are there (and their sha256 where recorded)
     verify_for_training(config.data.path)
     if "://" not in config.data.path and Manifest.load(config.data.path).task == "translation":
         from .translation_task import check_feature_weights
@@ -152,6 +154,20 @@ def ensure_ray(config: Config, address: str | None) -> None:
     init_local_ray(num_cpus=max(os.cpu_count() or 1, needed))
 
 
+def scaling_config(config: Config):
+    """The run's workers: ``resources.use_gpu`` decided already (train/cluster.py), placed as
+    ``resources.placement`` says (default STRICT_PACK: one cell's DDP group on one node)."""
+    import ray.train
+
+    resources = config.resources
+    if resources.use_gpu == "auto":
+        raise ValueError("resources.use_gpu must be decided before the run is launched (train/cluster.py)")
+    return ray.train.ScalingConfig(num_workers=resources.num_workers, use_gpu=resources.use_gpu,
+                                   placement_strategy=resources.placement.upper(),
+                                   resources_per_worker={"CPU": resources.cpus_per_worker,
+                                                         **resources.worker_resources})
+
+
 def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = None,
             parent_run_id: str | None = None, callbacks: list | None = None, tags: dict[str, str] | None = None):
     """Train with Ray Train; an interrupted run started again with the same name resumes from its checkpoint."""
@@ -161,7 +177,6 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     from ray.train.torch import TorchTrainer
 
     from fusionlab.config import check_batch_fits
-    from fusionlab.data.ray_dataset import ray_split_dataset
 
     from .progress import progress_callback
 
@@ -169,31 +184,29 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
     check_resume(uri, config)
-    payload = payload_for(config, workdir, uri, parent_run_id, tags)
     ensure_ray(config, address)
+    config = resolve_use_gpu(config)
+    check_shared_store(uri)
+    payload = payload_for(config, workdir, uri, parent_run_id, tags)
     install_failure_policy()
     ray.data.DataContext.get_current().enable_progress_bars = False  # the epoch lines are the progress
-    # Training rows: each worker builds its epoch's pipeline (RayWorkerContext), seeded as the in-process path.
-    datasets = {
-        "val": ray_split_dataset(config.data.path, evaluation_split(config), config.data.modalities, read_once=True),
-    }
-    use_gpu = config.resources.use_gpu
-    if use_gpu == "auto":
-        use_gpu = bool(ray.cluster_resources().get("GPU", 0))
+    # No Ray Data dataset is handed to the workers: each builds its epoch's training pipeline, seeded as the
+    # in-process path, and reads its own part of the evaluation split (RayWorkerContext).
     trainer = TorchTrainer(
         train_fn_per_worker,
         train_loop_config=payload,
-        scaling_config=ray.train.ScalingConfig(num_workers=config.resources.num_workers, use_gpu=use_gpu,
-                                               resources_per_worker={"CPU": config.resources.cpus_per_worker,
-                                                                     **config.resources.worker_resources}),
+        scaling_config=scaling_config(config),
         run_config=ray.train.RunConfig(
-            name=config.run_name(), storage_path=str(workdir / "ray_results"),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+            # resources.storage_path: a bucket or NFS every node reaches; a run started again resumes from there
+            name=config.run_name(), storage_path=config.resources.storage_path or str(workdir / "ray_results"),
+            # The best ranked (the selected epoch's first: train/selection.py) and the latest, which resume reads.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints,
+                                                         checkpoint_score_attribute=CHECKPOINT_SCORE,
+                                                         checkpoint_score_order="max"),
             # A lost worker (node gone, process killed) restarts the group from the last checkpoint; the run and
             # its MLflow run keep their names, so the epochs already reported are not trained or logged again.
             failure_config=ray.train.FailureConfig(max_failures=config.resources.max_failures),
             callbacks=[progress_callback(config.train.epochs, config.run_name()), *(callbacks or [])]),
-        datasets=datasets,
     )
     with ends_honestly(payload, config):
         return trainer.fit()

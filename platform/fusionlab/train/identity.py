@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
-from fusionlab.config import ConfigError, flatten
+from fusionlab.config import PATH_KEYS, ConfigError, flatten
 from fusionlab.config.params import with_current_keys
 
 # Keys (or prefixes ending in ".") whose change leaves the trained model's definition alone: how long and how often,
 # where it runs and is tracked, and speed switches that do not change the maths. data.path may move: the dataset's
 # identity is its manifest digest, checked on its own.
-SAFE_TO_CHANGE = ("train.epochs", "train.val_every", "train.checkpoint_every", "train.keep_checkpoints",
-                  "train.channels_last", "train.fused", "train.cudnn_benchmark", "train.compile",
-                  "train.compile_backend", "resources.", "tracking.", "data.path", "search", "recipe")
+SAFE_TO_CHANGE = ("train.epochs", "train.val_every", "train.val_batch_size", "train.checkpoint_every",
+                  "train.keep_checkpoints", "train.channels_last", "train.fused", "train.cudnn_benchmark",
+                  "train.compile", "train.compile_backend", "resources.", "tracking.", "data.path", "search", "recipe")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,16 @@ def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
     fusionlab versions) is not compared: it cannot say what the other side ran with."""
     before, after = with_current_keys(before), with_current_keys(after)
     return [Change(key, as_param(before[key]), as_param(after[key])) for key in sorted(before.keys() & after.keys())
-            if as_param(before[key]) != as_param(after[key])]
+            if as_param(before[key]) != as_param(after[key]) and not made_absolute(key, before[key], after[key])]
+
+
+def made_absolute(key: str, before: Any, after: Any) -> bool:
+    """A run from before every path was made absolute at load (``config/paths.py``) recorded ``model.pretrained`` as
+    written (``weights/x.pth``): the same path now absolute, ending in it, is no change."""
+    if key not in PATH_KEYS or not isinstance(before, str) or not isinstance(after, str) or "://" in before:
+        return False
+    written, now = PurePath(before), PurePath(after)
+    return not written.is_absolute() and now.is_absolute() and now.parts[-len(written.parts):] == written.parts
 
 
 def dataset_change(before: str | None, after: str) -> Change | None:

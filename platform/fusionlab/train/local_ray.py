@@ -20,6 +20,18 @@ from fusionlab.errors import FusionlabError
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
+_started_nodes: set[str] = set()  # the head node of each Ray this process started
+
+
+def started_here() -> bool:
+    """Whether the Ray this process is connected to is one ``init_local_ray`` started: this machine alone, whose
+    resources are all there will be (a cluster reached by address may add nodes later: an autoscaler)."""
+    import ray
+
+    if not ray.is_initialized():
+        return False
+    return ray.get_runtime_context().get_node_id() in _started_nodes
+
 
 def init_local_ray(**kwargs: Any) -> None:
     """``ray.init(**kwargs)`` for a new single-machine Ray bound to 127.0.0.1; refuses to go on if Ray took another
@@ -38,6 +50,7 @@ def init_local_ray(**kwargs: Any) -> None:
             os.environ.pop(SINGLE_MACHINE_ENV, None)
         else:
             os.environ[SINGLE_MACHINE_ENV] = saved_env
+    _started_nodes.add(ray.get_runtime_context().get_node_id())
     node_ip = ray.util.get_node_ip_address()
     if node_ip != LOOPBACK:
         ray.shutdown()

@@ -3,9 +3,9 @@ through its WorkerContext."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
+import numpy as np
 import torch
 
 from fusionlab.config import Config
@@ -22,6 +22,20 @@ from .task import task_for
 EXAMPLES = 4  # evaluation samples kept for the final plots (and translation's per-epoch image grid)
 
 
+def seed_rank(seed: int, rank: int) -> None:
+    """After the identical initial weights, each worker draws its own random numbers (dropout masks, a model's
+    random choices): rank 0 goes on with ``seed``'s stream, as a one-worker run does, and rank r > 0 with a stream of
+    its own derived from ``(seed, rank)``; the same seed and world size give the same masks again."""
+    if rank > 0:
+        torch.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> 1))
+
+
+def checkpoint_every(config: Config) -> int:
+    """``train.checkpoint_every``, by default the evaluation's cadence: a checkpoint between two evaluations would
+    only be resumed from, at the price of writing the whole model and optimiser (1.0-1.4 GB for ResNet-101)."""
+    return config.train.checkpoint_every or config.train.val_every
+
+
 def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     """Train ``payload["config"]``; rank 0 tracks to MLflow at ``payload["tracking_uri"]``."""
     config = Config.model_validate(payload["config"])
@@ -30,6 +44,7 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     torch.manual_seed(config.train.seed)  # identical initial weights on every worker (DDP also broadcasts them)
     configure_backends(config.train, ctx.device)
     model, optimizer = task.build(ctx.device)
+    seed_rank(config.train.seed, ctx.rank)
     start_epoch, history = 0, []
     selection = Selection.for_run(config, task.metric, lower_is_better=task.lower_is_better,
                                   keep_state=ctx.rank == 0)
@@ -41,7 +56,7 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         optimizer.load_state_dict(state["optimizer"])
         task.load_extra_state(state)
         start_epoch, history = state["epoch"] + 1, state["history"]
-        selection.load_state_dict(state.get("selection"), state["epoch"], model)
+        selection.load_state_dict(state.get("selection"), state["epoch"], model, ctx.load_kept)
     del state  # the restored tensors: not kept for the whole run beside the live ones
     model = maybe_compile(ctx.prepare_model(model), config.train)
     task.prepare(ctx)
@@ -60,30 +75,34 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
     if history and start_epoch >= config.train.epochs:
         # Restored after its last epoch (a sweep killed between the run's end and Tune recording it): report the
         # final metrics again, so the relaunched trial ends with its result instead of an empty one.
-        ctx.report(history[-1], None)
+        ctx.report(history[-1], None, history[-1]["epoch"], selection.checkpoint_score(history[-1]["epoch"]))
     for epoch in range(start_epoch, config.train.epochs):
         metrics: dict[str, Any] = {"epoch": epoch, **task.train_epoch(model, optimizer, ctx, epoch)}
         last = epoch == config.train.epochs - 1
+        selected = False
         if (epoch + 1) % config.train.val_every == 0 or last:
             evaluation = task.evaluate(model, ctx, keep_examples=EXAMPLES if ctx.rank == 0 else 0,
                                        prefix=evaluation_prefix(config))
             metrics.update(evaluation.metrics)
-            selection.offer(epoch, evaluation.metrics, core, final=last, **evaluation.kept)
+            selected = selection.offer(epoch, evaluation.metrics, core, final=last, **evaluation.kept)
+            selected = selected and selection.mode != "last"
             if tracker is not None:
                 task.log_epoch_extras(tracker, epoch, core, evaluation)
         metrics.update(model_statistics(core))
         history.append(metrics)
         checkpoint_dir = None
-        if ctx.rank == 0 and ((epoch + 1) % config.train.checkpoint_every == 0 or last):
+        # A checkpoint every train.checkpoint_every epochs (default: at each evaluation), at the last, and at each
+        # newly selected epoch: that one is kept, and is where the selected weights are read back from on resume.
+        if ctx.rank == 0 and ((epoch + 1) % checkpoint_every(config) == 0 or last or selected):
             checkpoint_dir = ctx.new_checkpoint_dir()
             save_checkpoint(checkpoint_dir, {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                                              **task.extra_state(), "epoch": epoch, "history": history,
                                              "selection": selection.state_dict(epoch),
                                              "config": config.model_dump(mode="json", by_alias=True),
                                              "manifest_sha256": manifest.digest})
-        ctx.report(metrics, checkpoint_dir)  # persisted before it is logged: a crash never logs an epoch twice
-        if checkpoint_dir is not None and checkpoint_dir.exists():
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        # Handed over before the epoch is logged (its upload may still run: a crash before it ends resumes from the
+        # checkpoint before, and the epoch trained again is not logged twice).
+        ctx.report(metrics, checkpoint_dir, epoch, selection.checkpoint_score(epoch))
         if tracker is not None:
             tracker.log_epoch(metrics)
 

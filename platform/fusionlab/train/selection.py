@@ -13,6 +13,7 @@ is the logged model's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,28 +99,40 @@ class Selection:
             return {}
         return {SELECTED_EPOCH: self.epoch, **({} if self.mode == "last" else self.metrics)}
 
-    def state_dict(self, epoch: int) -> dict[str, Any]:
-        """For the checkpoint of ``epoch`` (tensors, numbers and strings only: ``weights_only`` loads it); the
-        weights are left out when they are that checkpoint's model."""
-        return {"mode": self.mode, "metric": self.metric, "epoch": self.epoch, "score": self.score,
-                "metrics": self.metrics, "extras": self.extras,
-                "model": None if self.epoch == epoch else self.state}
+    def checkpoint_score(self, epoch: int) -> float:
+        """How the checkpoint of ``epoch`` ranks for keeping (higher is kept; the latest is always kept as well):
+        the selected epoch's outranks every other, so it stays beside the latest and holds the selected weights,
+        which no later checkpoint copies. Under ``last``, the newest ranks first."""
+        if self.mode == "last":
+            return float(epoch)
+        if epoch != self.epoch or not math.isfinite(self.score):
+            return -math.inf
+        return (-self.score if self.lower_is_better else self.score) - epoch * 1e-9  # a tie: the earlier, as better()
 
-    def load_state_dict(self, saved: dict[str, Any] | None, checkpoint_epoch: int, model: nn.Module) -> None:
-        """Resume from ``state_dict``; ``model`` holds the checkpoint's weights. A checkpoint from before selection
-        was recorded, or one that selected on another metric, starts the selection afresh."""
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        """For the checkpoint of ``epoch`` (tensors, numbers and strings only: ``weights_only`` loads it). The
+        selected weights are not in it: they are the selected epoch's own checkpoint, which is kept
+        (``checkpoint_score``)."""
+        return {"mode": self.mode, "metric": self.metric, "epoch": self.epoch, "score": self.score,
+                "metrics": self.metrics, "extras": self.extras, "model": None}
+
+    def load_state_dict(self, saved: dict[str, Any] | None, checkpoint_epoch: int, model: nn.Module,
+                        load_kept: Callable[[int], dict[str, Any]]) -> None:
+        """Resume from ``state_dict``; ``model`` holds the checkpoint's weights, ``load_kept(epoch)`` reads the kept
+        checkpoint of an earlier selected epoch. A checkpoint from before selection was recorded, or one that
+        selected on another metric, starts the selection afresh."""
         if not saved or saved.get("metric") != self.metric or saved.get("mode") != self.mode:
             return
         self.epoch, self.score = saved["epoch"], float(saved["score"])
         self.metrics, self.extras = dict(saved["metrics"]), dict(saved["extras"])
         if self.mode == "last" or not self.keep_state or self.epoch is None:
             self.state = None
-        elif saved["model"] is not None:
+        elif saved["model"] is not None:  # a checkpoint that carried the selected weights (fusionlab before 0.2)
             self.state = saved["model"]
         elif self.epoch == checkpoint_epoch:  # training goes on from here: the kept weights need their own copy
             self.state = cpu_copy(model.state_dict())
         else:
-            raise ValueError(f"checkpoint of epoch {checkpoint_epoch} selected epoch {self.epoch} without its weights")
+            self.state = load_kept(self.epoch)["model"]
 
 
 def cpu_copy(state: dict[str, torch.Tensor], into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

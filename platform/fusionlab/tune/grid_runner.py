@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusionlab.config import Config
+from fusionlab.config import Config, check_named_files
 from fusionlab.errors import FusionlabError
 from fusionlab.tracking.cells import DONE, FAILED, KILLED, recorded_runs
 
@@ -96,8 +96,8 @@ def run_grid(grid: Grid, workdir: str | os.PathLike, *, address: str | None = No
     """Train every cell × seed of ``grid`` not yet done in ``workdir``; see the module docstring.
 
     ``local`` trains the cells one after another in this process without Ray (debugging); ``resume`` insists there is
-    something to continue. Bad cells (a config the dataset refutes, a finished cell whose settings changed) are
-    refused before anything runs."""
+    something to continue. Bad cells (a config the dataset refutes, a file it names that is not there, a finished
+    cell whose settings changed) are refused before anything runs."""
     from fusionlab.tracking.sweeps import close_parent_run, open_parent_run
     from fusionlab.train.driver import check_resume, prepare_tracking
 
@@ -107,6 +107,7 @@ def run_grid(grid: Grid, workdir: str | os.PathLike, *, address: str | None = No
         raise GridError(f"{grid.path}: nothing to resume in {workdir}: no cell of grid {grid.name!r} has an MLflow "
                         f"run in {grid_tracking_uri(grid, workdir)}; run it without --resume")
     configs = {cell.name: prepare_run(cell.run) for cell in before}  # generates a synthetic dataset on first use
+    check_named_files(*configs.values())  # every cell's weights are there: no trial starts to fail on a missing one
     uri = grid_tracking_uri(grid, workdir)
     for data_path in sorted({config.data.path for config in configs.values()}):  # verified once, before Ray starts
         prepare_tracking(next(c for c in configs.values() if c.data.path == data_path), workdir)
@@ -169,10 +170,12 @@ def cell_trial(params: dict[str, Any], *, cells: dict[str, dict[str, Any]], work
     """A grid cell's Tune trial: its Train run, named after the cell (not the trial), so any launch continues it."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from fusionlab.data.verify import trust_verification
     from fusionlab.train.driver import run_ray
     from fusionlab.train.placement import releasing_orphaned_placement_groups
 
     cell = cells[params["cell"]]
+    trust_verification(cell.get("verified"))  # hashed once at the launch, not again per cell
     with releasing_orphaned_placement_groups():  # as a sweep's trial: what a stopped trial's Train run left
         run_ray(Config.model_validate(cell["config"]), workdir, parent_run_id=parent_run_id,
                 callbacks=[TuneReportCallback()], tags=cell["tags"])
@@ -183,12 +186,19 @@ def _train_on_tune(grid: Grid, pending: list[CellStatus], configs: dict[str, Con
     """The pending cells as the trials of one Tune experiment; returns each failed trial's error file."""
     from ray import tune
 
+    from fusionlab.data.verify import verification_record
+    from fusionlab.train.cluster import check_shared_store, resolve_use_gpu
+
     from .sweep import DRIVER_RESOURCE
 
     names = [cell.name for cell in pending]
     concurrent = ensure_grid_ray([configs[name] for name in names], grid.spec.grid.max_concurrent, address)
+    check_shared_store(grid_tracking_uri(grid, workdir))
+    configs = {name: resolve_use_gpu(configs[name]) for name in names}  # decided once, here, for every trial
+    verified = {path: verification_record(path) for path in {configs[name].data.path for name in names}}
     cells = {cell.name: {"config": configs[cell.name].model_dump(mode="json", by_alias=True),
-                         "tags": run_tags(cell.run)} for cell in pending}
+                         "tags": run_tags(cell.run), "verified": verified[configs[cell.name].data.path]}
+             for cell in pending}
     trainable = tune.with_resources(
         tune.with_parameters(cell_trial, cells=cells, workdir=str(workdir), parent_run_id=parent),
         {DRIVER_RESOURCE: 1})

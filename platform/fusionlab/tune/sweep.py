@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fusionlab.config import Config, ConfigError, check_batch_fits, parse_config, set_dotted
+from fusionlab.config import Config, ConfigError, check_batch_fits, check_named_files, parse_config, set_dotted
 from fusionlab.errors import FusionlabError
 
 from .search_space import apply_sample, optuna_space
@@ -28,11 +28,14 @@ def sweep_name(config: Config) -> str:
 
 
 def trial_fn(sample: dict[str, Any], *, base_tree: dict[str, Any], workdir: str, parent_run_id: str,
-             sweep: str) -> None:
+             sweep: str, verified: dict[str, Any] | None = None) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from fusionlab.data.verify import trust_verification
     from fusionlab.train.driver import run_ray
+
+    trust_verification(verified)  # hashed once at the launch, not again per trial
     from fusionlab.train.placement import releasing_orphaned_placement_groups
 
     trial_id = ray.tune.get_context().get_trial_id()
@@ -99,6 +102,8 @@ def resume_sweep(sweep_dir: str | os.PathLike, address: str | None = None):
     if not (sweep_dir / SWEEP_FILE).is_file():
         raise ConfigError(f"{sweep_dir} is not a sweep directory (no {SWEEP_FILE})")
     state = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    # before Ray starts, as a new sweep's prepare_tracking does: the files it names are still there
+    check_named_files(Config.model_validate(state["config"]))
     return _fit(state, sweep_dir, restore=True, address=address)
 
 
@@ -106,15 +111,21 @@ def _fit(state: dict[str, Any], sweep_dir: Path, restore: bool, address: str | N
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from fusionlab.data.verify import verification_record
+    from fusionlab.train.cluster import check_shared_store, resolve_use_gpu
+
     from .study_searcher import StudySearcher
 
     config = Config.model_validate(state["config"])
     search = config.search
     ensure_tune_ray(config, address)
-    base_tree = state["config"]
+    check_shared_store(state["tracking_uri"])
+    config = resolve_use_gpu(config)  # decided once, here, for every trial
+    base_tree = config.model_dump(mode="json", by_alias=True)
     trainable = tune.with_resources(
         tune.with_parameters(trial_fn, base_tree=base_tree, workdir=state["workdir"],
-                             parent_run_id=state["parent_run_id"], sweep=state["name"]),
+                             parent_run_id=state["parent_run_id"], sweep=state["name"],
+                             verified=verification_record(config.data.path)),
         {DRIVER_RESOURCE: 1})
     storage = f"sqlite:///{sweep_dir / STUDY_FILE}"
     if restore:
