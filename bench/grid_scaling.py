@@ -53,7 +53,8 @@ def grid_file(path: Path, name: str, data: Path, epochs: int, crop: tuple[int, i
                  "model": {"backbone": "resnet_mini"},
                  "train": {"epochs": epochs, "batch_size": batch, "optimizer": "adam", "lr_encoder": 1e-3,
                            "lr_decoder": 1e-3, "channels_last": True},
-                 "resources": {"num_workers": 1, "cpus_per_worker": 1, "worker_resources": {"slot": 1}}},
+                 "resources": {"num_workers": 1, "cpus_per_worker": 1, "worker_resources": {"slot": 1},
+                               "use_gpu": False}},
         "cells": [{"label": label, "set": values} for label, values in CELLS],
     }
     path.write_text(yaml.safe_dump(tree, sort_keys=False))

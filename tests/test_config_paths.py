@@ -76,7 +76,7 @@ def test_a_home_path_is_expanded_and_a_uri_left_alone(dataset, tmp_path, monkeyp
 # --- checked on the driver before anything starts -----------------------------------------------------------------
 
 
-def test_run_ray_refuses_a_missing_pretrained_file_before_ray_starts(dataset, tmp_path, monkeypatch):
+def test_run_ray_refuses_a_missing_pretrained_file_before_ray_starts(dataset, tmp_path, monkeypatch, no_ray_in_process):
     """A new user's config: ``weights/mini.pth`` where there is none. Today every worker failed after minutes."""
     from fusionlab.train import driver
 
@@ -97,7 +97,8 @@ def test_run_ray_refuses_a_missing_pretrained_file_before_ray_starts(dataset, tm
     assert not (tmp_path / "work" / "mlflow.db").exists()  # nothing tracked either
 
 
-def test_a_grid_with_a_missing_weights_file_fails_before_any_trial_starts(dataset, tmp_path, monkeypatch):
+def test_a_grid_with_a_missing_weights_file_fails_before_any_trial_starts(dataset, tmp_path, monkeypatch,
+                                                                         no_ray_in_process):
     from fusionlab.tune import grid_runner
     from fusionlab.tune.grid import load_grid
 

@@ -124,4 +124,7 @@ def recipe_label(flat: dict[str, Any]) -> str:
     if workers > 1:  # the references train on one GPU: batch_size is their global batch
         batch = int(flat.get("train.batch_size", 0))
         differing.append(f"global batch {batch * workers} ({workers} workers x {batch})")
+    smoke = flat.get("train.smoke_steps")
+    if smoke not in (None, "None"):
+        differing.append(f"smoke run ({smoke} steps per epoch)")
     return declared if not differing else f"custom: {declared} but " + ", ".join(differing)

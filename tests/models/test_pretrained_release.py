@@ -6,13 +6,13 @@ import re
 
 import pytest
 import torch
-from test_pretrained import torchvision_resnet_state
 
 from fusionlab.config import parse_config
 from fusionlab.data import LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from fusionlab.models import build, get_backbone, load_imagenet_resnet
 from fusionlab.models import pretrained_release as releases
 from fusionlab.models.pretrained_release import PretrainedReleaseError, check_pretrained_release, identify_pretrained
+from imagenet_files import torchvision_resnet_state
 
 
 @pytest.fixture(scope="module")

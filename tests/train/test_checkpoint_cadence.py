@@ -1,5 +1,5 @@
 """What a run writes to shared storage: a checkpoint at the evaluation's cadence (not every epoch), uploaded in the
-background, the selected epoch's kept by rank instead of copied into every later checkpoint."""
+background where the grid says so, the selected epoch's kept by rank instead of copied into every later one."""
 
 from __future__ import annotations
 
@@ -28,23 +28,32 @@ def test_an_explicit_cadence_wins(small_synthetic):
     assert checkpoint_every(parse_config(config_tree(small_synthetic))) == 1
 
 
-def test_rank_0_uploads_its_checkpoint_in_the_background_under_its_epochs_name(monkeypatch, tmp_path):
+@pytest.mark.parametrize("upload", ["sync", "async"])
+def test_rank_0_uploads_its_checkpoint_under_its_epochs_name_as_configured(monkeypatch, tmp_path, small_synthetic,
+                                                                           upload):
     import ray.train
 
     from fusionlab.train.context import RayWorkerContext
 
     calls = []
     monkeypatch.setattr(ray.train, "report", lambda metrics, **kwargs: calls.append((metrics, kwargs)))
-    context = RayWorkerContext.__new__(RayWorkerContext)  # report needs nothing of a worker's state
+    context = RayWorkerContext.__new__(RayWorkerContext)  # report needs the config only
+    context.config = parse_config(config_tree(small_synthetic, resources={"checkpoint_upload": upload}))
     directory = tmp_path / "ckpt"
     directory.mkdir()
     context.report({"epoch": 4, "val/miou": 0.5}, directory, 4, 0.5)
     context.report({"epoch": 5}, None, 5, float("-inf"))
     (metrics, kwargs), (plain, plain_kwargs) = calls
     assert metrics[CHECKPOINT_SCORE] == 0.5 and kwargs["checkpoint_dir_name"] == "epoch_0004"
-    assert kwargs["checkpoint_upload_mode"] == ray.train.CheckpointUploadMode.ASYNC
+    assert kwargs["checkpoint_upload_mode"] == ray.train.CheckpointUploadMode[upload.upper()]
     assert kwargs["delete_local_checkpoint_after_upload"] is True
     assert CHECKPOINT_SCORE not in plain and plain_kwargs == {}
+
+
+def test_the_paper_grids_upload_their_checkpoints_off_the_training_steps_path():
+    for name in ("nyudv2_refinenet", "nyudv2_tokenfusion"):
+        for run in load_grid(REPO / "experiments" / f"{name}.yaml").cells_expanded():
+            assert run.config.resources.checkpoint_upload == "async", run.config.run_name()
 
 
 def test_ray_keeps_the_best_ranked_checkpoints_and_the_latest(small_synthetic, tmp_path, monkeypatch):

@@ -164,7 +164,9 @@ def test_two_translation_workers_score_fid_and_l1_over_the_whole_split(tmp_path,
     first, second = score([batches(dataset, share, 2) for share in shares],
                           [workers.context(rank).all_gather for rank in range(2)])
     (whole,) = score([batches(dataset, list(range(len(dataset))), 4)], [lambda tensor: tensor])
-    assert first == second, "every worker reports the same figures"
+    # the same figures (to rounding: the two simulated workers share this process's BLAS, which two threads
+    # computing at once may reduce in another order; Ray's workers are processes of their own)
+    assert first.keys() == second.keys() and first == pytest.approx(second, rel=1e-6), "every worker, one figure"
     assert {"val/fid", "val/kid", "val/l1"} <= set(first)
     for key, value in whole.items():
         assert first[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key

@@ -250,6 +250,9 @@ class TrainConfig(Section):
     compile: Bool = False  # torch.compile the model after it is prepared (DDP-wrapped); checkpoints stay uncompiled
     compile_backend: str = "inductor"  # torch.compile backend; "aot_eager" traces the graphs without generating kernels
     seed: Int = 0
+    # Smoke runs (a rehearsal of a paper grid at full size): at most this many training steps and evaluation batches
+    # per worker and epoch. The recipe label says so: such a run reproduces nothing.
+    smoke_steps: Int | None = Field(None, ge=1)
     val_every: Int = Field(1, ge=1)
     # None: at each evaluation (val_every), the cadence a resumed run needs without writing the model between two.
     checkpoint_every: Int | None = Field(None, ge=1)
@@ -306,6 +309,11 @@ class ResourcesConfig(Section):
     # Never credentials (the value is recorded with the run): pyarrow takes them from each node's environment or
     # instance profile, as it takes an S3-compatible store's endpoint (AWS_ENDPOINT_URL=http://minio:9000).
     storage_path: str | None = None
+    # How a checkpoint reaches storage_path: before training goes on (sync), or uploaded in the background while the
+    # next epochs train (async: off the training step's critical path, for a checkpoint of a GB going to a bucket).
+    # Under async, the epoch's report (Tune's metrics too) is registered once its upload ends, so a driver killed
+    # meanwhile resumes from the checkpoint before.
+    checkpoint_upload: Literal["sync", "async"] = "sync"
 
     @field_validator("storage_path")
     @classmethod

@@ -6,6 +6,7 @@ Ray (one worker), for debugging and fast tests.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -55,6 +56,20 @@ def training_augment(config: Config, image_size: tuple[int, int] | None) -> Augm
                    min_short_side=data.min_short_side, resize=data.resize, pad=data.pad)
 
 
+def capped(batches: Iterable[Batch], cap: int | None) -> Iterator[Batch]:
+    """``batches``, or their first ``cap`` (``train.smoke_steps``); the source is closed when the cap ends it, so a
+    feed that makes batches ahead (``EpochBatches``) stops this epoch's instead of handing them to the next."""
+    iterator = iter(batches)
+    try:
+        for _ in itertools.count() if cap is None else range(cap):
+            try:
+                yield next(iterator)
+            except StopIteration:
+                return
+    finally:
+        getattr(iterator, "close", lambda: None)()
+
+
 SCORE_FILE = "score.json"  # a local checkpoint's rank for keeping (Ray keeps it in its own state)
 
 
@@ -88,11 +103,12 @@ class LocalContext:
         order = epoch_order(len(self.train_set), self.config.train.seed, epoch).tolist()
         # A generator of its own: without one the DataLoader draws its base seed from torch's global generator,
         # shifting every dropout mask after it (the Ray path draws nothing there).
-        yield from torch.utils.data.DataLoader(self.train_set, batch_size=self.config.train.batch_size,
-                                               sampler=order, drop_last=True, generator=torch.Generator())
+        return capped(torch.utils.data.DataLoader(self.train_set, batch_size=self.config.train.batch_size,
+                                                  sampler=order, drop_last=True, generator=torch.Generator()),
+                      self.config.train.smoke_steps)
 
     def val_batches(self) -> Iterator[Batch]:
-        return iter(self.val_rows)
+        return capped(self.val_rows, self.config.train.smoke_steps)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
@@ -174,10 +190,10 @@ class RayWorkerContext:
         return ray.train.torch.prepare_model(model)
 
     def train_batches(self, epoch: int) -> Iterable[Batch]:
-        return self._train(epoch)
+        return capped(self._train(epoch), self.config.train.smoke_steps)
 
     def val_batches(self) -> Iterable[Batch]:
-        return iter(self._val)
+        return capped(self._val, self.config.train.smoke_steps)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:
@@ -212,17 +228,18 @@ class RayWorkerContext:
             return load_checkpoint(directory)
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None, epoch: int, score: float) -> None:
-        """Rank 0's checkpoint is uploaded to the run's storage in the background (``CheckpointUploadMode.ASYNC``)
-        while training goes on, then its local copy is deleted; Ray keeps the best ranked by ``score`` and the
-        latest (``run_ray``'s CheckpointConfig)."""
+        """Rank 0's checkpoint goes to the run's storage under its epoch's name, before training goes on or in the
+        background (``resources.checkpoint_upload``), then its local copy is deleted; Ray keeps the best ranked by
+        ``score`` and the latest (``run_ray``'s CheckpointConfig)."""
         import ray.train
 
         if checkpoint_dir is None:
             ray.train.report(metrics)
             return
+        mode = ray.train.CheckpointUploadMode[self.config.resources.checkpoint_upload.upper()]
         ray.train.report({**metrics, CHECKPOINT_SCORE: score}, checkpoint=ray.train.Checkpoint.from_directory(
-            str(checkpoint_dir)), checkpoint_dir_name=checkpoint_name(epoch),
-            checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC, delete_local_checkpoint_after_upload=True)
+            str(checkpoint_dir)), checkpoint_dir_name=checkpoint_name(epoch), checkpoint_upload_mode=mode,
+            delete_local_checkpoint_after_upload=True)
 
     def new_checkpoint_dir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="fusionlab-ckpt-"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def prepare_tracking(config: Config, workdir: Path) -> str:
 def payload_for(config: Config, workdir: Path, uri: str, parent_run_id: str | None = None,
                 tags: dict[str, str] | None = None) -> dict[str, Any]:
     return {"config": config.model_dump(mode="json", by_alias=True), "workdir": str(workdir),
-            "tracking_uri": uri, "parent_run_id": parent_run_id, "launch": uuid.uuid4().hex,
+            "tracking_uri": uri, "parent_run_id": parent_run_id, "launch": uuid.uuid4().hex, "started_at": time.time(),
             "tags": {VERIFIED_TAG: verify_for_training(config.data.path), **(tags or {})}}  # verified: a cache hit
 
 

@@ -3,6 +3,7 @@ through its WorkerContext."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,10 @@ from .steps import model_statistics, unwrap
 from .task import task_for
 
 EXAMPLES = 4  # evaluation samples kept for the final plots (and translation's per-epoch image grid)
+# Seconds, logged per epoch: training, evaluation, writing the checkpoint, and (at a start's first epoch) the time from
+# the launch to it: the worker group's start, the model's build and the restore.
+TRAIN_TIME, EVALUATE_TIME, CHECKPOINT_TIME, STARTUP_TIME = "time/train_s", "time/evaluate_s", "time/checkpoint_s", \
+    "time/startup_s"
 
 
 def seed_rank(seed: int, rank: int) -> None:
@@ -77,13 +82,19 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         # final metrics again, so the relaunched trial ends with its result instead of an empty one.
         ctx.report(history[-1], None, history[-1]["epoch"], selection.checkpoint_score(history[-1]["epoch"]))
     for epoch in range(start_epoch, config.train.epochs):
+        started, started_at = time.perf_counter(), time.time()
         metrics: dict[str, Any] = {"epoch": epoch, **task.train_epoch(model, optimizer, ctx, epoch)}
+        metrics[TRAIN_TIME] = time.perf_counter() - started
+        if epoch == start_epoch and "started_at" in payload:  # this start's set-up: worker group, model, restore
+            metrics[STARTUP_TIME] = started_at - payload["started_at"]
         last = epoch == config.train.epochs - 1
         selected = False
         if (epoch + 1) % config.train.val_every == 0 or last:
+            started = time.perf_counter()
             evaluation = task.evaluate(model, ctx, keep_examples=EXAMPLES if ctx.rank == 0 else 0,
                                        prefix=evaluation_prefix(config))
             metrics.update(evaluation.metrics)
+            metrics[EVALUATE_TIME] = time.perf_counter() - started
             selected = selection.offer(epoch, evaluation.metrics, core, final=last, **evaluation.kept)
             selected = selected and selection.mode != "last"
             if tracker is not None:
@@ -94,12 +105,14 @@ def train_loop(payload: dict[str, Any], ctx: WorkerContext) -> None:
         # A checkpoint every train.checkpoint_every epochs (default: at each evaluation), at the last, and at each
         # newly selected epoch: that one is kept, and is where the selected weights are read back from on resume.
         if ctx.rank == 0 and ((epoch + 1) % checkpoint_every(config) == 0 or last or selected):
+            started = time.perf_counter()
             checkpoint_dir = ctx.new_checkpoint_dir()
             save_checkpoint(checkpoint_dir, {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                                              **task.extra_state(), "epoch": epoch, "history": history,
                                              "selection": selection.state_dict(epoch),
                                              "config": config.model_dump(mode="json", by_alias=True),
                                              "manifest_sha256": manifest.digest})
+            metrics[CHECKPOINT_TIME] = time.perf_counter() - started  # to local disk; the upload runs behind
         # Handed over before the epoch is logged (its upload may still run: a crash before it ends resumes from the
         # checkpoint before, and the epoch trained again is not logged twice).
         ctx.report(metrics, checkpoint_dir, epoch, selection.checkpoint_score(epoch))
