@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -178,12 +177,8 @@ def main(argv=None) -> int:
 
 
 def rehearse(args, out: Path, project: Path, grid_path: Path, data: Path, sun: Path | None, postgres, s3, server):
-    import ray
-    from mlflow.tracking import MlflowClient
-    from ray.cluster_utils import Cluster
-    from test_node_loss import train_worker_hosts, wait_for
-
     from fusionlab.cli import main as fusionlab
+    from loopback_cluster import loopback_cluster, remove_a_worker_node_when, running_cell_past_an_epoch
 
     password = postgres.password
     database = postgres.uri.replace(f"{postgres.user}@", f"{postgres.user}:{password}@")
@@ -194,44 +189,19 @@ def rehearse(args, out: Path, project: Path, grid_path: Path, data: Path, sun: P
                  f"train.batch_size={args.batch_size}", "train.val_every=1", f"data.path={data}",
                  "model.pretrained_version=any", "resources.use_gpu=false", "resources.cpus_per_worker=1",
                  "resources.worker_resources={slot: 1}", f"resources.storage_path=s3://{s3.bucket}/ray_results"]
-    temp_dir = tempfile.mkdtemp(prefix="rr-", dir="/tmp")
-    (Path(temp_dir) / "ray").mkdir()
-    os.environ["RAY_TMPDIR"] = temp_dir
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "resources": {"tune_driver": 4}, "include_dashboard": False, "temp_dir": temp_dir})
-    nodes = {name: cluster.add_node(num_cpus=1, resources={"slot": 1, name: 1}) for name in ("node_a", "node_b")}
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
     killed: dict = {}
-    direct = MlflowClient(database)
-
-    def kill_a_node_mid_epoch():
-        def first_epoch_logged():
-            try:
-                found = direct.get_experiment_by_name("nyudv2-refinenet")
-                runs = direct.search_runs([found.experiment_id], "attributes.status = 'RUNNING'") if found else []
-                return next((run.info.run_name for run in runs if "train/loss" in run.data.metrics), None)
-            except Exception:
-                return None
-
-        name = wait_for(first_epoch_logged, timeout=7200, step=2)
-        hosts = wait_for(lambda: train_worker_hosts(nodes), timeout=60)
-        if name and hosts:
-            node = sorted(hosts)[0]
-            killed.update(cell=name, node=node, at=time.time())
-            cluster.remove_node(nodes[node], allow_graceful=False)
-
-    watcher = threading.Thread(target=kill_a_node_mid_epoch, daemon=True)
-    started = time.time()
     log = out / "grid.log"
-    try:
+    started = time.time()
+    with loopback_cluster(log_to_driver=False) as (cluster, nodes, temp_dir):
+        # once a cell has logged its first epoch (the cells run one at a time: at_once=1), mid-way through its second
+        watcher = remove_a_worker_node_when(lambda: running_cell_past_an_epoch(database, "nyudv2-refinenet", 1),
+                                            cluster, nodes, killed, timeout=7200)
         with RssSampler() as sampler, open(log, "w") as printed, contextlib.redirect_stdout(printed):
-            watcher.start()
             cwd = os.getcwd()
             os.chdir(project)  # the grid names its weights relative to the project
             try:
-                rc = fusionlab(["--workdir", str(workdir), "grid", grid_path.name, *sum(
-                    (["--set", value] for value in overrides), [])])
+                rc = fusionlab(["--workdir", str(workdir), "grid", grid_path.name,
+                                *sum((["--set", value] for value in overrides), [])])
                 sun_rc = None
                 if sun is not None:  # variable-size images through the same cell: validation must not crash
                     sun_overrides = [f"data.path={sun}" if o.startswith("data.path=") else o for o in overrides]
@@ -240,14 +210,14 @@ def rehearse(args, out: Path, project: Path, grid_path: Path, data: Path, sun: P
                                         *sum((["--set", value] for value in sun_overrides), [])])
             finally:
                 os.chdir(cwd)
+        watcher.join(timeout=5)
         wall = time.time() - started
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    return measure(args, out, workdir, temp_dir, log, server, s3, password, rc, sun_rc, killed, sampler.peaks, wall)
+        ray_logs = [str(p) for p in Path(temp_dir).rglob("*") if p.is_file() and not p.is_symlink()
+                    and password.encode() in p.read_bytes()]
+    return measure(args, workdir, ray_logs, log, server, s3, password, rc, sun_rc, killed, sampler.peaks, wall)
 
 
-def measure(args, out, workdir, temp_dir, log, server, s3, password, rc, sun_rc, killed, peaks, wall):
+def measure(args, workdir, ray_logs, log, server, s3, password, rc, sun_rc, killed, peaks, wall):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(server.url)
@@ -285,13 +255,11 @@ def measure(args, out, workdir, temp_dir, log, server, s3, password, rc, sun_rc,
         "bucket objects (artifacts, checkpoints)": [key for key in keys if secret in s3.client().get_object(
             Bucket=s3.bucket, Key=key)["Body"].read()],
         "workdir files": [str(p) for p in workdir.rglob("*") if p.is_file() and secret in p.read_bytes()],
-        "Ray logs": [str(p) for p in Path(temp_dir).rglob("*") if p.is_file() and not p.is_symlink()
-                     and secret in p.read_bytes()],
+        "Ray logs": ray_logs,
         "printed output": [str(log)] if secret in log.read_bytes() else [],
     }
-    shutil.rmtree(temp_dir, ignore_errors=True)
     peaks_gib = sorted(round(value / 2**30, 2) for value in peaks.values())
-    ok = (rc == 0 and sun_rc in (None, 0) and bool(killed) and len(cells) == len(CELLS)
+    ok = (rc == 0 and sun_rc in (None, 0) and killed.get("removed") and len(cells) == len(CELLS)
           and all(c["status"] == "FINISHED" for c in cells.values()) and not any(leaks.values()))
     return {"ok": ok, "rc": rc, "sun rc": sun_rc, "wall s": round(wall), "killed": killed, "cells": cells,
             "worker peak RSS GiB": peaks_gib, "password found in": leaks,

@@ -137,3 +137,26 @@ def no_ray_in_process():
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture
+def stand_in_trainer(monkeypatch):
+    """``run_ray`` without Ray: no cluster is joined, and its ``TorchTrainer`` is a stand-in whose keyword arguments
+    (``scaling_config``, ``run_config``, ...) land in the returned dict; ``fit`` returns ``"fitted"``."""
+    import ray.train.torch
+
+    from fusionlab.train import driver
+
+    built: dict = {}
+
+    class StandInTrainer:
+        def __init__(self, *args, **kwargs):
+            built.update(kwargs)
+
+        def fit(self):
+            return "fitted"
+
+    monkeypatch.setattr(driver, "ensure_ray", lambda config, address: None)
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", StandInTrainer)
+    return built
+

@@ -11,39 +11,15 @@ group from its last checkpoint on the node left (``resources.max_failures``), in
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import threading
-import time
-from pathlib import Path
 
 import pytest
-from test_node_loss import train_worker_hosts, wait_for
 
+from loopback_cluster import loopback_cluster, remove_a_worker_node_when, running_cell_past_an_epoch
 from tiny_grids import UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray_experiment]
 
 EPOCHS = 3
-
-
-def two_cells_running_one_logged(workdir, experiment: str) -> str | None:
-    """A running cell that has logged an epoch, once another cell's run is running too (so the two are seen at
-    once before a node goes: removing the node of a cell still starting would leave one slot for the rest)."""
-    from mlflow.tracking import MlflowClient
-
-    from fusionlab.tracking import default_tracking_uri
-
-    try:
-        client = MlflowClient(default_tracking_uri(workdir))
-        found = client.get_experiment_by_name(experiment)
-        runs = client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'") if found else []
-        cells = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
-        if len(cells) < 2:
-            return None
-        return next((run.info.run_name for run in cells if "train/loss" in run.data.metrics), None)
-    except Exception:  # the SQLite store busy with the cells' writes: ask again
-        return None
 
 
 def most_at_once(intervals: list[tuple[int, int]]) -> int:
@@ -59,9 +35,9 @@ def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monke
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     import ray
-    from ray.cluster_utils import Cluster
 
     from fusionlab.data.synthetic import write_synthetic
+    from fusionlab.tracking import default_tracking_uri
     from fusionlab.tune.grid import load_grid
     from fusionlab.tune.grid_runner import run_grid
 
@@ -74,47 +50,14 @@ def test_grid_cells_run_at_once_and_survive_losing_a_worker_node(tmp_path, monke
         "resources": {"num_workers": 1, "cpus_per_worker": 1, "worker_resources": {"slot": 1},
                       "use_gpu": False}}))
     workdir = tmp_path / "runs"
-
-    temp_dir = tempfile.mkdtemp(prefix="rg-", dir="/tmp")  # Ray's socket paths have a length limit
-    # Cluster writes its address to $RAY_TMPDIR/ray/ray_current_cluster (default /tmp/ray, which need not exist and
-    # is every local Ray's): this cluster's own, under its temp dir.
-    (Path(temp_dir) / "ray").mkdir()
-    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "resources": {"tune_driver": 4}, "include_dashboard": False, "temp_dir": temp_dir})
-    nodes = {name: cluster.add_node(num_cpus=1, resources={"slot": 1, name: 1}) for name in ("node_a", "node_b")}
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address)
     seen: dict = {}
-
-    def remove_a_node_mid_cell():
-        try:
-            # A bound on a hang, not a speed target: on a loaded 2-core machine the second cell's start and the
-            # first's epoch took more than 300 s (every cell starts a Ray Train run of its own).
-            if wait_for(lambda: two_cells_running_one_logged(workdir, "cluster-grid"), timeout=900) is None:
-                seen["error"] = "no two cells ran at once with one of them past its first epoch"
-                return
-            hosts = wait_for(lambda: train_worker_hosts(nodes), timeout=30)
-            if not hosts:
-                seen["error"] = "no Train worker found on a worker node"
-                return
-            name = sorted(hosts)[0]
-            seen.update(node=name, node_id=nodes[name].node_id, at=time.time())
-            cluster.remove_node(nodes[name], allow_graceful=False)
-            seen["removed"] = True
-        except Exception as error:  # reported by the test body
-            seen["error"] = repr(error)
-
-    watcher = threading.Thread(target=remove_a_node_mid_cell, daemon=True)
-    try:
-        watcher.start()
+    with loopback_cluster() as (cluster, nodes, _):
+        uri = default_tracking_uri(workdir)
+        watcher = remove_a_worker_node_when(lambda: running_cell_past_an_epoch(uri, "cluster-grid"), cluster, nodes,
+                                            seen)
         outcome = run_grid(grid, workdir)
         watcher.join(timeout=30)
         alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
     assert "error" not in seen, seen["error"]
     assert seen.get("removed") and seen["node_id"] not in alive, seen

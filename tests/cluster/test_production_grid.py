@@ -12,18 +12,15 @@ cluster's nodes source ~/fusionlab.env.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from test_node_loss import train_worker_hosts, wait_for
 
 from fusionlab.cli import main
 from imagenet_files import torchvision_resnet_state
+from loopback_cluster import loopback_cluster, remove_a_worker_node_when, running_cell_past_an_epoch
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray_experiment]
 
@@ -56,19 +53,6 @@ def write_project(project: Path, data: Path) -> Path:
     return path
 
 
-def running_cell_past_an_epoch(client) -> str | None:
-    """A cell's run that has logged an epoch while the other cell's run is running too."""
-    try:
-        found = client.get_experiment_by_name(GRID)
-        runs = client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'") if found else []
-        cells = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
-        if len(cells) < 2:
-            return None
-        return next((run.info.run_name for run in cells if "train/loss" in run.data.metrics), None)
-    except Exception:  # the store busy: ask again
-        return None
-
-
 def files_holding(secret: bytes, root: Path) -> list[str]:
     return [str(path) for path in root.rglob("*") if path.is_file() and not path.is_symlink()
             and secret in path.read_bytes()]
@@ -76,9 +60,7 @@ def files_holding(secret: bytes, root: Path) -> list[str]:
 
 def test_a_grid_on_the_production_topology(tmp_path, monkeypatch, capfd, no_ray_in_process, production_postgres,
                                            production_s3_env, production_mlflow):
-    import ray
     from mlflow.tracking import MlflowClient
-    from ray.cluster_utils import Cluster
 
     from fusionlab.data.synthetic import write_synthetic
 
@@ -95,95 +77,64 @@ def test_a_grid_on_the_production_topology(tmp_path, monkeypatch, capfd, no_ray_
     monkeypatch.chdir(project)  # not the repository: the grid names its weights relative to here
     workdir = tmp_path / "runs"
 
-    temp_dir = tempfile.mkdtemp(prefix="rp-", dir="/tmp")  # Ray's socket paths have a length limit
-    (Path(temp_dir) / "ray").mkdir()
-    monkeypatch.setenv("RAY_TMPDIR", temp_dir)
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "resources": {"tune_driver": 4}, "include_dashboard": False, "temp_dir": temp_dir})
-    nodes = {name: cluster.add_node(num_cpus=1, resources={"slot": 1, name: 1}) for name in ("node_a", "node_b")}
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address)
-    direct = MlflowClient(database)
     seen: dict = {}
-
-    def remove_a_node_mid_cell():
-        try:
-            # A bound on a hang, not a speed target (a loaded 2-core machine: test_grid_node_loss.py).
-            if wait_for(lambda: running_cell_past_an_epoch(direct), timeout=900) is None:
-                seen["error"] = "no two cells ran at once with one of them past its first epoch"
-                return
-            hosts = wait_for(lambda: train_worker_hosts(nodes), timeout=30)
-            if not hosts:
-                seen["error"] = "no Train worker found on a worker node"
-                return
-            name = sorted(hosts)[0]
-            seen.update(node=name, node_id=nodes[name].node_id)
-            cluster.remove_node(nodes[name], allow_graceful=False)
-            seen["removed"] = True
-        except Exception as error:  # reported by the test body
-            seen["error"] = repr(error)
-
-    watcher = threading.Thread(target=remove_a_node_mid_cell, daemon=True)
-    try:
-        watcher.start()
+    with loopback_cluster() as (cluster, nodes, temp_dir):
+        watcher = remove_a_worker_node_when(lambda: running_cell_past_an_epoch(database, GRID),
+                                            cluster, nodes, seen)
         rc = main(["--workdir", str(workdir), "grid", "grid.yaml"])  # the store: MLFLOW_TRACKING_URI
         watcher.join(timeout=30)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+        ray_logs = [path for path in Path(temp_dir).rglob("*") if path.is_file() and not path.is_symlink()
+                    and password.encode() in path.read_bytes()]
     output = capfd.readouterr()
-    try:
-        assert "error" not in seen, seen["error"]
-        assert seen.get("removed"), seen
-        assert rc == 0, output.out[-4000:] + output.err[-4000:]
+    assert "error" not in seen, seen["error"]
+    assert seen.get("removed"), seen
+    assert rc == 0, output.out[-4000:] + output.err[-4000:]
 
-        # Every cell finished, each epoch logged once, read back through the MLflow server.
-        client = MlflowClient(server.url)
-        experiment = client.get_experiment_by_name(GRID)
-        runs = client.search_runs([experiment.experiment_id])
-        cells = {run.info.run_name: run for run in runs if "mlflow.parentRunId" in run.data.tags}
-        assert sorted(cells) == ["cen-seed0", "rgb-seed0"]
-        for name, run in cells.items():
-            assert run.info.status == "FINISHED" and "test/miou" in run.data.metrics, name
-            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
-            assert steps == list(range(EPOCHS)), f"{name}: each epoch logged once"
-            assert run.data.params["model.pretrained"] == str(project / "weights" / "mini.pth")
-            assert run.data.tags["fusionlab.pretrained.sha256"]
-        assert [name for name, run in cells.items() if int(run.data.tags["fusionlab.starts"]) > 1], \
-            "the removed node hosted a cell's worker, which started again on the other node"
+    # Every cell finished, each epoch logged once, read back through the MLflow server.
+    client = MlflowClient(server.url)
+    experiment = client.get_experiment_by_name(GRID)
+    runs = client.search_runs([experiment.experiment_id])
+    cells = {run.info.run_name: run for run in runs if "mlflow.parentRunId" in run.data.tags}
+    assert sorted(cells) == ["cen-seed0", "rgb-seed0"]
+    for name, run in cells.items():
+        assert run.info.status == "FINISHED" and "test/miou" in run.data.metrics, name
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+        assert steps == list(range(EPOCHS)), f"{name}: each epoch logged once"
+        assert run.data.params["model.pretrained"] == str(project / "weights" / "mini.pth")
+        assert run.data.tags["fusionlab.pretrained.sha256"]
+    assert [name for name, run in cells.items() if int(run.data.tags["fusionlab.starts"]) > 1], \
+        "the removed node hosted a cell's worker, which started again on the other node"
 
-        # Models and checkpoints in the bucket, none on the driver's disk.
-        keys = s3.keys()
-        for name, run in cells.items():
-            assert run.info.artifact_uri.startswith(f"s3://{s3.bucket}/mlartifacts/"), run.info.artifact_uri
-            assert [key for key in keys if key.startswith(f"ray_results/{name}/epoch_")
-                    and key.endswith("/checkpoint.pt")], f"{name}: no checkpoint in the bucket"
-        models = [key for key in keys if key.startswith("mlartifacts/") and key.endswith("/weights.pt")]
-        assert len(models) >= len(cells), keys
-        assert not list(workdir.rglob("checkpoint.pt")), "checkpoints written to the driver's disk"
+    # Models and checkpoints in the bucket, none on the driver's disk.
+    keys = s3.keys()
+    for name, run in cells.items():
+        assert run.info.artifact_uri.startswith(f"s3://{s3.bucket}/mlartifacts/"), run.info.artifact_uri
+        assert [key for key in keys if key.startswith(f"ray_results/{name}/epoch_")
+                and key.endswith("/checkpoint.pt")], f"{name}: no checkpoint in the bucket"
+    models = [key for key in keys if key.startswith("mlartifacts/") and key.endswith("/weights.pt")]
+    assert len(models) >= len(cells), keys
+    assert not list(workdir.rglob("checkpoint.pt")), "checkpoints written to the driver's disk"
 
-        # The password: in no param, tag, artifact, checkpoint, trial state, log line or printed line.
-        secret = password.encode()
-        recorded = [(run.info.run_name, key) for run in runs
-                    for key, value in {**run.data.params, **run.data.tags}.items() if password in value]
-        assert recorded == []
-        in_bucket = [key for key in keys
-                     if secret in s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()]
-        assert in_bucket == []
-        assert files_holding(secret, workdir) == [], "in the workdir (Tune's state, the grid's launches)"
-        assert files_holding(secret, Path(temp_dir)) == [], "in Ray's logs"
-        assert password not in output.out + output.err
-        assert re.search(rf"postgresql\+psycopg2://{postgres.user}:\*\*\*@", runs[0].data.params["tracking.uri"])
+    # The password: in no param, tag, artifact, checkpoint, trial state, log line or printed line.
+    secret = password.encode()
+    recorded = [(run.info.run_name, key) for run in runs
+                for key, value in {**run.data.params, **run.data.tags}.items() if password in value]
+    assert recorded == []
+    in_bucket = [key for key in keys
+                 if secret in s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()]
+    assert in_bucket == []
+    assert files_holding(secret, workdir) == [], "in the workdir (Tune's state, the grid's launches)"
+    assert ray_logs == [], "in Ray's logs"
+    assert password not in output.out + output.err
+    assert re.search(rf"postgresql\+psycopg2://{postgres.user}:\*\*\*@", runs[0].data.params["tracking.uri"])
 
-        # The report and the promotion, against the server.
-        assert main(["--workdir", str(workdir), "--tracking-uri", server.url, "report", "--experiment", GRID,
-                     "--out", str(tmp_path / "report")]) == 0
-        table = (tmp_path / "report" / "report.md").read_text()
-        assert "CEN" in table and "RGB" in table
-        assert main(["--tracking-uri", server.url, "promote", "--experiment", GRID, "--alias", "champion"]) == 0
-        champions = [client.get_model_version_by_alias(model.name, "champion")
-                     for model in client.search_registered_models()]
-        assert [version.run_id for version in champions if version.run_id in
-                {run.info.run_id for run in cells.values()}], "the champion is one of the grid's cells"
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    # The report and the promotion, against the server.
+    assert main(["--workdir", str(workdir), "--tracking-uri", server.url, "report", "--experiment", GRID,
+                 "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "CEN" in table and "RGB" in table
+    assert main(["--tracking-uri", server.url, "promote", "--experiment", GRID, "--alias", "champion"]) == 0
+    champions = [client.get_model_version_by_alias(model.name, "champion")
+                 for model in client.search_registered_models()]
+    assert [version.run_id for version in champions if version.run_id in
+            {run.info.run_id for run in cells.values()}], "the champion is one of the grid's cells"

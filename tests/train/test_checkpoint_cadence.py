@@ -56,25 +56,12 @@ def test_the_paper_grids_upload_their_checkpoints_off_the_training_steps_path():
             assert run.config.resources.checkpoint_upload == "async", run.config.run_name()
 
 
-def test_ray_keeps_the_best_ranked_checkpoints_and_the_latest(small_synthetic, tmp_path, monkeypatch):
-    import ray.train.torch
-
+def test_ray_keeps_the_best_ranked_checkpoints_and_the_latest(small_synthetic, tmp_path, stand_in_trainer):
     from fusionlab.train import driver
 
-    built = {}
-
-    class FakeTrainer:
-        def __init__(self, *args, **kwargs):
-            built.update(kwargs)
-
-        def fit(self):
-            return "fitted"
-
-    monkeypatch.setattr(driver, "ensure_ray", lambda config, address: None)
-    monkeypatch.setattr(ray.train.torch, "TorchTrainer", FakeTrainer)
     config = parse_config(config_tree(small_synthetic, train={"keep_checkpoints": 1}, resources={"use_gpu": False}))
     assert driver.run_ray(config, tmp_path / "runs") == "fitted"
-    kept = built["run_config"].checkpoint_config
+    kept = stand_in_trainer["run_config"].checkpoint_config
     assert (kept.num_to_keep, kept.checkpoint_score_attribute, kept.checkpoint_score_order) == (
         1, CHECKPOINT_SCORE, "max")
 

@@ -16,7 +16,6 @@ from ray.train.v2.api import data_parallel_trainer
 from ray.train.v2.api.exceptions import WorkerGroupError
 from train_configs import config_tree
 
-import fusionlab.data.ray_dataset
 from fusionlab.config import parse_config
 from fusionlab.errors import TrainingDiverged
 from fusionlab.tracking import RunTracker, default_tracking_uri
@@ -43,7 +42,6 @@ def test_a_diverged_worker_fails_the_run_at_once_with_its_own_error(small_synthe
             raise WorkerGroupError("rank 0 failed", {0: UserExceptionWithTraceback(diverged, "Traceback ...")})
 
     monkeypatch.setattr(driver, "ensure_ray", lambda config, address: None)
-    monkeypatch.setattr(fusionlab.data.ray_dataset, "ray_split_dataset", lambda *args, **kwargs: None)
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", DivergingTrainer)
     with pytest.raises(TrainingDiverged, match="not finite") as raised:  # the worker's own error, not Ray's wrapper
         driver.run_ray(config, tmp_path)

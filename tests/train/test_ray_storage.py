@@ -40,12 +40,9 @@ def test_credentials_in_the_storage_path_are_refused_without_being_shown(uri):
     assert SECRET not in str(error.value)
 
 
-def test_run_ray_keeps_the_run_in_the_storage_path(tmp_path, monkeypatch):
+def test_run_ray_keeps_the_run_in_the_storage_path(tmp_path, monkeypatch, stand_in_trainer):
     """The trainer's ``RunConfig.storage_path``: ``<workdir>/ray_results`` by default, else the config's (no Ray is
     started: the trainer is a stand-in)."""
-    import ray.train.torch
-
-    import fusionlab.data.ray_dataset
     from fusionlab.config import parse_config
     from fusionlab.data.synthetic import write_synthetic
     from fusionlab.train import driver
@@ -53,22 +50,7 @@ def test_run_ray_keeps_the_run_in_the_storage_path(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     data = tmp_path / "synthetic"
     write_synthetic(data, train=8, val=2, test=2, size=(48, 64), seed=0)
-    built = {}
-
-    class FakeDataset:
-        def materialize(self):
-            return self
-
-    class FakeTrainer:
-        def __init__(self, *args, **kwargs):
-            built.update(kwargs)
-
-        def fit(self):
-            return "fitted"
-
-    monkeypatch.setattr(driver, "ensure_ray", lambda config, address: None)
-    monkeypatch.setattr(fusionlab.data.ray_dataset, "ray_split_dataset", lambda *args, **kwargs: FakeDataset())
-    monkeypatch.setattr(ray.train.torch, "TorchTrainer", FakeTrainer)
+    built = stand_in_trainer
     tree = {"data": {"path": str(data), "modalities": ["rgb", "depth"], "crop": [48, 64]},
             "model": {"name": "cen", "backbone": "resnet_mini"}, "resources": {"use_gpu": False}}
     driver.run_ray(parse_config(tree, origin="test"), tmp_path / "runs")

@@ -105,31 +105,18 @@ def test_two_workers_scoring_halves_of_the_test_split_report_the_whole_splits_fi
 
 @pytest.mark.parametrize("selection, split", [("best_test", "test"), ("best_val", "val")])
 def test_ray_workers_evaluate_each_epoch_on_the_split_selection_reads(small_synthetic, tmp_path, monkeypatch,
-                                                                      selection, split):
+                                                                      stand_in_trainer, selection, split):
     """Each Ray worker reads its part of the per-epoch evaluation split from the shards itself
     (``val_parts.ValBatches``, as ``RayWorkerContext`` builds it); the driver hands the workers no Ray Data dataset
     (no Ray started)."""
-    import ray.train.torch
-
     from fusionlab.train import driver
     from fusionlab.train.val_parts import ValBatches
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    handed = []
-
-    class FakeTrainer:
-        def __init__(self, *args, **kwargs):
-            handed.append(kwargs.get("datasets"))
-
-        def fit(self):
-            return "fitted"
-
-    monkeypatch.setattr(driver, "ensure_ray", lambda config, address: None)
-    monkeypatch.setattr(ray.train.torch, "TorchTrainer", FakeTrainer)
     config = parse_config(config_tree(small_synthetic, train={"selection": selection},
                                       resources={"num_workers": 2, "use_gpu": False}))
     assert driver.run_ray(config, tmp_path / "runs") == "fitted"
-    assert handed == [None]
+    assert stand_in_trainer.get("datasets") is None
     parts = [ValBatches(config, rank, 2) for rank in range(2)]
     assert [part.dataset.split for part in parts] == [split, split]
     assert [list(part.indices) for part in parts] == [[0, 1, 2, 3], [4, 5, 6, 7]]
