@@ -55,12 +55,25 @@ RESNET101 = (3, 4, 23, 3)
 
 
 def write_weights(path: Path) -> None:
+    """torchvision's ResNet-101 layout with values a trained network could have: He-scaled convolutions, BatchNorm
+    statistics of unit variance, each block's last BN scaled down (the references freeze BN, so with unit-variance
+    random convolutions and no damping the 33 residual blocks would overflow fp32 before the first loss)."""
     import torch
 
     from imagenet_files import torchvision_resnet_state
 
+    state = torchvision_resnet_state(RESNET101)
+    for key, value in state.items():
+        if value.dim() == 4:  # a convolution: He's scale for its fan-in
+            value.mul_((2.0 / value[0].numel()) ** 0.5)
+        elif key.endswith("running_mean") or key.endswith(".bias"):
+            value.mul_(0.1)
+        elif key.endswith("running_var"):
+            value.fill_(1.0)
+        elif key.endswith("bn3.weight") or key.endswith("downsample.1.weight"):
+            value.mul_(0.2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(torchvision_resnet_state(RESNET101), path)
+    torch.save(state, path)
 
 
 def write_sun_shaped(out: Path, train: int, val: int, test: int, seed: int = 0) -> None:
