@@ -20,7 +20,9 @@ What runs:
   ``mlflow server`` on both, and a ``ray.cluster_utils.Cluster`` shaped like cluster/aws-gpu.yaml (a head with the
   trial drivers' resource and no training slot, two worker nodes with one ``slot`` each). The cells log straight to
   PostgreSQL (the password only in ``MLFLOW_TRACKING_URI``, as the YAML exports it), models go to the bucket
-  (``FUSIONLAB_ARTIFACT_ROOT``), checkpoints to the bucket (``resources.storage_path``).
+  (``FUSIONLAB_ARTIFACT_ROOT``), checkpoints (``resources.storage_path``) to a directory standing for the cluster's
+  NFS export, or with ``--checkpoints s3`` to the bucket (moto holds every object in memory: too much here beside a
+  12 GB worker; tests/cluster/test_production_grid.py resumes a cell from the bucket).
 - **the failure**: once a cell has logged its first epoch, the node hosting its worker is killed; the cell resumes on
   the other node from its last checkpoint in the bucket.
 
@@ -149,6 +151,8 @@ def parse_args(argv=None):
     parser.add_argument("--val", type=int, default=79)
     parser.add_argument("--test", type=int, default=654)
     parser.add_argument("--sun", action="store_true", help="also a CEN cell on the SUN RGB-D-shaped variant")
+    parser.add_argument("--checkpoints", choices=["s3", "shared-dir"], default="shared-dir",
+                        help="resources.storage_path: the bucket, or a directory as on NFS (see checkpoint_storage)")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -189,6 +193,13 @@ def main(argv=None) -> int:
     return 0 if result["ok"] else 1
 
 
+def checkpoint_storage(args, out: Path, s3) -> str:
+    """Where the cells' checkpoints go: the bucket, or a directory standing for the cluster's shared filesystem
+    (moto's S3 server keeps every object in memory, about three times over while it assembles a multipart upload;
+    beside a ResNet-101 late-fusion worker's 12 GB that is more than this machine has)."""
+    return f"s3://{s3.bucket}/ray_results" if args.checkpoints == "s3" else str(out / "shared" / "ray_results")
+
+
 def rehearse(args, out: Path, project: Path, grid_path: Path, data: Path, sun: Path | None, postgres, s3, server):
     from fusionlab.cli import main as fusionlab
     from loopback_cluster import loopback_cluster, remove_a_worker_node_when, running_cell_past_an_epoch
@@ -201,7 +212,7 @@ def rehearse(args, out: Path, project: Path, grid_path: Path, data: Path, sun: P
     overrides = [f"train.epochs={args.epochs}", f"train.smoke_steps={args.smoke_steps}",
                  f"train.batch_size={args.batch_size}", "train.val_every=1", f"data.path={data}",
                  "model.pretrained_version=any", "resources.use_gpu=false", "resources.cpus_per_worker=1",
-                 "resources.worker_resources={slot: 1}", f"resources.storage_path=s3://{s3.bucket}/ray_results"]
+                 "resources.worker_resources={slot: 1}", f"resources.storage_path={checkpoint_storage(args, out, s3)}"]
     killed: dict = {}
     log = out / "grid.log"
     started = time.time()
@@ -246,9 +257,15 @@ def measure(args, workdir, ray_logs, log, server, s3, password, rc, sun_rc, kill
         name = run.info.run_name
         history = {key: client.get_metric_history(run.info.run_id, key)
                    for key in ("time/train_s", "time/startup_s", "time/checkpoint_s", "train/loss")}
-        checkpoints = sorted({key.split("/")[2] for key in keys if key.startswith(f"ray_results/{name}/epoch_")})
-        checkpoint_bytes = [sum(size for key, size in sizes.items() if key.startswith(f"ray_results/{name}/{c}/"))
-                            for c in checkpoints]
+        if args.checkpoints == "s3":
+            checkpoints = sorted({key.split("/")[2] for key in keys if key.startswith(f"ray_results/{name}/epoch_")})
+            checkpoint_bytes = [sum(size for key, size in sizes.items()
+                                    if key.startswith(f"ray_results/{name}/{c}/")) for c in checkpoints]
+        else:
+            root = workdir.parent / "shared" / "ray_results" / name
+            checkpoints = sorted(path.name for path in root.glob("epoch_*"))
+            checkpoint_bytes = [sum(f.stat().st_size for f in (root / c).rglob("*") if f.is_file())
+                                for c in checkpoints]
         cells[name] = {
             "status": run.info.status, "parameters": int(run.data.tags.get("fusionlab.parameters", 0)),
             "recipe": run.data.tags.get("fusionlab.recipe"),
@@ -267,7 +284,8 @@ def measure(args, workdir, ray_logs, log, server, s3, password, rc, sun_rc, kill
                         for key, value in {**run.data.params, **run.data.tags}.items() if password in value],
         "bucket objects (artifacts, checkpoints)": [key for key in keys if secret in s3.client().get_object(
             Bucket=s3.bucket, Key=key)["Body"].read()],
-        "workdir files": [str(p) for p in workdir.rglob("*") if p.is_file() and secret in p.read_bytes()],
+        "workdir and checkpoint files": [str(p) for root in (workdir, workdir.parent / "shared") for p in
+                                         root.rglob("*") if p.is_file() and secret in p.read_bytes()],
         "Ray logs": ray_logs,
         "printed output": [str(log)] if secret in log.read_bytes() else [],
     }
@@ -277,6 +295,7 @@ def measure(args, workdir, ray_logs, log, server, s3, password, rc, sun_rc, kill
     return {"ok": ok, "rc": rc, "sun rc": sun_rc, "wall s": round(wall), "killed": killed, "cells": cells,
             "worker peak RSS GiB": peaks_gib, "password found in": leaks,
             "settings": {"epochs": args.epochs, "smoke_steps": args.smoke_steps, "batch_size": args.batch_size,
+                         "checkpoints": args.checkpoints,
                          "max_concurrent": args.max_concurrent, "train/val/test": [args.train, args.val, args.test]}}
 
 
