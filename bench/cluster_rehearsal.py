@@ -228,7 +228,10 @@ def rehearse(args, out: Path, project: Path, grid_path: Path, data: Path, sun: P
                                 *sum((["--set", value] for value in overrides), [])])
                 sun_rc = None
                 if sun is not None:  # variable-size images through the same cell: validation must not crash
+                    # its own storage: the cell's run name is the NYUDv2 cell's, and a run found under its name in
+                    # storage_path is resumed (or, trained on other data, refused)
                     sun_overrides = [f"data.path={sun}" if o.startswith("data.path=") else o for o in overrides]
+                    sun_overrides.append(f"resources.storage_path={checkpoint_storage(args, out, s3)}-sunrgbd")
                     sun_grid = rehearsal_grid(project, ("CEN, ResNet-101",), 1, name=SUN_GRID)
                     sun_rc = fusionlab(["--workdir", str(workdir), "grid", sun_grid.name,
                                         *sum((["--set", value] for value in sun_overrides), [])])
