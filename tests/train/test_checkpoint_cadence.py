@@ -11,6 +11,7 @@ from train_configs import config_tree
 from fusionlab.config import parse_config
 from fusionlab.train.checkpoint import CHECKPOINT_SCORE
 from fusionlab.train.loop import checkpoint_every
+from fusionlab.train.selection import UNRANKED
 from fusionlab.tune.grid import load_grid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def test_rank_0_uploads_its_checkpoint_under_its_epochs_name_as_configured(monke
     directory = tmp_path / "ckpt"
     directory.mkdir()
     context.report({"epoch": 4, "val/miou": 0.5}, directory, 4, 0.5)
-    context.report({"epoch": 5}, None, 5, float("-inf"))
+    context.report({"epoch": 5}, None, 5, UNRANKED)
     (metrics, kwargs), (plain, plain_kwargs) = calls
     assert metrics[CHECKPOINT_SCORE] == 0.5 and kwargs["checkpoint_dir_name"] == "epoch_0004"
     assert kwargs["checkpoint_upload_mode"] == ray.train.CheckpointUploadMode[upload.upper()]
@@ -79,5 +80,5 @@ def test_only_the_selected_epoch_ranks_above_the_rest(lower_is_better):
     for epoch, score in enumerate(scores):
         chooser.offer(epoch, {"val/score": score}, model)
         ranks.append(chooser.checkpoint_score(epoch))
-    assert ranks[1] > ranks[0] > ranks[2] == float("-inf")
+    assert ranks[1] > ranks[0] > ranks[2] == UNRANKED
     assert Selection("last", "val/score").checkpoint_score(3) > Selection("last", "val/score").checkpoint_score(2)

@@ -1,7 +1,6 @@
 """Checkpoint retention: the ``train.keep_checkpoints`` best-ranked checkpoints (the selected epoch's first) and the
 latest are kept (default 2, as on Ray), not every epoch's; a resumed run reads the latest."""
 
-import math
 import socket
 import subprocess
 
@@ -13,6 +12,7 @@ from fusionlab.data.synthetic import write_synthetic
 from fusionlab.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionlab.train.context import LocalContext
 from fusionlab.train.driver import run_local
+from fusionlab.train.selection import UNRANKED
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_local_context_keeps_the_latest_checkpoints(tiny, tmp_path, keep):
     for epoch in range(5):
         directory = context.new_checkpoint_dir()
         save_checkpoint(directory, {"epoch": epoch})
-        context.report({"epoch": epoch}, directory, epoch, -math.inf)  # none selected: the newest rank first
+        context.report({"epoch": epoch}, directory, epoch, UNRANKED)  # none selected: the newest rank first
     expected = [f"epoch_{epoch:04d}" for epoch in range(5)][-(keep or 2):]
     assert kept(tmp_path / "run") == expected
     assert context.restore()["epoch"] == 4
@@ -44,7 +44,7 @@ def test_local_context_keeps_the_latest_checkpoints(tiny, tmp_path, keep):
 def test_the_selected_epochs_checkpoint_is_kept_beside_the_latest(tiny, tmp_path):
     config = parse_config(config_tree(tiny, data={"crop": [32, 40]}, train={"epochs": 6, "keep_checkpoints": 1}))
     context = LocalContext(config, tmp_path / "run", echo=False)
-    scores = [0.3, 0.8, -math.inf, -math.inf, 0.7, -math.inf]  # epoch 1 selected, then epoch 4 second best
+    scores = [0.3, 0.8, UNRANKED, UNRANKED, 0.7, UNRANKED]  # epoch 1 selected, then epoch 4 second best
     for epoch, score in enumerate(scores):
         directory = context.new_checkpoint_dir()
         save_checkpoint(directory, {"epoch": epoch})
@@ -63,7 +63,7 @@ def test_a_checkpoint_half_written_by_a_killed_run_is_swept_by_the_next(tiny, tm
     left.mkdir(parents=True)
     (left / "checkpoint.partial").write_bytes(b"half")
     context = LocalContext(config, root, echo=False)
-    context.report({"epoch": 0}, context.new_checkpoint_dir(), 0, -math.inf)
+    context.report({"epoch": 0}, context.new_checkpoint_dir(), 0, UNRANKED)
     assert not left.exists() and kept(root) == ["epoch_0000"]
     assert f"left by process {dead.pid} (no longer running)" in capfd.readouterr().err
 

@@ -14,7 +14,7 @@ from fusionlab.train import segmentation_task
 from fusionlab.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
-from fusionlab.train.selection import Selection, cpu_copy
+from fusionlab.train.selection import UNRANKED, Selection, cpu_copy
 
 # --- the rule ---
 
@@ -68,7 +68,7 @@ def test_the_selection_survives_a_checkpoint_loaded_with_weights_only(tmp_path):
     save_checkpoint(tmp_path / "a", {"model": model.state_dict(), "selection": chooser.state_dict(1)})
     assert load_checkpoint(tmp_path / "a")["selection"]["model"] is None, "no copy of epoch 0's weights in epoch 1's"
     kept = {0: {"model": best}}  # epoch 0's own checkpoint, kept because it ranks first
-    assert chooser.checkpoint_score(0) > chooser.checkpoint_score(1) == -math.inf
+    assert chooser.checkpoint_score(0) > chooser.checkpoint_score(1) == UNRANKED
     restored = selection()
     restored.load_state_dict(load_checkpoint(tmp_path / "a")["selection"], 1, model, kept.__getitem__)
     assert (restored.epoch, restored.score, restored.metrics) == (0, 0.9, {"val/score": 0.9})

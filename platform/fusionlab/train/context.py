@@ -77,7 +77,7 @@ def _score(checkpoint: Path) -> float:
     try:
         return float(json.loads((checkpoint / SCORE_FILE).read_text())[CHECKPOINT_SCORE])
     except (OSError, ValueError, KeyError):  # written before checkpoints were ranked: the least kept
-        return -math.inf
+        return -math.inf  # below UNRANKED
 
 
 class LocalContext:

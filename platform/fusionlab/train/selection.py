@@ -24,6 +24,9 @@ from fusionlab.config import Config
 from fusionlab.tracking.tags import SELECTION_SPLIT_TAG, SELECTION_TAG
 
 SELECTED_EPOCH = "selected_epoch"
+# The rank of a checkpoint that holds no selected epoch: below every score, and finite (it is reported with the epoch's
+# metrics, and Tune's loggers warn at every non-finite value).
+UNRANKED = -1e30
 
 
 def evaluation_split(config: Config) -> str:
@@ -106,7 +109,7 @@ class Selection:
         if self.mode == "last":
             return float(epoch)
         if epoch != self.epoch or not math.isfinite(self.score):
-            return -math.inf
+            return UNRANKED
         return (-self.score if self.lower_is_better else self.score) - epoch * 1e-9  # a tie: the earlier, as better()
 
     def state_dict(self, epoch: int) -> dict[str, Any]:
