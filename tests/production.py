@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from ray_head import BIN, free_ports
-from tracking.mlflow_server import fetch, mlflow_server_process
+from tracking.mlflow_server import fetch, log_tail, mlflow_server_process, stop_group
 
 HOST = "127.0.0.1"
 POSTGRES_GLOB = "/usr/lib/postgresql/*/bin/initdb"  # Debian's layout (apt-get install postgresql)
@@ -110,23 +110,6 @@ def assert_stopped(name: str, pids: list[int], port: int, timeout: float = 30) -
     left = [pid for pid in pids if alive(pid)]
     assert not left, f"{name}: processes left running: {left}"
     assert not listening(port), f"{name}: port {port} still open"
-
-
-def _kill_group(process: subprocess.Popen, grace_s: float = 10) -> None:
-    """SIGTERM the process group of ``process`` (started with ``start_new_session``), SIGKILL what outlives it."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace_s)
-            if not group_pids(process.pid):
-                return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
 # --------------------------------------------------------------------------------------------------------- PostgreSQL
@@ -241,8 +224,8 @@ def _run(command: list[str], log: Path, timeout: float = 120, check: bool = True
     with open(log, "ab") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
     if check and result.returncode != 0:
-        server = f"\nserver log:\n{_tail(server_log)}" if server_log else ""
-        raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}:\n{_tail(log)}{server}")
+        server = f"\nserver log:\n{log_tail(server_log)}" if server_log else ""
+        raise RuntimeError(f"{' '.join(command)} exited with {result.returncode}:\n{log_tail(log)}{server}")
 
 
 def _create_role_and_database(port: int, superuser_password: str, user: str, password: str, database: str) -> None:
@@ -306,19 +289,19 @@ def s3_server(workdir: Path, bucket: str = "fusionlab", startup_s: float = 120) 
     try:
         def answers() -> bool:
             if process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {process.returncode}:\n{_tail(log_path)}")
+                raise RuntimeError(f"moto_server exited with {process.returncode}:\n{log_tail(log_path)}")
             try:
                 return fetch(f"{endpoint}/", timeout=5)[0] == 200  # ListBuckets
             except OSError:
                 return False
 
-        wait_until(answers, startup_s, f"moto_server not answering on {endpoint}:\n{_tail(log_path)}")
+        wait_until(answers, startup_s, f"moto_server not answering on {endpoint}:\n{log_tail(log_path)}")
         s3 = S3(endpoint=endpoint, port=port, pid=process.pid, bucket=bucket, access_key="fusionlab-test",
                 secret_key=secrets.token_hex(20))
         s3.client().create_bucket(Bucket=bucket)
         yield s3
     finally:
-        _kill_group(process)
+        stop_group(process)
     assert_stopped("moto_server", [process.pid], port)
 
 

@@ -40,17 +40,21 @@ def api(base_url: str, endpoint: str, body: dict | None = None) -> dict:
     return json.loads(payload)
 
 
-def _log_tail(log_path: Path, chars: int = 3000) -> str:
+def log_tail(log_path: Path, chars: int = 3000) -> str:
     return log_path.read_text(errors="replace")[-chars:] if log_path.exists() else "(no log)"
 
 
-def _stop(process: subprocess.Popen, grace_s: float = 10) -> None:
-    """SIGTERM the server's process group (the CLI and its uvicorn worker), SIGKILL what outlives the grace period."""
+def stop_group(process: subprocess.Popen, grace_s: float = 10) -> None:
+    """SIGTERM the process group of ``process`` (started with ``start_new_session``: a server's CLI and its workers),
+    SIGKILL what outlives the grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         try:
             process.wait(timeout=grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 0)  # anyone left in the group?
+                continue
             return
         except subprocess.TimeoutExpired:
             continue
@@ -88,13 +92,13 @@ def mlflow_server_process(store_args: list[str], log_path: Path, cwd: Path, env:
         deadline = time.monotonic() + startup_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{_log_tail(log_path)}")
+                raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log_tail(log_path)}")
             with contextlib.suppress(OSError):
                 if fetch(f"{base_url}/health", timeout=2)[0] == 200:
                     break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow server not healthy after {startup_s:.0f} s:\n{_log_tail(log_path)}")
+                raise TimeoutError(f"mlflow server not healthy after {startup_s:.0f} s:\n{log_tail(log_path)}")
             time.sleep(0.5)
         yield process, base_url
     finally:
-        _stop(process)
+        stop_group(process)
