@@ -43,10 +43,6 @@ def redact_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def has_secret(uri: str) -> bool:
-    return redact_uri(uri) != uri
-
-
 def remember_uri(uri: str) -> str:
     """The redacted form of ``uri``, to record; a URI with a secret is put in this process's environment (inherited
     by a Ray started from it) so that ``reveal_uri`` finds it."""
