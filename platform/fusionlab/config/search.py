@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from fusionlab.names import name_problem
 
 from .sections import Float, Int, Section
 
@@ -55,6 +57,16 @@ class SearchConfig(Section):
     scheduler: SchedulerConfig = SchedulerConfig()
     seed: Int = 0
     time_budget_s: Float | None = Field(None, gt=0)
-    name: str | None = None  # the sweep's name (its directory and MLflow parent run); default from the model
+    # The sweep's name: its folder WORKDIR/sweeps/<name>, Tune's experiment and the MLflow parent run; a name, not a
+    # path (fusionlab/names.py). Default: from the model, the data folder and the seed.
+    name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 

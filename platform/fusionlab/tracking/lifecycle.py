@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 # Defined in tags.py; re-exported (__all__) for the modules and tests that import them from here.
 from . import store
+from .filters import tag_equals
 from .tags import (
     CHANGED_PREFIX,
     ERROR_TAG,
@@ -35,7 +36,7 @@ ERROR_ARTIFACT = "error.txt"
 
 
 def find_run(client: MlflowClient, experiment_id: str, key: str) -> Run | None:
-    found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
+    found = client.search_runs([experiment_id], filter_string=tag_equals(RUN_KEY_TAG, key),
                                order_by=["attributes.start_time DESC"], max_results=1)
     return found[0] if found else None
 

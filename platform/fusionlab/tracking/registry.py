@@ -23,6 +23,7 @@ from fusionlab.errors import FusionlabError
 from fusionlab.models.model_files import SPEC_FILE
 
 from . import store
+from .filters import attribute_equals, tag_equals
 from .lifecycle import effective_params
 from .runs import MODEL_NAME
 from .store import registry_client
@@ -118,7 +119,7 @@ def find_candidates(client: MlflowClient, experiments: Sequence[str], metric: st
             known = sorted(e.name for e in client.search_experiments())
             raise RegistryError(f"no experiment {name!r} in the tracking store; it has {known}")
         names[experiment.experiment_id] = name
-    query = f"tags.`{KIND_TAG}` = 'train' and attributes.status = 'FINISHED'"
+    query = f"{tag_equals(KIND_TAG, 'train')} and {attribute_equals('attributes.status', 'FINISHED')}"
     token = None
     while True:
         page = client.search_runs(list(names), filter_string=query, max_results=1000, page_token=token)
@@ -238,7 +239,8 @@ def _model_source(client: MlflowClient, run_id: str) -> tuple[str, str | None]:
     ``load_model`` would refuse it. (``client.list_artifacts(run_id, ...)`` would resolve logged models through the
     global tracking URI.)"""
     run = client.get_run(run_id)
-    models = [m for m in client.search_logged_models([run.info.experiment_id], filter_string=f"name = '{MODEL_NAME}'")
+    models = [m for m in client.search_logged_models([run.info.experiment_id],
+                                                     filter_string=attribute_equals("name", MODEL_NAME))
               if m.source_run_id == run_id]
     if models:
         latest = max(models, key=lambda m: m.creation_timestamp)

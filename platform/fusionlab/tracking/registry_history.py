@@ -9,6 +9,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from .filters import attribute_equals
 from .registry import RegistryError, is_missing, registry_client
 from .tags import PromotionTags
 
@@ -40,7 +41,7 @@ class VersionRecord:
 def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
     versions, token = [], None
     while True:
-        page = client.search_model_versions(f"name = '{name}'", page_token=token)
+        page = client.search_model_versions(attribute_equals("name", name), page_token=token)
         versions.extend(page)
         token = page.token
         if not token:

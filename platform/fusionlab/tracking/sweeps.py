@@ -11,6 +11,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 
 from . import plots, store
+from .filters import tag_equals
 from .runs import ensure_experiment
 from .tags import ERROR_TAG, KIND_TAG, PARENT_RUN_ID_TAG, STOPPED_EARLY_TAG, SWEEP_KEY_TAG
 
@@ -20,7 +21,7 @@ def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any
     """The parent run of a sweep (or of a grid, ``kind="grid"``), found again by its key on a second call."""
     client = store.client(uri)
     experiment_id = ensure_experiment(uri, experiment, artifact_root)
-    found = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_KEY_TAG}` = '{sweep}'", max_results=1)
+    found = client.search_runs([experiment_id], filter_string=tag_equals(SWEEP_KEY_TAG, sweep), max_results=1)
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
@@ -38,7 +39,7 @@ def close_parent_run(uri: str, parent_run_id: str, status: str = "FINISHED") -> 
 def child_runs(uri: str, parent_run_id: str) -> list:
     client = store.client(uri)
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    return client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_RUN_ID_TAG}` = '{parent_run_id}'")
+    return client.search_runs([experiment_id], filter_string=tag_equals(PARENT_RUN_ID_TAG, parent_run_id))
 
 
 def log_sweep_summary(uri: str, parent_run_id: str, trials: pd.DataFrame, space: dict[str, str], metric: str,

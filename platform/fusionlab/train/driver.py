@@ -13,6 +13,7 @@ from typing import Any
 from fusionlab.config import Config, check_named_files
 from fusionlab.data import Manifest
 from fusionlab.data.verify import VERIFIED_TAG, verify_for_training
+from fusionlab.names import confined, folder_name
 
 from .checkpoint import CHECKPOINT_SCORE
 from .cluster import check_shared_store, resolve_use_gpu
@@ -79,10 +80,26 @@ def run_local(config: Config, workdir: str | os.PathLike, parent_run_id: str | N
     uri = prepare_tracking(config, workdir)
     check_resume(uri, config)
     payload = payload_for(config, workdir, uri, parent_run_id, tags)
-    context = LocalContext(config, workdir / "checkpoints" / config.run_name())
+    context = LocalContext(config, checkpoint_root(config, workdir))
     with ends_honestly(payload, config):
         train_loop(payload, context)
     return context.reports
+
+
+def checkpoint_root(config: Config, workdir: Path) -> Path:
+    """``workdir/checkpoints/<run>``: the run's name as a folder name (``fusionlab.names.folder_name``: itself where
+    it is one), refused if it would lie anywhere else."""
+    return confined(Path(workdir) / "checkpoints", folder_name(config.run_name()))
+
+
+def ray_run_storage(config: Config, workdir: Path) -> tuple[str, str]:
+    """Ray Train's ``(storage_path, name)`` for the run: ``resources.storage_path`` (default ``workdir/ray_results``)
+    and the run's name as a folder name; a local run folder that would lie outside its storage is refused."""
+    storage = config.resources.storage_path or str(Path(workdir) / "ray_results")
+    name = folder_name(config.run_name())
+    if "://" not in storage:
+        confined(storage, name)
+    return storage, name
 
 
 def check_resume(uri: str, config: Config, record: bool = True) -> None:
@@ -189,6 +206,7 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     config = resolve_use_gpu(config)
     check_shared_store(uri)
     payload = payload_for(config, workdir, uri, parent_run_id, tags)
+    storage, name = ray_run_storage(config, workdir)
     install_failure_policy()
     ray.data.DataContext.get_current().enable_progress_bars = False  # the epoch lines are the progress
     # No Ray Data dataset is handed to the workers: each builds its epoch's training pipeline, seeded as the
@@ -199,7 +217,7 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
         scaling_config=scaling_config(config),
         run_config=ray.train.RunConfig(
             # resources.storage_path: a bucket or NFS every node reaches; a run started again resumes from there
-            name=config.run_name(), storage_path=config.resources.storage_path or str(workdir / "ray_results"),
+            name=name, storage_path=storage,
             # The best ranked (the selected epoch's first: train/selection.py) and the latest, which resume reads.
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints,
                                                          checkpoint_score_attribute=CHECKPOINT_SCORE,

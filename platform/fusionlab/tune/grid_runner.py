@@ -22,6 +22,7 @@ from typing import Any
 
 from fusionlab.config import Config, check_named_files
 from fusionlab.errors import FusionlabError
+from fusionlab.names import confined
 from fusionlab.tracking.cells import DONE, FAILED, KILLED, recorded_runs
 
 from .grid import Grid, GridError, GridRun, prepare_run, run_tags
@@ -202,7 +203,7 @@ def _train_on_tune(grid: Grid, pending: list[CellStatus], configs: dict[str, Con
     trainable = tune.with_resources(
         tune.with_parameters(cell_trial, cells=cells, workdir=str(workdir), parent_run_id=parent),
         {DRIVER_RESOURCE: 1})
-    root = workdir / GRIDS_DIR / grid.name
+    root = grid_folder(workdir, grid.name)
     tuner = tune.Tuner(
         trainable, param_space={"cell": tune.grid_search(names)},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrent),
@@ -218,6 +219,12 @@ def _train_on_tune(grid: Grid, pending: list[CellStatus], configs: dict[str, Con
             error_file = Path(result.path) / "error.txt"
             logs[result.config["cell"]] = str(error_file if error_file.exists() else result.path)
     return logs
+
+
+def grid_folder(workdir: Path, name: str) -> Path:
+    """``workdir/grids/<name>``, where each launch is a Tune experiment; refused anywhere else (``grid.name`` is
+    checked at load: a name, not a path)."""
+    return confined(Path(workdir) / GRIDS_DIR, name)
 
 
 def next_launch(root: Path) -> str:

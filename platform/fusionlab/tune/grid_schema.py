@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fusionlab.config import Config, ConfigError, Section, get_dotted, set_dotted
+from fusionlab.names import name_problem
 
 GRID_OWNED_KEYS = ("tracking.experiment", "tracking.run_name", "train.seed")
 SEGMENTATION_FIGURES = ("pixel_acc", "mean_acc", "miou")
@@ -34,7 +35,7 @@ class EstimateSpec(Section):
 
 
 class GridMeta(Section):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1)  # the grid's MLflow experiment and its folder WORKDIR/grids/<name>
     description: str | None = None
     source: str | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -44,6 +45,14 @@ class GridMeta(Section):
     # Cells × seeds training at once on Ray (default: every one the cluster fits; on a machine of its own, as many
     # as its cores hold).
     max_concurrent: int | None = Field(None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:  # WORKDIR/grids/<name>: a name, not a path (fusionlab/names.py)
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("seeds")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 
 from fusionlab.config import Config, ConfigError, check_batch_fits, check_named_files, parse_config, set_dotted
 from fusionlab.errors import FusionlabError
+from fusionlab.names import confined, folder_name
 
 from .search_space import apply_sample, optuna_space
 
@@ -24,7 +25,16 @@ DRIVER_RESOURCE = "tune_driver"
 
 
 def sweep_name(config: Config) -> str:
-    return config.search.name or f"{config.model.name}-search-{Path(config.data.path).name}-seed{config.search.seed}"
+    """``search.name`` (a folder name, checked at load), else one made from the model, data folder and seed (mapped
+    to a folder name where the data folder's name is not one: ``fusionlab.names.folder_name``)."""
+    if config.search.name:
+        return config.search.name
+    return folder_name(f"{config.model.name}-search-{Path(config.data.path).name}-seed{config.search.seed}")
+
+
+def sweep_folder(workdir: Path, name: str) -> Path:
+    """``workdir/sweeps/<name>``: its ``sweep.json``, the Optuna study and Tune's state; refused anywhere else."""
+    return confined(Path(workdir) / "sweeps", name)
 
 
 def trial_fn(sample: dict[str, Any], *, base_tree: dict[str, Any], workdir: str, parent_run_id: str,
@@ -82,7 +92,7 @@ def start_sweep(config: Config, workdir: str | os.PathLike, address: str | None 
     workdir = Path(workdir).resolve()
     uri = prepare_tracking(config, workdir)
     name = sweep_name(config)
-    sweep_dir = workdir / "sweeps" / name
+    sweep_dir = sweep_folder(workdir, name)
     if (sweep_dir / SWEEP_FILE).exists():
         raise ConfigError(f"sweep {sweep_dir} already exists; continue it with `fusionlab tune --resume {sweep_dir}` "
                           f"or set search.name")
@@ -145,7 +155,8 @@ def _fit(state: dict[str, Any], sweep_dir: Path, restore: bool, address: str | N
                                         scheduler=scheduler, num_samples=search.num_samples,
                                         max_concurrent_trials=search.max_concurrent_trials,
                                         time_budget_s=search.time_budget_s),
-            run_config=tune.RunConfig(name=state["name"], storage_path=str(sweep_dir.parent)),
+            # Tune's experiment is the sweep's folder itself (its name, not the recorded one: never outside it)
+            run_config=tune.RunConfig(name=sweep_dir.name, storage_path=str(sweep_dir.parent)),
         )
     results = tuner.fit()
     best = summarise(state, config, results, storage)
