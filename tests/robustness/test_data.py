@@ -121,7 +121,7 @@ def predictor(tiny_synthetic):
 INPUT_SPEC_CASES = [
     pytest.param(lambda m: m["modalities"]["depth"].update(scale=0.001),
                  ["modality 'depth'", "scale 0.001", "trained on uint16 x1 (scale 0.0002"], id="another-depth-scale"),
-    pytest.param(lambda m: m["modalities"]["rgb"].update(channels=1),
+    pytest.param(lambda m: m["modalities"]["rgb"].update(channels=1, mean=[0.45], std=[0.225]),  # a valid 1-ch spec
                  ["modality 'rgb' is uint8 x1", "trained on uint8 x3"], id="another-rgb-channels"),
 ]
 

@@ -20,6 +20,37 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _count(text: str) -> int:
+    """A number of samples: an integer >= 0 (0 leaves the split out of the dataset)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of samples (an integer >= 0), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a number of samples is >= 0, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"a fraction is in [0, 1), got {text}")
+    return value
+
+
 def _human_bytes(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
@@ -85,11 +116,14 @@ def cmd_data_inspect(args: argparse.Namespace, console: Console) -> int:
                        _human_bytes(sum(shard.bytes for shard in shards)))
     console.print(splits)
     if args.verify:
+        from fusionlab.data.reader import SAMPLED_ROWS
+
         reader.verify()
         count = sum(len(shards) for shards in manifest.splits.values())
         labels = ", every label is a class or the ignore index" if manifest.label is not None else ""
         console.print(f"[green]verified[/] {count} shards: sizes, sha256 checksums and row counts match the "
-                      f"manifest{labels}")
+                      f"manifest, every row's size and split match it, the first {SAMPLED_ROWS} rows of each shard "
+                      f"decode as it describes{labels}")
     return 0
 
 
@@ -102,11 +136,11 @@ def add_parsers(commands) -> None:
     synth.add_argument("--out", required=True)
     synth.add_argument("--task", choices=["segmentation", "translation"], default="segmentation",
                        help="segmentation: synthetic-rgbd; translation: synthetic-translation")
-    synth.add_argument("--train", type=int, default=64)
-    synth.add_argument("--val", type=int, default=16)
-    synth.add_argument("--test", type=int, default=16)
+    synth.add_argument("--train", type=_count, default=64, help="samples in train (0: no train split)")
+    synth.add_argument("--val", type=_count, default=16, help="samples in val (0: no val split)")
+    synth.add_argument("--test", type=_count, default=16, help="samples in test (0: no test split)")
     synth.add_argument("--size", type=_size, default=None, help="HxW (default 120x160; 64x64 for translation)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=_seed, default=0)
     synth.add_argument("--overwrite", action="store_true", help="replace an earlier fusionlab dataset at --out")
     synth.set_defaults(handler=cmd_data_synth)
     convert = data_commands.add_parser("convert", help="convert a public dataset from its own format")
@@ -114,7 +148,7 @@ def add_parsers(commands) -> None:
     convert.add_argument("src")
     convert.add_argument("--out", required=True)
     convert.add_argument("--overwrite", action="store_true", help="replace an earlier fusionlab dataset at --out")
-    convert.add_argument("--val-fraction", type=float, default=None,
+    convert.add_argument("--val-fraction", type=_fraction, default=None,
                          help="nyudv2/sunrgbd: fraction of train carved out as the val split (default 0.1)")
     convert.add_argument("--encoding", choices=["reference", "raw"], default=None,
                          help="taskonomy: the reference's depth/edge encoding (default) or the files' own values")

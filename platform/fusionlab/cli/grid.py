@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -36,8 +38,6 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_grid(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
-
     from fusionlab.tune.grid import load_grid, print_dry_run
     from fusionlab.tune.grid_runner import cell_statuses, run_grid
 
@@ -53,24 +53,32 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         return 0
     outcome = run_grid(grid, workdir, address=args.address, local=args.local, resume=args.resume, console=console)
-    console.print(f"tracked in experiment [bold]{grid.name}[/]; the table: fusionlab --workdir {args.workdir} "
-                  f"report --experiment {grid.name}")
+    console.print(f"tracked in experiment [bold]{grid.name}[/]; the table: fusionlab --workdir "
+                  f"{shlex.quote(str(args.workdir))} report --experiment {shlex.quote(grid.name)}")
     console.print(outcome.summary(), highlight=False, soft_wrap=True)  # one line, for logs and tools
     return 1 if outcome.failed else 0
 
 
-def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
+def report_folder(workdir: str | Path, experiment: str) -> Path:
+    """The default report folder, ``WORKDIR/reports/<experiment>``: an MLflow experiment's name may hold any text, so
+    it goes through ``fusionlab.names.folder_name`` (itself where it is a folder name), and never lies elsewhere. An
+    explicit ``--out`` is the user's choice and goes anywhere."""
+    from fusionlab.names import confined, folder_name
 
+    return confined(Path(workdir) / "reports", folder_name(experiment))
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from rich.markup import escape
 
     from fusionlab.tracking import default_tracking_uri
     from fusionlab.tracking.report import caption, table_columns, table_rows, write_report
 
     uri = args.tracking_uri or default_tracking_uri(args.workdir)
-    out = Path(args.out) if args.out else Path(args.workdir) / "reports" / args.experiment
+    out = Path(args.out) if args.out else report_folder(args.workdir, args.experiment)
     report, written, parents = write_report(uri, args.experiment, out, args.split, overwrite=args.overwrite,
-                                            pairs=[tuple(pair) for pair in args.pair or []], protocol=args.protocol)
+                                            pairs=[tuple(pair) for pair in args.pair or []], protocol=args.protocol,
+                                            mixed=args.mixed)
     table = Table(title=f"report: {args.experiment}", title_justify="left")
     for index, column in enumerate(table_columns(report, compact=True)):
         table.add_column(column, justify="left" if index < 3 else "right", no_wrap=True)
@@ -127,4 +135,7 @@ def add_parsers(commands) -> None:
     report.add_argument("--pair", nargs=2, action="append", metavar=("FIRST", "SECOND"),
                         help="two row labels: the caption gives FIRST − SECOND over the seeds both ran, with its 95%% "
                              "CI (repeatable; default: each exchanging CEN row against CEN without exchange)")
+    report.add_argument("--mixed", action="store_true",
+                        help="list runs trained on different versions of the dataset (manifest sha256) in one table, "
+                             "each row's version in a manifest column; without it such an experiment is refused")
     report.set_defaults(handler=cmd_report)

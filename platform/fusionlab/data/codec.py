@@ -30,11 +30,16 @@ def decode(data: bytes, encoding: str, dtype: str, channels: int, height: int, w
            where: str = "image") -> np.ndarray:
     """Decode to an ``[H, W, C]`` array, checking dtype and shape; ``where`` names the sample in errors."""
     expected = (height, width, channels)
+    if not isinstance(data, bytes | bytearray | memoryview | np.ndarray):
+        raise DatasetError(f"{where}: no image bytes (the column holds {type(data).__name__})")
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in (height, width)):
+        raise DatasetError(f"{where}: height x width {height!r} x {width!r}; expected positive integers")
     if encoding == "raw":
-        array = np.frombuffer(data, dtype=dtype)
-        if array.size != height * width * channels:
-            raise DatasetError(f"{where}: raw image has {array.size} values, expected {height}x{width}x{channels}")
-        return array.reshape(expected)
+        size, expected_size = memoryview(data).nbytes, height * width * channels * np.dtype(dtype).itemsize
+        if size != expected_size:
+            raise DatasetError(f"{where}: raw image has {size} bytes, expected {expected_size} ({height}x{width}x"
+                               f"{channels} {dtype})")
+        return np.frombuffer(data, dtype=dtype).reshape(expected)
     try:
         with Image.open(io.BytesIO(data)) as image:
             array = as_hwc(np.asarray(image))

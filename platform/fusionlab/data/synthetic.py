@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from .manifest import LabelSpec, Manifest, depth_mm_spec, rgb_spec
+from .manifest import DatasetError, LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from .sample import Sample
 from .writer import DatasetWriter
 
@@ -312,11 +312,26 @@ def _sense_depth(rng: np.random.Generator, true_depth: np.ndarray, focal: float)
     return depth_mm.astype(np.uint16)
 
 
+def check_generator_arguments(counts: dict[str, int], size: tuple[int, int], seed: int) -> None:
+    """A generator's sample counts are integers >= 0 (0 leaves the split out), its size two positive integers and
+    its seed an integer >= 0; else a DatasetError naming the argument and value."""
+    for split, count in counts.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise DatasetError(f"{split}: a number of samples is an integer >= 0, got {count!r}")
+    if not sum(counts.values()):
+        raise DatasetError(f"no samples to write: train, val and test are all 0 ({counts})")
+    if len(size) != 2 or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in size):
+        raise DatasetError(f"size: expected (height, width), positive integers, got {size!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DatasetError(f"seed: expected an integer >= 0, got {seed!r}")
+
+
 def write_synthetic(out: Path, *, train: int = 64, val: int = 16, test: int = 16, size: tuple[int, int] = (120, 160),
                     seed: int = 0, overwrite: bool = False) -> Manifest:
     """Write the synthetic-rgbd dataset (splits train/val/test) to ``out``; returns the written manifest."""
-    height, width = size
     counts = {"train": train, "val": val, "test": test}
+    check_generator_arguments(counts, tuple(size), seed)
+    height, width = size
     manifest = Manifest(
         name=DATASET_NAME, task="segmentation", modalities={"rgb": rgb_spec(), "depth": depth_mm_spec()},
         label=LabelSpec(SYNTHETIC_CLASSES, ignore_index=IGNORE_INDEX),

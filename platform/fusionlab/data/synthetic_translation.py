@@ -70,7 +70,7 @@ from rich.progress import track
 
 from .manifest import DatasetError, Manifest, ModalitySpec, gray_spec, rgb_spec
 from .sample import Sample
-from .synthetic import SPLIT_CODES, _Canvas, _hsv_to_rgb, _place
+from .synthetic import SPLIT_CODES, _Canvas, _hsv_to_rgb, _place, check_generator_arguments
 from .writer import DatasetWriter
 
 GENERATOR_VERSION = 1
@@ -264,8 +264,9 @@ def write_synthetic_translation(out: Path, *, train: int = 64, val: int = 16, te
     unknown = [d for d in domains if d not in DOMAINS]
     if unknown:
         raise DatasetError(f"unknown synthetic-translation domains {unknown}; choose from {list(DOMAINS)}")
-    height, width = size
     counts = {"train": train, "val": val, "test": test}
+    check_generator_arguments(counts, tuple(size), seed)
+    height, width = size
     specs = domain_specs()
     manifest = Manifest(
         name=DATASET_NAME, task="translation", target=TARGET,

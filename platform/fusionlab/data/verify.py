@@ -1,9 +1,12 @@
-"""Verify a dataset before a run trains on it: every shard's size, row count and sha256 against the manifest.
+"""Verify a dataset before a run trains on it: every shard's size, row count and sha256 against the manifest, and
+that the manifest describes the rows (``DatasetReader.verify_rows``: every row's size against ``image_size``, its split
+and sample_id; the first rows of every shard decoded as the manifest's dtypes, channels and encodings say).
 
 Runs once on the driver, before the first epoch, on both training paths, so the manifest hash a run records
 (``fusionlab.manifest_sha256``) names the bytes it actually read; the run's ``fusionlab.data_verified`` tag says what
 was checked. Hashing is the cost: 0.7-1.4 GB/s on one core of this 2-core machine (SHA-NI; the range is other load),
-so 8-15 s for the 11 GB Cityscapes when the files are in the page cache, the disk's read speed when they are not.
+so 8-15 s for the 11 GB Cityscapes when the files are in the page cache, the disk's read speed when they are not;
+decompressing each shard's first row group for the row check adds about as much again (see ``verify_rows``).
 Labels are checked as shards are decoded (``check_label``), not here. A process that trains the same unchanged files
 again (the cells of a local grid) reuses its verdict, keyed on the manifest and each shard's size, mtime and inode.
 """
@@ -33,7 +36,7 @@ def verify_for_training(path: str | os.PathLike) -> str:
         reader.verify(labels=False)
         size = sum(shard.bytes for shard in shards)
         _verified[key] = (f"sizes, row counts and sha256 of {len(shards)} shards ({size / 2**20:.1f} MiB) match the "
-                          f"manifest; checked in {time.perf_counter() - start:.1f} s")
+                          f"manifest, and it describes their rows; checked in {time.perf_counter() - start:.1f} s")
     return _verified[key]
 
 

@@ -8,10 +8,12 @@ task shows is its ``TaskMetrics`` (segmentation: pixel acc., mean acc., mIoU in 
 translation: FID, KID×100, L1, lower is better). Where a grid cell has published figures (tag
 ``fusionlab.paper``), the figure and our difference sit beside ours (for translation only when the FIDs come from
 the FID Inception network, tag ``fusionlab.fid_features``); where the table has unimodal rows, every row also shows
-its ranking metric against the best of them. An experiment holds one task's runs. Files: ``report.md``,
-``report.csv`` and ``plots/*.png``, written to a staging directory (``fusionlab.staging``) and then moved into place,
-and logged under ``report/`` to the experiment's sweep or grid parent run(s). A marker file (``.fusionlab-report``)
-tells an earlier report, which is replaced, from a directory of someone else's, which is not (unless ``overwrite``).
+its ranking metric against the best of them. An experiment holds one task's runs, trained on one version of its
+dataset (one ``fusionlab.manifest_sha256``, as ``promote`` requires; ``mixed`` lists several, each row's marked).
+Files: ``report.md``, ``report.csv`` and ``plots/*.png``, written to a staging directory (``fusionlab.staging``) and
+then moved into place, and logged under ``report/`` to the experiment's sweep or grid parent run(s). A marker file
+(``.fusionlab-report``) tells an earlier report, which is replaced, from a directory of someone else's, which is not
+(unless ``overwrite``).
 
 This module writes those files and is where callers import the report from; reading the runs into rows is
 ``report_rows.py``'s job, the table's text (Markdown, caption, CSV frame) ``report_table.py``'s.
@@ -24,6 +26,7 @@ from pathlib import Path
 from fusionlab.staging import Staging, existing_entries
 
 from . import plots, store
+from .filters import tag_equals
 from .report_rows import (
     CEN_PARAMETERS,
     SEGMENTATION,
@@ -61,17 +64,18 @@ def check_out(out: Path, overwrite: bool = False) -> None:
 
 def write_report(uri: str, experiment: str, out: str | Path, split: str | None = None,
                  log_to_parent: bool = True, overwrite: bool = False,
-                 pairs: list[tuple[str, str]] | None = None, protocol: str = "auto"
+                 pairs: list[tuple[str, str]] | None = None, protocol: str = "auto", mixed: bool = False
                  ) -> tuple[Report, Path, list[str]]:
     """Collect, write ``out`` (an earlier report there is replaced as a whole; anything else only with
     ``overwrite``, see ``check_out``) and log it to the parent run(s).
 
     ``pairs``: row labels whose paired difference over shared seeds the caption gives (``report_paired.py``);
-    ``protocol``: single- or multi-scale scores (``report_rows.collect``).
+    ``protocol``: single- or multi-scale scores (``report_rows.collect``); ``mixed``: runs on different versions of
+    the dataset in one table, each row's marked (refused without it, ``report_rows.check_manifests``).
     Returns the report, where it was written and the ids of the parent runs it was logged to."""
     out = Path(out).resolve()
     check_out(out, overwrite)
-    report = collect(uri, experiment, split, pairs, protocol)
+    report = collect(uri, experiment, split, pairs, protocol, mixed)
     parents: list[str] = []
     staging = Staging(out)
     with staging as folder:
@@ -90,7 +94,7 @@ def _log_to_parents(uri: str, experiment: str, folder: Path) -> list[str]:
     client = store.client(uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     parents = [run for kind in ("sweep", "grid")
-               for run in search_all_runs(client, experiment_id, f"tags.`{KIND_TAG}` = '{kind}'")]
+               for run in search_all_runs(client, experiment_id, tag_equals(KIND_TAG, kind))]
     for parent in parents:
         client.log_artifacts(parent.info.run_id, str(folder), artifact_path="report")
     return [parent.info.run_id for parent in parents]

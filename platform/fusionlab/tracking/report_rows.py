@@ -28,6 +28,7 @@ from .tags import (
     FID_FEATURES_TAG,
     FLOPS_TAG,
     KIND_TAG,
+    MANIFEST_TAG,
     MODALITIES_TAG,
     MODEL_TAG,
     PAPER_TAG,
@@ -140,6 +141,11 @@ class Row:
     def selection(self) -> str:
         return self.runs[0].tags.get(SELECTION_TAG, NOT_RECORDED)
 
+    @property
+    def manifests(self) -> tuple[str, ...]:
+        """The dataset manifests (sha256, "" where a run has none) its runs were trained on."""
+        return tuple(sorted({run.tags.get(MANIFEST_TAG, "") for run in self.runs}))
+
 
 @dataclass
 class Report:
@@ -152,6 +158,7 @@ class Report:
     unfinished: tuple[str, ...] = ()  # runs not in the table: "<run> (<cell>): <STATUS>[: <error>]"
     paired: tuple[PairedDifference, ...] = ()  # first - second over shared seeds (report_paired.py)
     protocol: str = SINGLE_SCALE_LABEL  # how the figures were scored: the runs' fusionlab.eval_protocol when multi
+    manifests: tuple[str, ...] = ()  # the dataset manifests (sha256) the rows were trained on; several only --mixed
 
     @property
     def task(self) -> TaskMetrics:
@@ -200,11 +207,13 @@ PROTOCOLS = ("auto", "single", "multi")
 
 
 def collect(uri: str, experiment: str, split: str | None = None,
-            pairs: Sequence[tuple[str, str]] | None = None, protocol: str = "auto") -> Report:
+            pairs: Sequence[tuple[str, str]] | None = None, protocol: str = "auto", mixed: bool = False) -> Report:
     """The experiment's report; ``pairs``: the row labels to show paired differences of (default: CEN's
     exchange ablation where the grid has it, ``report_paired.default_pairs``); ``protocol``: the single-scale scores
     (``<split>/...``), the multi-scale ones (``<split>_ms/...``, see ``model.eval_scales``), or ``auto``: multi-scale
-    when every run has them."""
+    when every run has them; ``mixed``: list runs trained on different versions of the dataset (different
+    ``fusionlab.manifest_sha256``) in one table, each row's marked, where without it they are refused, as
+    ``promote`` refuses to rank them."""
     if protocol not in PROTOCOLS:
         raise ReportError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
     client = store.client(uri)
@@ -224,6 +233,7 @@ def collect(uri: str, experiment: str, split: str | None = None,
     if tasks[0] not in TASKS:
         raise ReportError(f"experiment {experiment!r} has {tasks[0]!r} runs; a report knows the tasks {sorted(TASKS)}")
     task = TASKS[tasks[0]]
+    manifests = check_manifests(listed, experiment, mixed)
     if split is None:
         split = "test" if all(f"test/{task.rank}" in run.data.metrics for run in listed) else "val"
     key, label = _protocol_scores(listed, split, task, protocol, experiment)
@@ -238,7 +248,30 @@ def collect(uri: str, experiment: str, split: str | None = None,
     except ValueError as error:
         raise ReportError(str(error)) from None
     return Report(experiment, split, rows, sum(run.stopped_early for run in scored), tasks[0], features, unfinished,
-                  paired, label)
+                  paired, label, manifests)
+
+
+def check_manifests(listed: list[Run], experiment: str, mixed: bool) -> tuple[str, ...]:
+    """The manifests (sha256) the runs were trained on; more than one is refused unless ``mixed``: scores on two
+    versions of a dataset are not comparable (``promote`` refuses the same runs)."""
+    versions: dict[str, list[str]] = {}
+    for run in listed:
+        versions.setdefault(run.data.tags.get(MANIFEST_TAG, ""), []).append(run.info.run_name or run.info.run_id)
+    if len(versions) > 1 and not mixed:
+        listed_versions = "; ".join(f"{short_manifest(digest)}: {len(names)} run(s) ({', '.join(sorted(names)[:3])}"
+                                    + (", ..." if len(names) > 3 else "") + ")"
+                                    for digest, names in sorted(versions.items()))
+        raise ReportError(f"experiment {experiment!r} holds runs trained on {len(versions)} versions of the dataset "
+                          f"(manifest sha256 {listed_versions}): their scores are not comparable, and one table "
+                          f"would rank them together (promote refuses them too). Report each version's runs from "
+                          f"an experiment of their own, or pass --mixed to list them all with each row's manifest "
+                          f"marked")
+    return tuple(sorted(versions))
+
+
+def short_manifest(digest: str) -> str:
+    """A manifest sha256 as a report shows it (12 digits, as ``promote`` does), "none" where a run has none."""
+    return digest[:12] or "none"
 
 
 def _protocol_scores(listed: list[Run], split: str, task: TaskMetrics, protocol: str, experiment: str

@@ -12,7 +12,7 @@ from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.fid.local import LOCAL_NAME
 from fusionlab.models.multiscale import SINGLE_SCALE_LABEL
 
-from .report_rows import CEN_PARAMETERS, TRANSLATION, Report, Row
+from .report_rows import CEN_PARAMETERS, TRANSLATION, Report, Row, short_manifest
 from .tags import FID_FEATURES_TAG
 
 # The caption's words for each train.selection (the tag fusionlab.selection).
@@ -58,6 +58,8 @@ def table_columns(report: Report, compact: bool = False) -> list[str]:
         columns.append("GFLOPs" if compact else "GFLOPs / sample")
     if any(len(row.runs) > 1 for row in report.rows):
         columns.append("seeds")
+    if len(report.manifests) > 1:  # --mixed: which version of the dataset each row was trained on
+        columns.append("manifest" if compact else "Manifest sha256")
     return columns
 
 
@@ -86,6 +88,8 @@ def table_rows(report: Report, compact: bool = False) -> list[list[str]]:
             cells.append(f"{row.flops / 1e9:.3g}" if row.flops else "-")
         if seeds:
             cells.append(str(len(row.runs)))
+        if len(report.manifests) > 1:
+            cells.append("+".join(short_manifest(digest) for digest in row.manifests))
         out.append(cells)
     return out
 
@@ -128,7 +132,8 @@ def caption(report: Report) -> str:
     note = comparability_note(report)
     if note is not None:
         lines.append(note)
-    lines += champion_lines(report) + paired_lines(report)
+    mixed = manifest_lines(report)  # runs on several versions of the dataset: no champion across them
+    lines += mixed + (champion_lines(report) if not mixed else []) + paired_lines(report)
     lines += protocol_lines(report)
     if report.stopped_early:
         lines.append(f"{report.stopped_early} trial(s) were stopped early by the scheduler: their scores are from "
@@ -137,6 +142,18 @@ def caption(report: Report) -> str:
         lines.append(f"Not in the table, {len(report.unfinished)} run(s) that did not finish: "
                      + "; ".join(report.unfinished) + ".")
     return "\n".join(lines)
+
+
+def manifest_lines(report: Report) -> list[str]:
+    """With ``--mixed`` and runs on several versions of the dataset: which rows used which, and that their scores
+    do not compare."""
+    if len(report.manifests) < 2:
+        return []
+    groups = {digest: [row.label for row in report.rows if digest in row.manifests] for digest in report.manifests}
+    parts = [f"{short_manifest(digest)} ({', '.join(labels)})" for digest, labels in groups.items()]
+    return [f"Mixed datasets (--mixed): the rows were trained on {len(report.manifests)} versions of the dataset "
+            f"(the manifest column, sha256): {'; '.join(parts)}. Scores on different versions are not comparable: "
+            f"rank rows only within one version."]
 
 
 def _budget(row: Row, other: Row) -> str:
@@ -238,7 +255,8 @@ def frame(report: Report) -> pd.DataFrame:
                                   "backbone": row.backbone, "split": report.split, "seeds": len(row.runs),
                                   "parameters": row.parameters, "flops": row.flops, "recipe": row.recipe,
                                   "selection": row.selection,
-                                  "run_ids": " ".join(r.run_id for r in row.runs)}
+                                  "run_ids": " ".join(r.run_id for r in row.runs),
+                                  "manifest_sha256": " ".join(digest or "none" for digest in row.manifests)}
         for key in report.varied_keys():
             record[key] = row.varied.get(key)
         for metric in task.metrics:
