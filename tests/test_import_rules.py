@@ -67,7 +67,14 @@ def test_the_scanner_sees_function_level_and_relative_imports():
 def test_models_import_torch_only(path):
     modules = IMPORTS[path]
     assert third_party(modules) <= {"torch", *MODELS_EXTRA.get(path, ())}, path
-    assert within(modules, "fusionlab") <= within(modules, "fusionlab.models", "fusionlab.errors"), path
+    # fusionlab.torch_files: the one torch.load (weights_only=True), itself importing torch and errors only
+    assert within(modules, "fusionlab") <= within(modules, "fusionlab.models", "fusionlab.errors",
+                                                  "fusionlab.torch_files"), path
+
+
+def test_torch_files_imports_torch_and_errors_only():
+    modules = IMPORTS["torch_files.py"]
+    assert third_party(modules) <= {"torch"} and within(modules, "fusionlab") <= {"fusionlab.errors"}
 
 
 @pytest.mark.parametrize("path", [p for p in IMPORTS if p.startswith("data/")])

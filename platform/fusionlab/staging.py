@@ -93,10 +93,25 @@ def existing_entries(target: Path, error: type[Exception] = FusionlabError) -> l
     if target.is_symlink():
         raise error(f"{target} is a symbolic link; choose another --out (a link is never replaced)")
     if not target.exists():
+        blocked = _file_above(target)
+        if blocked is not None:  # out=FILE/report: FILE would have to become a directory
+            raise error(f"{target} cannot be created: {blocked} exists and is not a directory; choose another --out "
+                        f"(a file is never replaced)")
         return None
     if not target.is_dir():
         raise error(f"{target} exists and is not a directory; choose another --out (a file is never replaced)")
     return sorted(p.name for p in target.iterdir())
+
+
+def _file_above(target: Path) -> Path | None:
+    """The nearest existing ancestor of ``target`` where it is not a directory (a file, a dangling link), else
+    None."""
+    for parent in target.absolute().parents:
+        if parent.is_dir():
+            return None
+        if parent.exists() or parent.is_symlink():
+            return parent
+    return None
 
 
 def replace_dir(staged: Path, target: Path) -> None:
@@ -149,11 +164,21 @@ class Staging:
         self._signals = _TerminateRaises()
 
     def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # a writer checks first (existing_entries); this is the backstop
+            raise FusionlabError(f"{self.target} cannot be created: {_file_above(self.target) or self.target.parent} "
+                                 f"exists and is not a directory") from None
+        except OSError as error:  # read-only, no permission
+            raise FusionlabError(f"{self.target} cannot be created: {error.strerror or error}") from None
         sweep(self.target.parent, self.say)
         self._signals.install()
         try:
             self.path.mkdir()
+        except OSError as error:
+            self._signals.restore()
+            raise FusionlabError(f"{self.target} cannot be written: {self.path} cannot be created "
+                                 f"({error.strerror or error})") from None
         except BaseException:
             self._signals.restore()
             raise

@@ -61,9 +61,10 @@ def test_single_scale_is_the_predictor_itself():
 
 
 def test_scales_are_checked_and_the_protocol_is_named():
-    for bad in ([], [0.5, 0], [-1]):
-        with pytest.raises(ValueError, match="positive"):
+    for bad in ([], [0.5, 0], [-1], [1.0, 4.5], [1e9], [float("inf")], [float("nan")]):
+        with pytest.raises(ValueError, match="one or more scales|out of bounds"):
             check_scales(bad)
+    assert check_scales([0.5, 4]) == (0.5, 4.0)  # the bound itself is allowed
     assert protocol_label((1.0,), False) == "single-scale"
     assert protocol_label((0.5, 1.0, 1.5), True) == "multi-scale 0.5,1,1.5 + flip"
     assert protocol_label((1.0,), True) == "multi-scale 1 + flip"

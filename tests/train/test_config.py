@@ -59,7 +59,9 @@ def test_synthesize_creates_missing_data(tmp_path):
     ({"data": {"modalities": ["rgb"]}}, r"model cen needs at least 2 modalities"),
     ({"resources": {"num_workers": 0}}, r"resources\.num_workers: Input should be greater than or equal to 1"),
     ({"train": {"optimizer": "lion"}}, r"train\.optimizer: Input should be 'sgd', 'adam' or 'adamw'"),
-    ({"model": {"eval_scales": [0.5, -1.0]}}, r"model\.eval_scales: .*expected positive scales, got \[0\.5, -1\.0\]"),
+    ({"model": {"eval_scales": [0.5, -1.0]}}, r"model\.eval_scales: .*scale -1 is out of bounds \(each in \(0, 4\].*"
+                                              r"got \[0\.5, -1\.0\]"),
+    ({"model": {"eval_scales": [1.0, 1e9]}}, r"model\.eval_scales: .*scale 1e\+09 is out of bounds"),
     ({"model": {"eval_scales": []}}, r"model\.eval_scales: List should have at least 1 item"),
 ])
 def test_bad_values_are_named(small_synthetic, change, message):

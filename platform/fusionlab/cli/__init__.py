@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from fusionlab.credentials import TRACKING_URI_ENV, remember_uri
 from fusionlab.errors import FusionlabError
@@ -37,13 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.tracking_uri:  # from here on only its redacted form is printed or recorded
         args.tracking_uri = remember_uri(args.tracking_uri)
-    console = Console(width=max(Console().width, 160))
+    console = Console(width=max(Console().width, 160), emoji=False)  # user text like a:b:c stays as typed
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         return args.handler(args, console)
     except (DatasetError, ConfigError, FusionlabError) as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
+        # escaped: a message quotes keys and values in brackets ("missing encoder keys [conv1.weight, ...]"), which
+        # rich would otherwise take for markup tags and drop
+        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 1
     except Terminated:
         console.print("[red]terminated[/] (SIGTERM)", highlight=False)

@@ -19,7 +19,7 @@ from .tree import ConfigError, apply_overrides, describe_validation_error
 def validate_config(tree: dict[str, Any], origin: str = "config") -> Config:
     """The schema alone: no file is read."""
     if not isinstance(tree, dict):
-        raise ConfigError(f"{origin}: expected a mapping with sections data, model, train, resources, tracking")
+        raise ConfigError(f"{origin}: expected {_SECTIONS}; got a {_yaml_type(tree)}")
     try:
         return Config.model_validate(tree)
     except ValidationError as error:
@@ -34,15 +34,45 @@ def parse_config(tree: dict[str, Any], origin: str = "config", require_data: boo
     return prepare(config, origin) if require_data else config
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+_SECTIONS = "a mapping with sections data, model, train, resources, tracking"
+
+
+def read_yaml_file(path: str | os.PathLike, kind: str = "config") -> Any:
+    """The YAML document in ``path`` (None for an empty file); ``ConfigError`` naming the file for one that is not
+    there, a directory, unreadable, not UTF-8 text or not YAML. ``kind`` names it in the messages."""
     path = Path(path)
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{kind} file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a {kind} file (YAML)") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a YAML {kind} file: not UTF-8 text (byte {error.start}: "
+                          f"{error.reason})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the {kind} file: {error.strerror or error}") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML ({error})") from None
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    tree = read_yaml_file(path, "config")
+    if tree is None:
+        raise ConfigError(f"{path}: the file is empty; expected {_SECTIONS}")
+    if not isinstance(tree, dict):  # before --set, which sets keys in a mapping
+        raise ConfigError(f"{path}: expected {_SECTIONS}; the file's top level is a {_yaml_type(tree)}")
     tree = apply_overrides(tree, overrides or [])
     tree = absolute_paths(tree, path.parent)
     return parse_config(tree, origin=str(path))
 
+
+
+def _yaml_type(value: Any) -> str:
+    """What a YAML document's top level is, as its author would call it: ``list``, ``string ('hello')``."""
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+    name = names.get(type(value), type(value).__name__)
+    return f"{name} ({value!r})" if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 40 else name

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from fusionlab.names import display_name_problem
+
 
 def _not_bool(value: Any) -> Any:
     if isinstance(value, bool):
@@ -111,9 +113,12 @@ class ModelConfig(Section):
 
     @field_validator("eval_scales")
     @classmethod
-    def _positive_scales(cls, value: list[float]) -> list[float]:
-        if any(not scale > 0 for scale in value):
-            raise ValueError(f"expected positive scales, got {value}")
+    def _scales_in_bounds(cls, value: list[float]) -> list[float]:
+        from fusionlab.models.multiscale import scales_problem
+
+        problem = scales_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; got {value}")
         return value
 
     @property
@@ -353,8 +358,18 @@ class TrackingConfig(Section):
     # default: MLFLOW_TRACKING_URI, else sqlite:///<workdir>/mlflow.db. Kept with its password redacted (the full
     # URI stays in the environment: fusionlab/credentials.py), so no param, checkpoint or trial config holds it.
     uri: str | None = None
+    # MLflow display names: any text but control characters or both kinds of quote; where one becomes a folder
+    # (checkpoints/<run>, ray_results/<run>, reports/<experiment>) it is mapped to a safe one (fusionlab/names.py).
     experiment: str = "fusionlab"
     run_name: str | None = None  # default: derived from the model, data and seed
+
+    @field_validator("experiment", "run_name")
+    @classmethod
+    def _display_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else display_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("uri")
     @classmethod

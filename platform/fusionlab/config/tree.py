@@ -30,7 +30,13 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        tree = set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            detail = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise ConfigError(f"--set {item}: the value {raw!r} is not YAML ({detail}); quote a string, e.g. "
+                              f"--set '{key.strip()}=\"...\"'") from None
+        tree = set_dotted(tree, key.strip(), value)
     return tree
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusionlab.errors import FusionlabError
+from fusionlab.torch_files import TorchFileError, load_weights_only
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION_FILE}"
@@ -233,11 +234,10 @@ def load_inception(path: str | os.PathLike) -> FIDInceptionV3:
     if not path.is_file():
         raise InceptionWeightsMissing(missing_weights_message(path))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated download, an HTML page, a pickle with code in it
+        state = load_weights_only(path)
+    except TorchFileError as e:  # a truncated download, an HTML page, a pickle with code in it
         raise InceptionWeightsError(f"cannot read the Inception weights file {path} as a torch state dict "
-                                    f"({type(e).__name__}: {str(e)[:200]}); expected {INCEPTION_FILE} "
-                                    f"from {INCEPTION_URL}") from e
+                                    f"({e.reason}); expected {INCEPTION_FILE} from {INCEPTION_URL}") from None
     if not isinstance(state, dict):
         raise InceptionWeightsError(f"{path} holds a {type(state).__name__}, not a state dict; "
                                     f"expected {INCEPTION_FILE} from {INCEPTION_URL}")

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from fusionlab.errors import FusionlabError
+from fusionlab.torch_files import TorchFileError, load_weights_only
 
 from .fusion import FusionModel
 from .predictor import SegmentationPredictor, TranslationPredictor
@@ -146,11 +147,10 @@ def load_weights(model: FusionModel, path: Path, where: str) -> None:
     if not path.is_file():
         raise ModelFileError(f"{where}: no {WEIGHTS_FILE} (the model's weights) beside {SPEC_FILE}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a pickle with code in it, a truncated file, not a torch file at all
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        state = load_weights_only(path)
+    except TorchFileError as error:  # a pickle with code in it, a truncated file, not a torch file at all
         raise ModelFileError(f"{where}: {WEIGHTS_FILE} is not a state dict of tensors (read with "
-                             f"weights_only=True): {reason}") from None
+                             f"weights_only=True): {error.reason}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelFileError(f"{where}: {WEIGHTS_FILE} must hold a state dict of tensors, got {type(state).__name__}")
     try:

@@ -22,11 +22,31 @@ SINGLE_SCALE_LABEL = "single-scale"
 MULTI_SCALE_SUFFIX = "_ms"
 
 
+# The largest input scale: the published protocols go to 1.75 (DeepLab's 0.5-1.75); 4 leaves room for more while a
+# scale's input (16x the pixels at 4) still fits where the model was evaluated at 1. A scale of 1e9 would ask torch
+# for an input of ~1e20 pixels (its storage overflows).
+MAX_SCALE = 4.0
+SCALE_BOUNDS = f"each in (0, {MAX_SCALE:g}]: DeepLab's protocol is 0.5,0.75,1,1.25,1.5,1.75"
+
+
+def scales_problem(scales: Sequence[float]) -> str | None:
+    """Why ``scales`` are refused (empty, or one outside ``0 < s <= MAX_SCALE``: NaN and inf included), or None."""
+    values = list(scales)
+    if not values:
+        return "expected one or more scales"
+    bad = [scale for scale in values if not 0 < float(scale) <= MAX_SCALE]
+    if bad:
+        return f"scale {', '.join(f'{scale:g}' for scale in bad)} is out of bounds ({SCALE_BOUNDS})"
+    return None
+
+
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
-    """``scales`` as a tuple, refused when empty or not all positive (``ValueError`` naming the values)."""
+    """``scales`` as a tuple, refused when empty or out of bounds (``scales_problem``; a ``ValueError`` naming the
+    values)."""
     values = tuple(float(scale) for scale in scales)
-    if not values or any(not scale > 0 for scale in values):
-        raise ValueError(f"scales must be one or more positive numbers, got {list(scales)}")
+    problem = scales_problem(values)
+    if problem:
+        raise ValueError(f"scales {list(scales)}: {problem}")
     return values
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import torch
 
 from fusionlab.errors import FusionlabError
+from fusionlab.torch_files import TorchFileError, load_weights_only
 
 from .fusion import FusionModel
 
@@ -40,12 +41,14 @@ def _preview(keys: list[str], limit: int = 8) -> str:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    if not os.path.isfile(path):
+        what = "is a directory, not a weights file" if os.path.isdir(path) else "not found"
+        raise PretrainedWeightsError(f"pretrained weights file {what}: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise PretrainedWeightsError(f"pretrained weights file not found: {path}") from None
-    except Exception as error:
-        raise PretrainedWeightsError(f"cannot read pretrained weights {path}: {error}") from error
+        state = load_weights_only(path)
+    except TorchFileError as error:
+        raise PretrainedWeightsError(f"cannot read pretrained weights {path} (a state dict of tensors, read with "
+                                     f"weights_only=True): {error.reason}") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

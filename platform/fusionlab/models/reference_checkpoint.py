@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from fusionlab.errors import FusionlabError
+from fusionlab.torch_files import TorchFileError, load_weights_only
 
 from .fusion import FusionModel
 from .pretrained_release import sha256_file
@@ -78,25 +79,15 @@ def _number(value: Any, key: str, path: str, kind: type) -> Any:
     raise ReferenceCheckpointError(f"{path}: {key!r} should be a number, got {type(value).__name__}")
 
 
-def _reason(error: Exception) -> str:
-    """The informative line of torch.load's error (its weights-only message is mostly advice)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].split(". Please use", 1)[0].strip()
-    return lines[0] if lines else type(error).__name__
-
-
 def read_reference_checkpoint(path: str | os.PathLike) -> ReferenceCheckpoint:
     path = str(path)
     if not Path(path).is_file():
         raise ReferenceCheckpointError(f"reference checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(numpy_scalar_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - unpickling raises many types; the message says which
+        content = load_weights_only(path, numpy_scalar_globals())
+    except TorchFileError as error:  # unpickling raises many types; the reason says which
         raise ReferenceCheckpointError(f"cannot read {path} as a reference checkpoint with weights_only=True (tensors "
-                                       f"and numpy scalars only): {_reason(error)}") from None
+                                       f"and numpy scalars only): {error.reason}") from None
     if not isinstance(content, Mapping) or not isinstance(content.get("segmenter"), Mapping):
         found = sorted(content) if isinstance(content, Mapping) else type(content).__name__
         raise ReferenceCheckpointError(f"{path}: expected a dict with 'segmenter' (the state dict), 'epoch_start' "

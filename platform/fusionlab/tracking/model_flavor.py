@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import urllib.parse
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from fusionlab.models.model_files import (
 )
 
 from . import store
+from .filters import attribute_equals
 
 FLAVOR_NAME = "fusionlab"
 
@@ -58,7 +60,12 @@ def log_model(tracking_uri: str, run_id: str, name: str, predictor: Predictor) -
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> Predictor:
-    """The predictor at ``model_uri`` (``runs:/``, ``models:/``, or any artifact URI), rebuilt from its spec."""
+    """The predictor at ``model_uri`` (``runs:/``, ``models:/``, or any artifact URI), rebuilt from its spec. A local
+    directory (a path or ``file://``) is read in place, its two files only: nothing is copied, so a directory that is
+    not a model (``/etc``, a dataset) is refused by what it lacks, before anything in it is read."""
+    local_dir = _local_path(model_uri)
+    if local_dir is not None:
+        return _load_local_model_dir(model_uri, local_dir)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download is noise here
     # models:/ URIs resolve in the same store, whatever the environment says
     in_store = store.global_store(tracking_uri) if tracking_uri else contextlib.nullcontext()
@@ -75,6 +82,30 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> Predictor:
         return load_model_dir(local, where=f"model {model_uri!r}")
 
 
+def _local_path(model_uri: str) -> Path | None:
+    """The local path ``model_uri`` names (a plain path or a ``file://`` URI), or None for a store's URI."""
+    if model_uri.startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlparse(model_uri).path))
+    if "://" in model_uri or model_uri.startswith(("runs:/", "models:/")):
+        return None
+    return Path(model_uri).expanduser()
+
+
+def _load_local_model_dir(model_uri: str, directory: Path) -> Predictor:
+    where = f"model {model_uri!r}"
+    if not directory.exists():
+        raise FusionlabError(f"{where}: no such directory; expected runs:/<run id>/model, models:/<name>@<alias> or a "
+                             f"model directory holding {SPEC_FILE} and {WEIGHTS_FILE}")
+    if not directory.is_dir():
+        raise FusionlabError(f"{where} is a file, not a model directory ({SPEC_FILE} and {WEIGHTS_FILE})")
+    missing = [name for name in (SPEC_FILE, WEIGHTS_FILE) if not (directory / name).is_file()]
+    if missing:  # named without listing (or copying) the directory: it may be anything, and large
+        raise FusionlabError(f"{where}: {directory} is not a fusionlab model directory: it has no "
+                             f"{' and no '.join(missing)} (a model directory holds {SPEC_FILE} and {WEIGHTS_FILE}, "
+                             f"as `fusionlab train` logs it); nothing in it was read")
+    return load_model_dir(directory, where=where)
+
+
 def logged_model_uri(model_uri: str) -> str:
     """``runs:/<run id>/<name>`` as its logged model's own URI (``models:/<model id>``), where the run logged one
     under that name: MLflow resolves a ``runs:/`` URI by first asking the run's artifact store for the path, and a
@@ -83,13 +114,14 @@ def logged_model_uri(model_uri: str) -> str:
     if not model_uri.startswith("runs:/"):
         return model_uri
     run_id, _, name = model_uri[len("runs:/"):].partition("/")
-    if not run_id or not name or "/" in name.strip("/") or "'" in run_id + name:
+    if not run_id or not name or "/" in name.strip("/") or any("'" in v and '"' in v for v in (run_id, name)):
         return model_uri
     client = MlflowClient(mlflow.get_tracking_uri())
     try:
         experiment_id = client.get_run(run_id).info.experiment_id
         found = client.search_logged_models([experiment_id], max_results=1,
-                                            filter_string=f"source_run_id = '{run_id}' AND name = '{name.strip('/')}'")
+                                            filter_string=f"{attribute_equals('source_run_id', run_id)} AND "
+                                                          f"{attribute_equals('name', name.strip('/'))}")
     except MlflowException:  # no such run: download_artifacts says so in the user's terms
         return model_uri
     return f"models:/{found[0].model_id}" if found else model_uri

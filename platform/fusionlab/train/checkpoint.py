@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from fusionlab.errors import FusionlabError
+from fusionlab.torch_files import TorchFileError, load_weights_only
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # The key under which each checkpoint is ranked for keeping (Ray's CheckpointConfig.checkpoint_score_attribute, and
@@ -41,13 +42,11 @@ def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no {CHECKPOINT_FILE} in checkpoint directory {directory}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # RuntimeError, UnpicklingError, EOFError, OSError... by the damage
-        # torch's own text is not repeated: for a file it cannot unpickle it suggests weights_only=False, which would
-        # run whatever the file holds.
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by fusionlab; "
-                              f"torch.load raised {type(error).__name__}); delete its directory to resume from an "
-                              f"earlier checkpoint, or start the run under another name") from error
+        state = load_weights_only(path)
+    except TorchFileError as error:  # RuntimeError, UnpicklingError, EOFError, OSError... by the damage
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by fusionlab: "
+                              f"{error.reason}); delete its directory to resume from an earlier checkpoint, or start "
+                              f"the run under another name") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(state).__name__}")
     return state

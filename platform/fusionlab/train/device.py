@@ -6,7 +6,7 @@ Every switch is in ``TrainConfig``; their defaults ("auto", or off) leave a CPU 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -71,27 +71,35 @@ class EpochTotals:
     """Sums of per-step scalars and a count of non-finite losses, accumulated on the device in float64.
 
     ``add`` launches only device work; ``finish`` sums over workers and is the one host synchronisation of the
-    epoch, raising ``TrainingDiverged`` (naming the epoch) if any step's loss was not finite on any worker.
+    epoch, raising ``TrainingDiverged`` (naming the epoch) if any step's loss was not finite on any worker; or, where
+    such steps had a batch with no labelled pixel (``add``'s ``unlabelled``), the error ``unlabelled_error`` makes.
     """
 
     def __init__(self, names: list[str], device: torch.device):
         self.names = names
-        self.sums = torch.zeros(len(names) + 2, dtype=torch.float64, device=device)  # ..., steps, non-finite steps
+        # ..., steps, non-finite steps, steps without a labelled pixel
+        self.sums = torch.zeros(len(names) + 3, dtype=torch.float64, device=device)
         self.one = torch.ones((), dtype=torch.float64, device=device)
+        self.zero = torch.zeros((), dtype=torch.float64, device=device)
 
-    def add(self, loss: torch.Tensor, *others: torch.Tensor) -> None:
-        """``loss`` is checked for finiteness; it and ``others`` are summed (one value per name)."""
+    def add(self, loss: torch.Tensor, *others: torch.Tensor, unlabelled: torch.Tensor | None = None) -> None:
+        """``loss`` is checked for finiteness; it and ``others`` are summed (one value per name); ``unlabelled``
+        (1.0 or 0.0 on the device) counts a batch with no labelled pixel (``train/unlabelled.py``)."""
         loss = loss.detach().double()
         values = [loss, *(value.detach().double() for value in others)]
         bad = (~torch.isfinite(loss)).double()
-        self.sums += torch.stack([*values, self.one, bad])
+        self.sums += torch.stack([*values, self.one, bad, self.zero if unlabelled is None else unlabelled.double()])
 
     def finish(self, all_reduce_sum, epoch: int, what: str = "training loss",
-               hint: str = "lower train.lr_encoder / train.lr_decoder (or use train.optimizer=adam)"
-               ) -> dict[str, float]:
-        """Every name's mean over all steps of all workers (NaN when there were none)."""
+               hint: str = "lower train.lr_encoder / train.lr_decoder (or use train.optimizer=adam)",
+               unlabelled_error: Callable[[int, int], Exception] | None = None) -> dict[str, float]:
+        """Every name's mean over all steps of all workers (NaN when there were none). A non-finite loss where some
+        batch had no labelled pixel raises ``unlabelled_error(those steps, steps)``: the data's fault, not the
+        learning rate's."""
         totals = all_reduce_sum(self.sums).tolist()
-        *sums, steps, bad = totals
+        *sums, steps, bad, without_labels = totals
+        if bad > 0 and without_labels > 0 and unlabelled_error is not None:
+            raise unlabelled_error(int(without_labels), int(steps))
         if bad > 0:
             raise TrainingDiverged(f"{what} was not finite (NaN or inf) in {int(bad)} of {int(steps)} steps at "
                                      f"epoch {epoch}: the run diverged; {hint}")

@@ -17,6 +17,7 @@ from .losses import segmentation_loss, upsample
 from .metrics import ConfusionMatrix, scores
 from .optim import before_step, build_optimizer, set_epoch_lr
 from .steps import Draw, Evaluation, autocast, encoder_lr, freeze_batchnorm, metric_safe, scoring_model, unwrap
+from .unlabelled import no_labelled_pixels, unlabelled
 
 
 def build_model(config: Config, manifest: Manifest) -> FusionModel:
@@ -30,7 +31,8 @@ def build_model(config: Config, manifest: Manifest) -> FusionModel:
 def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: WorkerContext, ignore_index: int,
                 epoch: int) -> float:
     """One epoch; the mean loss over all workers. No host synchronisation inside a step: losses and a non-finite
-    count stay on the device until the epoch ends, where a diverged run raises ``TrainingDiverged``."""
+    count stay on the device until the epoch ends, where a diverged run raises ``TrainingDiverged``, or
+    ``NoLabelledPixels`` where a batch had no labelled pixel (its loss is NaN: ``unlabelled.py``)."""
     model.train()
     if config.train.freeze_bn:
         freeze_batchnorm(model)
@@ -47,8 +49,12 @@ def train_epoch(model: nn.Module, batches, optimizer, config: Config, ctx: Worke
         before_step(optimizer, config.train)
         optimizer.step()
         core.after_optimizer_step(encoder_lr(optimizer))  # e.g. CEN's proximal L1 step, at the encoder's rate
-        totals.add(loss)
-    return totals.finish(ctx.all_reduce_sum, epoch)["loss"]
+        totals.add(loss, unlabelled=unlabelled(label, ignore_index))
+
+    def no_labels(steps_without: int, steps: int) -> Exception:
+        return no_labelled_pixels(steps_without, steps, epoch, config.data.path, config.data.train_split, ignore_index)
+
+    return totals.finish(ctx.all_reduce_sum, epoch, unlabelled_error=no_labels)["loss"]
 
 
 @torch.no_grad()

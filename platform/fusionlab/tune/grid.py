@@ -5,7 +5,7 @@ A grid file has these top-level keys (unknown keys anywhere are errors that name
     status: ready              # optional; "planned": see below
     anchors: {r152: &r152 {model.backbone: resnet152, train.epochs: 450}}   # optional, ignored: YAML anchors
     grid:
-      name: nyudv2-refinenet   # the MLflow experiment every run of the grid is tracked in
+      name: nyudv2-refinenet   # the MLflow experiment of every run, and the folder grids/<name>: see fusionlab/names.py
       description: ...         # optional, free text
       source: ...              # optional: where the grid's table comes from
       seeds: [0]               # every cell runs once per seed (train.seed); default [0]
@@ -55,17 +55,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from fusionlab.config import (
     Config,
+    ConfigError,
     absolute_paths,
     apply_overrides,
     get_dotted,
     parse_config,
     validation_error_lines,
 )
+from fusionlab.config.files import read_yaml_file
 
 from .grid_dry_run import print_dry_run
 from .grid_estimate import Estimate, estimate, is_translation, wall_hours
@@ -88,11 +89,9 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
     """Read and validate a grid file; every cell × seed becomes a validated ``Config`` (dataset not required)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise GridError(f"grid file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise GridError(f"{path}: invalid YAML ({error})") from None
+        raw = read_yaml_file(path, "grid")
+    except ConfigError as error:
+        raise GridError(str(error)) from None
     if not isinstance(raw, dict) or "grid" not in raw:
         raise GridError(f"{path}: not a grid file: expected top-level keys grid, base, cells (a single run's config "
                         f"goes to `fusionlab train`)")
