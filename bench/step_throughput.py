@@ -8,6 +8,12 @@ per sample.
 
     python bench/step_throughput.py --backbone resnet50 --batch 4 --modalities 2 --size 128x128
     python bench/step_throughput.py --backbone resnet101 --batch 8 --size 480x640 --amp bf16 --channels-last --fused
+    python bench/step_throughput.py --backbone resnet50 --batch 4 --size 128x128 --compare-batchnorm
+
+``--compare-batchnorm`` adds the batched model with ``ModalBatchNorm2d``'s ``"sliced"`` execution (each slice's
+batch norm written into one output, no ``torch.cat``) next to the default (``"cat"``: chunk, one BN per slice,
+``torch.cat``), timed in the same rounds, and first checks that one training-mode forward from the same weights
+gives the same logits and loss under both.
 
 The reference model (``semantic_segmentation/models/model.py``: ``refinenet(num_layers, num_classes, num_parallel,
 bn_threshold)``) takes a list of per-modality tensors and runs every conv once per modality; it is timed as it
@@ -34,7 +40,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from fusionlab.models import build, set_modality_loop
+from fusionlab.models import build, set_batchnorm_implementation, set_modality_loop
 from fusionlab.models.flops import count_flops, mfu, peak_tflops
 
 REFERENCE_ENV = "FUSIONLAB_REFERENCE_CEN"
@@ -58,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's bf16 dense peak, for MFU on a device the built-in table lacks")
     parser.add_argument("--reference-settings", choices=["as-published", "same"], default="as-published")
+    parser.add_argument("--compare-batchnorm", action="store_true",
+                        help="also time the batched model with ModalBatchNorm2d's sliced (no torch.cat) execution")
     return parser.parse_args(argv)
 
 
@@ -83,8 +91,9 @@ class Variant:
 
 
 def fusion_variants(args: argparse.Namespace, device: torch.device, x: torch.Tensor, target: torch.Tensor
-                    ) -> tuple[list[Variant], float]:
-    """Ours, batched and as a per-modality loop (one model, toggled), and the largest output difference."""
+                    ) -> tuple[list[Variant], float, dict | None]:
+    """Ours, batched and as a per-modality loop (one model, toggled), the largest output difference, and with
+    ``--compare-batchnorm`` the batched model with the "sliced" batch norm plus the differences between the two."""
     names = ["rgb", "depth", "hha", "normal", "shade"][: args.modalities]
     torch.manual_seed(0)
     model = build(args.model, backbone=args.backbone, num_classes=args.num_classes, modalities=names).to(device)
@@ -106,12 +115,31 @@ def fusion_variants(args: argparse.Namespace, device: torch.device, x: torch.Ten
     model.train()
     set_modality_loop(model, False)
 
+    def loss_of(module: torch.nn.Module):
+        with autocast(args, device):
+            out = module(x)
+            loss = sum(F.cross_entropy(branch, target) for branch in out.branches)
+            return out, loss + F.cross_entropy(out.ensemble, target) + model.regularization_loss()
+
+    bn_diff = None
+    if args.compare_batchnorm:  # training mode: batch statistics per modality slice, the path that differs
+        forwards = []
+        for implementation in ("sliced", "cat"):
+            model.load_state_dict(start_state[0])
+            set_batchnorm_implementation(model, implementation)
+            torch.manual_seed(0)  # same dropout masks
+            with torch.no_grad():
+                out, loss = loss_of(model)
+            forwards.append((out.branches.float(), loss.float()))
+        (logits_s, loss_s), (logits_c, loss_c) = forwards
+        torch.testing.assert_close(logits_s, logits_c, **tolerance)
+        bn_diff = {"logits": (logits_s - logits_c).abs().max().item(), "loss": (loss_s - loss_c).abs().item()}
+        model.load_state_dict(start_state[0])
+        set_batchnorm_implementation(model, "cat")
+
     def step_of(module: torch.nn.Module) -> Callable[[], None]:
         def step() -> None:
-            with autocast(args, device):
-                out = module(x)
-                loss = sum(F.cross_entropy(branch, target) for branch in out.branches)
-                loss = loss + F.cross_entropy(out.ensemble, target) + model.regularization_loss()
+            _, loss = loss_of(module)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -120,16 +148,20 @@ def fusion_variants(args: argparse.Namespace, device: torch.device, x: torch.Ten
     flops = count_flops(step_of(model))
     runner = torch.compile(model) if args.compile else model
 
-    def reset(loop: bool) -> Callable[[], None]:
+    def reset(loop: bool, batchnorm: str = "cat") -> Callable[[], None]:
         def apply() -> None:
             model.load_state_dict(start_state[0])
             optimizer.load_state_dict(start_state[1])
             set_modality_loop(model, loop)  # compiled: one guarded graph per setting, both cached after round 1
+            set_batchnorm_implementation(model, batchnorm)
         return apply
 
     step = step_of(runner)
-    return [Variant("batched", step, reset(False), flops),
-            Variant("per-modality loop", step, reset(True), flops)], max_diff
+    variants = [Variant("batched", step, reset(False), flops),
+                Variant("per-modality loop", step, reset(True), flops)]
+    if args.compare_batchnorm:
+        variants.insert(1, Variant("batched, BN sliced", step, reset(False, "sliced"), flops))
+    return variants, max_diff, bn_diff
 
 
 class ReferenceUnavailable(RuntimeError):
@@ -231,7 +263,7 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> dict:
         x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, x.shape[:2])
     target = torch.randint(0, args.num_classes, (args.batch, height // 4, width // 4), device=device)
 
-    variants, max_diff = fusion_variants(args, device, x, target)
+    variants, max_diff, bn_diff = fusion_variants(args, device, x, target)
     checkout = os.environ.get(REFERENCE_ENV)
     if checkout:
         variants.append(reference_variant(args, device, x, target, checkout))
@@ -270,10 +302,19 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> dict:
     console.print(f"batched / per-modality loop = {ratio:.3f}x; training step: {variants[0].flops / 1e9:.2f} GFLOP; "
                   f"median of {args.rounds} rounds x {args.steps} steps (each after {args.warmup} warm-up steps)"
                   + (f"; peak {peak} TFLOP/s bf16 dense" if peak else ""))
+    if bn_diff is not None:
+        by_label = {v.label: statistics.median(v.times) for v in variants}
+        cat, sliced = by_label["batched"], by_label["batched, BN sliced"]
+        paired = [s / c for c, s in zip(variants[0].times, variants[1].times, strict=True)]
+        console.print(f"batch norm sliced vs chunk+cat: max |logits difference| = {bn_diff['logits']:.2e}, "
+                      f"|loss difference| = {bn_diff['loss']:.2e} (training-mode forward, same weights); "
+                      f"{sliced * 1e3:.1f} vs {cat * 1e3:.1f} ms/step (median), sliced / chunk+cat per round: "
+                      + ", ".join(f"{r:.3f}" for r in paired))
     if device.type == "cuda":
         console.print("peak memory: torch.cuda.max_memory_allocated over the timed steps (weights, gradients and "
                       "optimiser state included)")
-    return {"rows": rows, "ratio": ratio, "max_diff": max_diff, "flops_per_step": variants[0].flops}
+    return {"rows": rows, "ratio": ratio, "max_diff": max_diff, "flops_per_step": variants[0].flops,
+            "batchnorm_diff": bn_diff}
 
 
 def main() -> None:

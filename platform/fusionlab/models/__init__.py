@@ -5,7 +5,14 @@ from . import zoo as _zoo  # noqa: F401  (registers the segmentation models)
 from .backbones import BACKBONES, get_backbone
 from .discriminator import PatchDiscriminator, build_discriminator, conditional_input
 from .fusion import FusionModel, FusionOutput
-from .modal import ModalBatchNorm2d, ModalInstanceNorm2d, SharedConv2d, SharedConvTranspose2d, set_modality_loop
+from .modal import (
+    ModalBatchNorm2d,
+    ModalInstanceNorm2d,
+    SharedConv2d,
+    SharedConvTranspose2d,
+    set_batchnorm_implementation,
+    set_modality_loop,
+)
 from .pretrained import PretrainedWeightsError, load_imagenet_resnet, load_imagenet_weights
 from .registry import TASKS, build, list_models, register_model, runs_on
 from .sparsity import exchange_statistics, l1_penalty, overall_exchanged_fraction
@@ -17,6 +24,7 @@ __all__ = [
     "ModalInstanceNorm2d", "PatchDiscriminator", "PretrainedWeightsError", "SharedConv2d", "SharedConvTranspose2d",
     "UNetSpec", "build", "build_discriminator", "conditional_input", "count_parameters", "exchange_statistics",
     "get_backbone", "get_translation_backbone", "l1_penalty", "list_models", "load_imagenet_resnet",
-    "load_imagenet_weights", "overall_exchanged_fraction", "register_model", "runs_on", "set_modality_loop",
+    "load_imagenet_weights", "overall_exchanged_fraction", "register_model", "runs_on", "set_batchnorm_implementation",
+    "set_modality_loop",
     "summarize",
 ]
