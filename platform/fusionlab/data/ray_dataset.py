@@ -4,6 +4,8 @@
 of each epoch, in the order and with the augmentation draws the in-process path uses (``epoch_order``; a generator
 keyed on ``(seed, epoch, index)``), so a run is reproducible from its parameters on either path. ``EpochBatches``:
 those rows batched by a background thread that makes the next epoch's first batches before they are asked for.
+Ray training workers no longer use ``RayEpochs``: they decode the node's shared copy of a split themselves
+(``train.context.RayWorkerContext``, ``node_cache``).
 """
 
 from __future__ import annotations

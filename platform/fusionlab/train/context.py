@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from fusionlab.config import Config, check_batch_fits
-from fusionlab.data import Manifest
-from fusionlab.data.order import epoch_order
-from fusionlab.data.torch_dataset import ShardDataset
+from fusionlab.data.node_cache import default_cache_dir
+from fusionlab.data.torch_dataset import EpochOrder, ShardDataset, loader_options, loader_workers
 from fusionlab.data.transforms import Augment
 from fusionlab.staging import staging_path, sweep
 
@@ -58,7 +57,8 @@ def training_augment(config: Config, image_size: tuple[int, int] | None) -> Augm
 
 def capped(batches: Iterable[Batch], cap: int | None) -> Iterator[Batch]:
     """``batches``, or their first ``cap`` (``train.smoke_steps``); the source is closed when the cap ends it, so a
-    feed that makes batches ahead (``EpochBatches``) stops this epoch's instead of handing them to the next."""
+    feed that makes batches ahead (``ray_dataset.EpochBatches``) stops this epoch's instead of handing them to the
+    next."""
     iterator = iter(batches)
     try:
         for _ in itertools.count() if cap is None else range(cap):
@@ -91,7 +91,15 @@ class LocalContext:
         modalities = config.data.modalities
         self.train_set = ShardDataset(config.data.path, config.data.train_split, modalities, seed=config.train.seed)
         self.train_set.augment = training_augment(config, self.train_set.manifest.image_size)
-        self.val_rows = ValBatches(config)
+        # One loader for the run (its worker processes, if any, persist); the sampler hands them each epoch's rows
+        # as (epoch, row) items. Its own generator: without one the DataLoader draws its base seed from torch's
+        # global generator, shifting every dropout mask after it (the Ray path draws nothing there).
+        self.train_order = EpochOrder(len(self.train_set), config.train.seed)
+        workers = loader_workers(config.data.num_workers, self.device)
+        self.train_loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=config.train.batch_size, sampler=self.train_order, drop_last=True,
+            generator=torch.Generator(), **loader_options(workers, self.device))
+        self.val_rows = ValBatches(config, device=self.device)
         self.checkpoint_root = Path(checkpoint_root)
         self.reports: list[dict[str, Any]] = []
 
@@ -99,13 +107,8 @@ class LocalContext:
         return model.to(self.device)
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
-        self.train_set.set_epoch(epoch)
-        order = epoch_order(len(self.train_set), self.config.train.seed, epoch).tolist()
-        # A generator of its own: without one the DataLoader draws its base seed from torch's global generator,
-        # shifting every dropout mask after it (the Ray path draws nothing there).
-        return capped(torch.utils.data.DataLoader(self.train_set, batch_size=self.config.train.batch_size,
-                                                  sampler=order, drop_last=True, generator=torch.Generator()),
-                      self.config.train.smoke_steps)
+        self.train_order.epoch = epoch
+        return capped(iter(self.train_loader), self.config.train.smoke_steps)  # its indices drawn for this epoch
 
     def val_batches(self) -> Iterator[Batch]:
         return capped(self.val_rows, self.config.train.smoke_steps)
@@ -158,12 +161,13 @@ class LocalContext:
 
 
 class RayWorkerContext:
-    """Inside ``train_fn_per_worker``: Ray Data, DDP, ``ray.train.report`` / ``get_checkpoint``.
+    """Inside ``train_fn_per_worker``: DDP, ``ray.train.report`` / ``get_checkpoint``.
 
-    Training rows come from a Ray Data pipeline this worker builds per epoch (``RayEpochs``: the in-process order
-    and augmentation, this worker's part of it), the next epoch's started in the background as this one's last
-    batch is made (``EpochBatches``). Evaluation rows come from the split's shards, read here: this worker's part of
-    them (``val_parts.ValBatches``), the workers' parts holding every image once.
+    Training and evaluation rows come from the node's one copy of each split (``data.node_cache``: written once by
+    the node's first worker, memory-mapped by all), decoded on this node by this worker's DataLoader (and its
+    ``data.num_workers`` processes, which make the next batches ahead): its part of the in-process path's order, with
+    the same augmentation draws (``EpochOrder``); its part of the evaluation split (``val_parts.ValBatches``), the
+    workers' parts holding every image once.
     """
 
     def __init__(self, config: Config):
@@ -174,14 +178,16 @@ class RayWorkerContext:
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
-        from fusionlab.data.ray_dataset import EpochBatches, RayEpochs
-
         data = config.data
-        augment = training_augment(config, Manifest.load(data.path).image_size)
-        rows = RayEpochs(data.path, data.train_split, data.modalities, augment, config.train.seed, self.rank,
-                         self.world_size)
-        self._train = EpochBatches(rows, config.train.epochs, config.train.batch_size, self.device)
-        self._val = ValBatches(config, self.rank, self.world_size)
+        cache = data.node_cache or default_cache_dir()
+        self.train_set = ShardDataset(data.path, data.train_split, data.modalities, seed=config.train.seed,
+                                      cache_dir=cache)
+        self.train_set.augment = training_augment(config, self.train_set.manifest.image_size)
+        self.train_order = EpochOrder(len(self.train_set), config.train.seed, self.rank, self.world_size)
+        self.train_loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=config.train.batch_size, sampler=self.train_order, drop_last=True,
+            generator=torch.Generator(), **loader_options(loader_workers(data.num_workers, self.device), self.device))
+        self._val = ValBatches(config, self.rank, self.world_size, self.device, cache_dir=cache)
         self._checkpoint = ray.train.get_checkpoint()
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -190,7 +196,8 @@ class RayWorkerContext:
         return ray.train.torch.prepare_model(model)
 
     def train_batches(self, epoch: int) -> Iterable[Batch]:
-        return capped(self._train(epoch), self.config.train.smoke_steps)
+        self.train_order.epoch = epoch
+        return capped(iter(self.train_loader), self.config.train.smoke_steps)
 
     def val_batches(self) -> Iterable[Batch]:
         return capped(self._val, self.config.train.smoke_steps)
@@ -213,9 +220,6 @@ class RayWorkerContext:
         if self._checkpoint is not None:
             with self._checkpoint.as_directory() as directory:  # every worker reads its own view, no shared copy
                 state = load_checkpoint(directory)
-        first = 0 if state is None else state["epoch"] + 1
-        if first < self.config.train.epochs:  # its first batches are made while the loop sets up the run
-            self._train.start(first)
         return state
 
     def load_kept(self, epoch: int) -> dict[str, Any]:

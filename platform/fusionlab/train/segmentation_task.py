@@ -72,7 +72,7 @@ def validate(model: nn.Module, batches, config: Config, ctx: WorkerContext, mani
     examples: list[dict[str, torch.Tensor]] = []
     for batch in batches:
         image = batch_to_device(batch["image"].transpose(0, 1), config.train, ctx.device)
-        label = batch["label"].to(ctx.device)
+        label = batch["label"].to(ctx.device, non_blocking=True)
         with autocast(config, ctx.device):
             output = core(image)
         size, mode = tuple(label.shape[-2:]), config.model.eval_upsample

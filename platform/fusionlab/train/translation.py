@@ -175,7 +175,8 @@ def evaluate_translation(generator: nn.Module, batches: Iterable[Batch], fid: Fi
     l1_sums = torch.zeros(len(names), dtype=torch.float64)
     examples: list[dict[str, torch.Tensor]] = []
     for batch in batches:
-        image, target = resized(batch["image"].to(device), batch["target"].to(device), size)
+        image, target = resized(batch["image"].to(device, non_blocking=True),
+                                batch["target"].to(device, non_blocking=True), size)
         real = to_tanh_range(target, target_spec)
         outputs = generated(core(image.transpose(0, 1))).float().clamp(-1, 1)
         l1_sums += (outputs - real.unsqueeze(0)).abs().mean(dim=(2, 3, 4)).sum(dim=1).double().cpu()
