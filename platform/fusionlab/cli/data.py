@@ -20,25 +20,22 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _count(text: str) -> int:
-    """A number of samples: an integer >= 0 (0 leaves the split out of the dataset)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of samples (an integer >= 0), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a number of samples is >= 0, got {value}")
-    return value
+def _non_negative(what: str):
+    """An argparse type: an integer >= 0, refused with a message saying what it counts."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} (an integer >= 0), got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what} is an integer >= 0, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, got {value}")
-    return value
+_count = _non_negative("a number of samples")  # 0 leaves the split out of the dataset
+_seed = _non_negative("a seed")
 
 
 def _fraction(text: str) -> float:
