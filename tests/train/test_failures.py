@@ -44,3 +44,37 @@ def test_the_installed_policy_raises_user_errors_and_retries_the_rest():
     missing = PretrainedWeightsError("pretrained weights file not found: weights/mini.pth")
     assert policy.make_decision(worker_group_error(missing)) == FailureDecision.RAISE  # not restarted 3 times
     assert policy.make_decision(worker_group_error(ray.exceptions.ActorDiedError())) == FailureDecision.RETRY
+
+
+def controller_died(detail: str) -> ray.exceptions.ActorDiedError:
+    """The error ``trainer.fit()`` raises when its TrainController's process ends, built as Ray builds it."""
+    from ray.core.generated.common_pb2 import ActorDiedErrorContext
+
+    return ray.exceptions.ActorDiedError(ActorDiedErrorContext(
+        error_message=f"The actor is dead because its worker process has died. Worker exit type: "
+                      f"INTENDED_SYSTEM_EXIT Worker exit detail: {detail}",
+        class_name="TrainController", actor_id=bytes(16), pid=1))
+
+
+def test_a_run_tune_stops_is_not_marked_failed_but_a_dead_controller_otherwise_is(monkeypatch):
+    """ASHA stopping a trial removes its placement group, which kills the Train run's controller: the trial's thread
+    may see that ActorDiedError before its actor is killed. The run is then left as a killed trial's is (for the
+    sweep's summary); a controller that died for any other reason still ends the run FAILED."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from fusionlab.train import driver
+    from fusionlab.train.failures import torn_down_by_tune
+
+    marked = []
+    monkeypatch.setattr("fusionlab.tracking.lifecycle.mark_launch_ended", lambda *args: marked.append(args[-1]))
+    config = SimpleNamespace(tracking=SimpleNamespace(experiment="sweep"), run_name=lambda: "sweep-asha-1")
+    payload = {"tracking_uri": "sqlite:///unused.db", "launch": "launch-1"}
+    stopped = controller_died("Destroying worker since its placement group was removed.")
+    crashed = controller_died("Worker unexpectedly exits with a connection error code 2.")
+    assert torn_down_by_tune(stopped) and not torn_down_by_tune(crashed)
+    for error in (stopped, crashed):
+        with pytest.raises(ray.exceptions.ActorDiedError), driver.ends_honestly(payload, config):
+            raise error
+    assert marked == [crashed]

@@ -114,7 +114,9 @@ def finished_cells(workdir: Path, experiment: str) -> dict[str, tuple[int, bool]
         return {}
 
 
-LONG = 6  # epochs of the cell the kill interrupts
+# Epochs of the cell the kill interrupts: enough that it still trains when A is done and B has failed, however
+# slowly their Train runs start on a loaded machine (6 was too few once decoding moved off Ray Data)
+LONG = 20
 
 
 def store_has_runs(workdir: Path) -> bool:

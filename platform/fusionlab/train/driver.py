@@ -117,11 +117,13 @@ def ends_honestly(payload: dict[str, Any], config: Config):
     see ``lifecycle.mark_launch_ended``); a worker's error that is the user's to fix is raised as itself."""
     from fusionlab.tracking.lifecycle import mark_launch_ended
 
-    from .failures import deterministic_cause
+    from .failures import deterministic_cause, torn_down_by_tune
 
     try:
         yield
     except BaseException as error:
+        if torn_down_by_tune(error):
+            raise
         mark_launch_ended(payload["tracking_uri"], config.tracking.experiment, config.run_name(), payload["launch"],
                           error)
         cause = deterministic_cause(error)

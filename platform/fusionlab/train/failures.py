@@ -67,3 +67,16 @@ def install_failure_policy() -> bool:
     create_failure_policy.fusionlab = True
     data_parallel_trainer.create_failure_policy = create_failure_policy
     return True
+
+
+def torn_down_by_tune(error: BaseException) -> bool:
+    """Whether ``error`` is the Train run's controller dying because Tune removed its trial's placement group: Tune
+    stopping the trial (ASHA, a finished experiment), whose actor ends next. Usually the actor is gone before its
+    thread sees the error; when the thread sees it first, the run must end as on that path (its MLflow run left for
+    the sweep's summary), not FAILED with an ``ActorDiedError`` that is no fault of the run."""
+    try:
+        from ray.exceptions import ActorDiedError
+    except ImportError:
+        return False
+    # Ray's own exit detail is the only sign of why the actor died
+    return isinstance(error, ActorDiedError) and "placement group was removed" in str(error)
