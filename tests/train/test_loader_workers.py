@@ -26,14 +26,7 @@ def same(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> 
 
 def test_the_batches_of_every_epoch_do_not_depend_on_the_number_of_loader_workers(small_synthetic, tmp_path):
     tree = config_tree(small_synthetic, data={"scale_range": [0.7, 1.4]}, train={"seed": 3, "val_batch_size": 3})
-    # One torch thread, as in a loader worker process (and a Ray Data task): resizing and normalising on several
-    # threads may round the last bit of a pixel differently (measured: up to 5e-7), whatever the loader.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        in_process, train0, val0 = batches_of(parse_config(tree), tmp_path / "w0", epochs=2)
-    finally:
-        torch.set_num_threads(threads)
+    in_process, train0, val0 = batches_of(parse_config(tree), tmp_path / "w0", epochs=2)
     assert in_process.train_loader.num_workers == 0 and in_process.val_rows.loader.num_workers == 0
     tree["data"]["num_workers"] = 2
     workers, train2, val2 = batches_of(parse_config(tree), tmp_path / "w2", epochs=2)
@@ -54,6 +47,10 @@ def test_the_default_uses_loader_workers_only_to_feed_a_gpu(monkeypatch):
     assert loader_workers(None, torch.device("cuda")) == 0, "two cores: the training process keeps both"
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
     assert loader_workers(None, torch.device("cuda")) == 2
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert loader_workers(None, torch.device("cuda"), cpus=3) == 2, "on Ray: the worker's reserved CPUs"
+    assert loader_workers(None, torch.device("cuda"), cpus=1.5) == 0
+    assert loader_workers(None, torch.device("cuda"), cpus=64) == 4
     assert loader_options(2, torch.device("cuda"))["pin_memory"]
     assert not loader_options(2, torch.device("cpu"))["pin_memory"]
     assert loader_options(0, torch.device("cpu")) == {"num_workers": 0, "persistent_workers": False,

@@ -203,12 +203,14 @@ class DatasetReader:
                     yield decode_row(row, self.manifest, where=f"shard {path.name}")
 
 
-def decode_row(row: dict, manifest: Manifest, where: str = "dataset") -> Sample:
-    """Turn one encoded row (a dict of column values) into a Sample of arrays."""
+def decode_row(row: dict, manifest: Manifest, where: str = "dataset", names: Sequence[str] | None = None) -> Sample:
+    """Turn one encoded row (a dict of column values) into a Sample of arrays: every modality, or those ``names``."""
     sample_where = f"{where}, sample {row['sample_id']!r}"
     height, width = row["height"], row["width"]
     modalities = {}
     for name, spec in manifest.modalities.items():
+        if names is not None and name not in names:
+            continue
         modalities[name] = decode(row[name], spec.encoding, spec.dtype, spec.channels, height, width,
                                   where=f"{sample_where}, modality {name!r}")
     label = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +15,8 @@ from .manifest import DatasetError
 from .node_cache import mapped_table, shared_split
 from .order import epoch_order
 from .reader import DatasetReader, decode_row
-from .transforms import Augment, prepare, select_modalities
+from .sample import Sample
+from .transforms import Augment, prepare, prepared_names, select_modalities
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -27,15 +29,20 @@ class ShardDataset(torch.utils.data.Dataset):
 
     With ``cache_dir`` the rows are the node's one copy of the split (``node_cache.shared_split``), memory-mapped
     without a copy; else the shards themselves, read by this process (Parquet pages decompressed onto its heap).
+
+    ``compact``: an item is the row as stored (``compact_row``: uint8 RGB, uint16 depth, the label's own dtype),
+    made model-ready where it is used (``device_rows.DeviceRows``, on the training device); else model-ready here.
     """
 
     def __init__(self, root: str | os.PathLike, split: str | Sequence[str],
                  modalities: Sequence[str] | None = None, augment: Augment | None = None, seed: int = 0,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, compact: bool = False):
         reader = DatasetReader(root)
         self.manifest = reader.manifest
         self.split = split
         self.modalities = select_modalities(self.manifest, modalities)
+        self.decoded_names = prepared_names(self.manifest, self.modalities)  # the only modalities decoded
+        self.compact = compact
         self.mapped: Path | None = None  # the node's copy this process maps, if any
         if cache_dir is None:
             shards = reader.read_shards(split)
@@ -61,13 +68,35 @@ class ShardDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.table.num_rows
 
-    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         row = self.table.slice(index, 1).to_pylist()[0]
         shard = self.shard_names[int(np.searchsorted(self.shard_ends, index, side="right"))]
-        sample = decode_row(row, self.manifest, where=f"shard {shard}")
-        rng = np.random.default_rng([self.seed, epoch, index]) if self.augment else None
-        return prepare(sample, self.manifest, self.modalities, self.augment, rng)
+        sample = decode_row(row, self.manifest, where=f"shard {shard}", names=self.decoded_names)
+        if self.compact:
+            return compact_row(sample, epoch, index)
+        return prepare(sample, self.manifest, self.modalities, self.augment, augment_rng(self, epoch, index))
+
+
+def augment_rng(dataset: ShardDataset, epoch: int, index: int) -> np.random.Generator | None:
+    """Row ``index``'s augmentation draws in ``epoch``: the same wherever, and in whichever process, it is prepared."""
+    return np.random.default_rng([dataset.seed, epoch, index]) if dataset.augment else None
+
+
+def compact_row(sample: Sample, epoch: int, index: int) -> dict[str, Any]:
+    """A decoded row as stored, for a DataLoader to batch as a list (sizes may differ before augmentation) and pin:
+    ``images`` ``{modality: [H, W(, C)] tensor}`` in the stored dtype, ``label`` ``[H, W]`` in the label's, and the
+    ``epoch`` and ``index`` that key its augmentation draws."""
+    row: dict[str, Any] = {"epoch": epoch, "index": index,
+                           "images": {name: _tensor(array) for name, array in sample.modalities.items()}}
+    if sample.label is not None:
+        row["label"] = _tensor(sample.label)
+    return row
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    # A raw-encoded image is a read-only view of the Arrow buffer; torch wants memory it may write.
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 class EpochOrder(torch.utils.data.Sampler):
@@ -88,12 +117,16 @@ class EpochOrder(torch.utils.data.Sampler):
                                                               self.world_size))
 
 
-def loader_workers(setting: int | None, device: torch.device) -> int:
-    """``data.num_workers``: as set; unset, ``min(4, cores - 1)`` when training on CUDA with more than 2 cores (the
-    GPU waits on decoding otherwise), else 0 (on CPU the loader's processes would take the model's cores)."""
+def loader_workers(setting: int | None, device: torch.device, cpus: float | None = None) -> int:
+    """``data.num_workers``: as set; unset, when training on CUDA, one loader process per CPU beyond the one the
+    training process runs on, at most 4: of this process's cores, or of ``cpus`` (on Ray, the CPUs reserved for the
+    worker, ``resources.cpus_per_worker``: more would take the node's other workers' cores). Else 0: on CPU the
+    loader's processes would take the model's cores, and with 2 cores or fewer decoding keeps up in-process."""
     if setting is not None:
         return setting
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cpus is not None:
+        cores = min(cores, int(cpus))
     return min(4, cores - 1) if device.type == "cuda" and cores > 2 else 0
 
 

@@ -10,7 +10,7 @@ references pad RGB with the ImageNet mean — and the ignore index for labels. O
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,11 +74,14 @@ def resize(image: torch.Tensor, size: tuple[int, int], mode: str, scale: float |
     return op(image[None], list(size), False, scale, scale)[0]
 
 
-def normalise(array: np.ndarray, spec: ModalitySpec) -> torch.Tensor:
-    """``[H, W(, C)]`` array -> ``[C, H, W]`` float tensor ``(value * scale - mean) / std``."""
-    image = torch.from_numpy(as_hwc(array).astype(np.float32)).permute(2, 0, 1) * spec.scale
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(-1, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(-1, 1, 1)
+def normalise(image: np.ndarray | torch.Tensor, spec: ModalitySpec) -> torch.Tensor:
+    """``[H, W(, C)]`` stored values (an array, or a tensor on any device) -> ``[C, H, W]`` float32 tensor on the
+    same device, ``(value * scale - mean) / std``."""
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(as_hwc(image).astype(np.float32))
+    image = as_hwc(image).to(torch.float32).permute(2, 0, 1) * spec.scale
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=image.device).view(-1, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=image.device).view(-1, 1, 1)
     return (image - mean) / std
 
 
@@ -127,20 +130,35 @@ def augment_tensors(images: list[torch.Tensor], label: torch.Tensor | None, augm
     return images, label
 
 
+def prepared_names(manifest: Manifest, modalities: Sequence[str]) -> list[str]:
+    """The modalities ``prepare`` reads: the inputs, and for translation the target last."""
+    return list(modalities) + ([manifest.target] if manifest.task == "translation" else [])
+
+
 def prepare(sample: Sample, manifest: Manifest, modalities: Sequence[str], augment: Augment | None = None,
             rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
     """Model-ready tensors: ``image`` ``[M, 3, H, W]`` float32 (and ``target`` ``[C, H, W]`` for translation,
     ``label`` ``[H, W]`` int64 for segmentation)."""
-    names = list(modalities) + ([manifest.target] if manifest.task == "translation" else [])
-    images = [normalise(sample.modalities[name], manifest.modalities[name]) for name in names]
-    label = torch.from_numpy(sample.label.astype(np.int64)) if sample.label is not None else None
+    return prepare_values(sample.modalities, sample.label, manifest, modalities, augment, rng)
+
+
+def prepare_values(images: Mapping[str, np.ndarray | torch.Tensor], label: np.ndarray | torch.Tensor | None,
+                   manifest: Manifest, modalities: Sequence[str], augment: Augment | None = None,
+                   rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    """``prepare`` from a sample's stored values (arrays, or tensors on any device: the result is on theirs)."""
+    names = prepared_names(manifest, modalities)
+    tensors = [normalise(images[name], manifest.modalities[name]) for name in names]
+    if isinstance(label, np.ndarray):
+        label = torch.from_numpy(label.astype(np.int64))
+    elif label is not None:
+        label = label.long()
     if augment is not None:
         ignore = manifest.label.ignore_index if manifest.label else 255
-        images, label = augment_tensors(images, label, augment, ignore, rng or np.random.default_rng(), names)
-    inputs = [im.expand(3, -1, -1) if im.shape[0] == 1 else im for im in images[: len(modalities)]]
+        tensors, label = augment_tensors(tensors, label, augment, ignore, rng or np.random.default_rng(), names)
+    inputs = [im.expand(3, -1, -1) if im.shape[0] == 1 else im for im in tensors[: len(modalities)]]
     out = {"image": torch.stack(inputs).contiguous()}
     if manifest.task == "translation":
-        out["target"] = images[-1].contiguous()
+        out["target"] = tensors[-1].contiguous()
     if label is not None:
         out["label"] = label.contiguous()
     return out

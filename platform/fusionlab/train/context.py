@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fusionlab.config import Config, check_batch_fits
+from fusionlab.data.device_rows import DeviceRows, compact_loader
 from fusionlab.data.node_cache import default_cache_dir
 from fusionlab.data.torch_dataset import EpochOrder, ShardDataset, loader_options, loader_workers
 from fusionlab.data.transforms import Augment
@@ -57,8 +58,7 @@ def training_augment(config: Config, image_size: tuple[int, int] | None) -> Augm
 
 def capped(batches: Iterable[Batch], cap: int | None) -> Iterator[Batch]:
     """``batches``, or their first ``cap`` (``train.smoke_steps``); the source is closed when the cap ends it, so a
-    feed that makes batches ahead (``ray_dataset.EpochBatches``) stops this epoch's instead of handing them to the
-    next."""
+    feed that makes batches ahead stops this epoch's instead of handing them to the next."""
     iterator = iter(batches)
     try:
         for _ in itertools.count() if cap is None else range(cap):
@@ -68,6 +68,26 @@ def capped(batches: Iterable[Batch], cap: int | None) -> Iterator[Batch]:
                 return
     finally:
         getattr(iterator, "close", lambda: None)()
+
+
+def training_feed(config: Config, device: torch.device, rank: int = 0, world_size: int = 1,
+                  cache_dir: str | Path | None = None, cpus: float | None = None
+                  ) -> tuple[ShardDataset, EpochOrder, torch.utils.data.DataLoader, DeviceRows]:
+    """Worker ``rank`` of ``world_size``'s training rows: the split (the node's copy in ``cache_dir``, if given),
+    its part of each epoch's order (``EpochOrder``), one DataLoader for the run (its ``data.num_workers`` processes,
+    if any, persist and decode the compact rows), and ``DeviceRows`` making them batches on ``device``.
+
+    The loader has its own generator: without one it draws its base seed from torch's global generator, shifting
+    every dropout mask after it."""
+    data = config.data
+    dataset = ShardDataset(data.path, data.train_split, data.modalities, seed=config.train.seed,
+                           cache_dir=cache_dir, compact=True)
+    dataset.augment = training_augment(config, dataset.manifest.image_size)
+    order = EpochOrder(len(dataset), config.train.seed, rank, world_size)
+    loader = compact_loader(dataset, batch_size=config.train.batch_size, sampler=order, drop_last=True,
+                            generator=torch.Generator(),
+                            **loader_options(loader_workers(data.num_workers, device, cpus), device))
+    return dataset, order, loader, DeviceRows(dataset, device)
 
 
 SCORE_FILE = "score.json"  # a local checkpoint's rank for keeping (Ray keeps it in its own state)
@@ -88,17 +108,7 @@ class LocalContext:
         self.config = config
         self.echo = echo  # print an epoch line per report, as the Ray driver does
         self.device = torch.device("cuda" if torch.cuda.is_available() and config.resources.use_gpu else "cpu")
-        modalities = config.data.modalities
-        self.train_set = ShardDataset(config.data.path, config.data.train_split, modalities, seed=config.train.seed)
-        self.train_set.augment = training_augment(config, self.train_set.manifest.image_size)
-        # One loader for the run (its worker processes, if any, persist); the sampler hands them each epoch's rows
-        # as (epoch, row) items. Its own generator: without one the DataLoader draws its base seed from torch's
-        # global generator, shifting every dropout mask after it (the Ray path draws nothing there).
-        self.train_order = EpochOrder(len(self.train_set), config.train.seed)
-        workers = loader_workers(config.data.num_workers, self.device)
-        self.train_loader = torch.utils.data.DataLoader(
-            self.train_set, batch_size=config.train.batch_size, sampler=self.train_order, drop_last=True,
-            generator=torch.Generator(), **loader_options(workers, self.device))
+        self.train_set, self.train_order, self.train_loader, self.train_rows = training_feed(config, self.device)
         self.val_rows = ValBatches(config, device=self.device)
         self.checkpoint_root = Path(checkpoint_root)
         self.reports: list[dict[str, Any]] = []
@@ -107,8 +117,8 @@ class LocalContext:
         return model.to(self.device)
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
-        self.train_order.epoch = epoch
-        return capped(iter(self.train_loader), self.config.train.smoke_steps)  # its indices drawn for this epoch
+        self.train_order.epoch = epoch  # the loader's indices are drawn when it is iterated
+        return capped(self.train_rows.batches(self.train_loader), self.config.train.smoke_steps)
 
     def val_batches(self) -> Iterator[Batch]:
         return capped(self.val_rows, self.config.train.smoke_steps)
@@ -178,16 +188,11 @@ class RayWorkerContext:
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
-        data = config.data
-        cache = data.node_cache or default_cache_dir()
-        self.train_set = ShardDataset(data.path, data.train_split, data.modalities, seed=config.train.seed,
-                                      cache_dir=cache)
-        self.train_set.augment = training_augment(config, self.train_set.manifest.image_size)
-        self.train_order = EpochOrder(len(self.train_set), config.train.seed, self.rank, self.world_size)
-        self.train_loader = torch.utils.data.DataLoader(
-            self.train_set, batch_size=config.train.batch_size, sampler=self.train_order, drop_last=True,
-            generator=torch.Generator(), **loader_options(loader_workers(data.num_workers, self.device), self.device))
-        self._val = ValBatches(config, self.rank, self.world_size, self.device, cache_dir=cache)
+        cache = config.data.node_cache or default_cache_dir()
+        self.train_set, self.train_order, self.train_loader, self.train_rows = training_feed(
+            config, self.device, self.rank, self.world_size, cache, cpus=config.resources.cpus_per_worker)
+        self._val = ValBatches(config, self.rank, self.world_size, self.device, cache_dir=cache,
+                               cpus=config.resources.cpus_per_worker)
         self._checkpoint = ray.train.get_checkpoint()
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -197,7 +202,7 @@ class RayWorkerContext:
 
     def train_batches(self, epoch: int) -> Iterable[Batch]:
         self.train_order.epoch = epoch
-        return capped(iter(self.train_loader), self.config.train.smoke_steps)
+        return capped(self.train_rows.batches(self.train_loader), self.config.train.smoke_steps)
 
     def val_batches(self) -> Iterable[Batch]:
         return capped(self._val, self.config.train.smoke_steps)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from fusionlab.config import Config
+from fusionlab.data.device_rows import DeviceRows, compact_loader
 from fusionlab.data.torch_dataset import ShardDataset, loader_options, loader_workers
 
 from .selection import evaluation_split
@@ -55,24 +56,25 @@ def size_batches(sizes: Sequence[tuple[int, int]], indices: Sequence[int], batch
 class ValBatches:
     """Worker ``rank`` of ``world_size``'s part of the per-epoch evaluation split (``selection.evaluation_split``),
     unaugmented, in batches of ``val_batch_size``; iterated once per evaluation, decoded in this process or in
-    ``data.num_workers`` loader processes kept for the run (``torch_dataset.loader_workers``; pinned for CUDA)."""
+    ``data.num_workers`` loader processes kept for the run (``torch_dataset.loader_workers``; pinned for CUDA), as
+    compact rows normalised on ``device`` (``device_rows``)."""
 
     def __init__(self, config: Config, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, cpus: float | None = None):
         self.dataset = ShardDataset(config.data.path, evaluation_split(config), config.data.modalities,
-                                    cache_dir=cache_dir)  # with cache_dir, the node's one copy of the split
+                                    cache_dir=cache_dir, compact=True)  # with cache_dir, the node's one copy
         self.indices = val_part(len(self.dataset), rank, world_size)
         table = self.dataset.table
         sizes = list(zip(table.column("height").to_pylist(), table.column("width").to_pylist(), strict=True))
         self.batch_size = val_batch_size(config, self.dataset.manifest.image_size)
         self.batches = size_batches(sizes, self.indices, self.batch_size)
         device = torch.device("cpu") if device is None else device
-        self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=self.batches, generator=torch.Generator(),
-            **loader_options(loader_workers(config.data.num_workers, device), device))
+        self.loader = compact_loader(self.dataset, batch_sampler=self.batches, generator=torch.Generator(),
+                                     **loader_options(loader_workers(config.data.num_workers, device, cpus), device))
+        self.rows = DeviceRows(self.dataset, device)
 
     def __iter__(self) -> Iterator[Batch]:
         # The one draw from torch's global generator a DataLoader of its own made per evaluation before the loader
         # was kept for the run: the dropout masks after an evaluation stay those of runs logged before.
         torch.empty((), dtype=torch.int64).random_()
-        return iter(self.loader)
+        return self.rows.batches(self.loader)
