@@ -1,14 +1,11 @@
 """The torch Dataset and the Ray Data dataset read the same shards into the same tensors."""
 
-import time
-
 import numpy as np
 import pytest
 import torch
 
 from fusionlab.data import DatasetError, DatasetReader
 from fusionlab.data.order import epoch_order
-from fusionlab.data.ray_dataset import EpochBatches, RayEpochs
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.transforms import Augment
 
@@ -76,87 +73,3 @@ def test_epoch_order_is_the_in_process_shuffle_dealt_to_workers():
     parts = [epoch_order(10, 3, 2, rank, 3).tolist() for rank in range(3)]
     assert parts == [shuffled[0:9:3], shuffled[1:9:3], shuffled[2:9:3]], "DistributedSampler's deal, equal parts"
     assert epoch_order(10, 3, 1).tolist() != shuffled
-
-
-def training_rows(epochs: RayEpochs, epoch: int) -> dict[str, torch.Tensor]:
-    batches = list(epochs.dataset(epoch).iter_torch_batches(batch_size=3, drop_last=False))
-    return {key: torch.cat([b[key] for b in batches]) for key in ("index", "image", "label")}
-
-
-@pytest.mark.slow
-def test_ray_epochs_follow_the_in_process_order_and_augmentation(tiny_dataset, ray_local):
-    """One Ray worker trains on exactly the rows, order and crops of the in-process path; epochs differ; two
-    workers get disjoint seeded parts."""
-    out, _ = tiny_dataset
-    augment = Augment(crop=(8, 8))
-    local = ShardDataset(out, ["train", "val"], augment=augment, seed=5)
-    epochs = RayEpochs(out, ["train", "val"], None, augment, seed=5)
-    seen = []
-    for epoch in range(2):
-        rows = training_rows(epochs, epoch)
-        local.set_epoch(epoch)
-        order = epoch_order(len(local), 5, epoch)
-        assert rows["index"].tolist() == order.tolist()
-        expected = [local[int(i)] for i in order]
-        assert torch.equal(rows["image"], torch.stack([e["image"] for e in expected]))
-        assert torch.equal(rows["label"], torch.stack([e["label"] for e in expected]))
-        seen.append(rows["index"].tolist())
-    assert seen[0] != seen[1] and sorted(seen[0]) == sorted(seen[1]) == list(range(14))
-    parts = [training_rows(RayEpochs(out, "train", None, augment, 5, rank, 2), 0)["index"].tolist()
-             for rank in range(2)]
-    assert parts == [epoch_order(10, 5, 0, rank, 2).tolist() for rank in range(2)]
-    assert not set(parts[0]) & set(parts[1]) and len(parts[0]) == len(parts[1]) == 5
-
-
-def wait_for(condition, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
-
-
-@pytest.mark.slow
-def test_epoch_batches_make_the_next_epoch_before_it_is_asked_for_and_go_no_further(tiny_dataset, ray_local):
-    out, _ = tiny_dataset
-    epochs = RayEpochs(out, "train", None, Augment(crop=(8, 8)), seed=5)
-    expected = {epoch: training_rows(epochs, epoch) for epoch in range(3)}
-    built, dataset = [], epochs.dataset
-    epochs.dataset = lambda epoch: built.append(epoch) or dataset(epoch)
-    feed = EpochBatches(epochs, num_epochs=3, batch_size=3, ahead=2)
-
-    def rows(epoch: int) -> dict[str, torch.Tensor]:
-        batches = list(feed(epoch))
-        assert [len(batch["index"]) for batch in batches] == [3, 3, 3], "10 rows: full batches only"
-        return {key: torch.cat([b[key] for b in batches]) for key in ("index", "image", "label")}
-
-    def assert_rows(epoch: int, got: dict[str, torch.Tensor]) -> None:
-        assert got["index"].tolist() == expected[epoch]["index"][:9].tolist() == epoch_order(10, 5, epoch)[:9].tolist()
-        assert torch.equal(got["image"], expected[epoch]["image"][:9])
-        assert torch.equal(got["label"], expected[epoch]["label"][:9])
-
-    feed.start(0)
-    assert wait_for(lambda: feed._feed.queue.full()), "the first epoch's first batches are made once it is started"
-    assert_rows(0, rows(0))
-    assert wait_for(lambda: feed._feed.queue.full()), "epoch 1's first batches are made before it is asked for"
-    time.sleep(1.0)
-    assert built == [0, 1], "the feed is one epoch ahead at most"
-    assert_rows(1, rows(1))
-    assert_rows(2, rows(2))
-    time.sleep(0.5)
-    assert built == [0, 1, 2], "nothing is made past the last epoch"
-    assert_rows(1, rows(1))  # out of turn: the feed starts again from it
-    assert built[:4] == [0, 1, 2, 1]
-
-    def broken(epoch: int):
-        raise DatasetError(f"epoch {epoch}: a bad shard")
-
-    epochs.dataset = broken
-    with pytest.raises(DatasetError, match="epoch 0: a bad shard"):
-        next(iter(feed(0)))
-    with pytest.raises(ValueError, match="epoch 3: the feed makes epochs 0 to 2"):
-        feed(3)
-    epochs.dataset = dataset
-    feed.start(1)
-    thread = feed._feed.thread
-    feed.close()
-    assert not thread.is_alive(), "a closed feed's thread has ended"

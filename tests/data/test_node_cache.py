@@ -1,15 +1,19 @@
 """One copy of a split per node (data/node_cache.py): written once, by whichever process asks first, and memory-mapped
-by every process, its rows never copied onto a process's heap."""
+by every process, its rows never copied onto a process's heap; removed once unused for KEEP_DAYS."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import pathlib
+import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fusionlab.data.node_cache import shared_split
+from fusionlab.data.node_cache import DAY_S, KEEP_DAYS, buffers_in_mapping, mapped_table, prune, shared_split
 from fusionlab.data.reader import DatasetReader
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.data.torch_dataset import ShardDataset
@@ -72,3 +76,74 @@ def test_another_split_or_dataset_gets_its_own_copy(data, tmp_path):
     other = tmp_path / "other"
     write_synthetic(other, train=16, val=4, test=4, size=(48, 64), seed=1)
     assert shared_split(DatasetReader(other), "train", tmp_path) not in (train, val)
+
+
+def test_a_mapped_copy_is_read_zero_copy_and_the_parquet_shards_are_not(data, tmp_path):
+    reader = DatasetReader(data)
+    path = shared_split(reader, "train", tmp_path)
+    assert buffers_in_mapping(mapped_table(path), path), "every buffer in the file's mapping: nothing on the heap"
+    shard = reader.shard_paths("train")[0]
+    assert not buffers_in_mapping(pq.read_table(shard, memory_map=True), shard), "Parquet pages decompressed"
+
+
+
+def age(path: pathlib.Path, days: float) -> pathlib.Path:
+    """``path`` (made empty if missing) last modified ``days`` ago."""
+    if not path.exists():
+        path.write_bytes(b"")
+    when = time.time() - days * DAY_S
+    os.utime(path, (when, when))
+    return path
+
+
+def old_copy(cache: pathlib.Path, name: str, days: float) -> pathlib.Path:
+    """A copy named as ``cache_name`` names them, of a dataset long gone."""
+    return age(cache / f"{name}-{name[0] * 32}.arrow", days)
+
+
+def test_every_use_of_a_copy_marks_it_used(data, tmp_path):
+    reader = DatasetReader(data)
+    path = shared_split(reader, "train", tmp_path)
+    age(path, KEEP_DAYS + 1)
+    assert shared_split(reader, "train", tmp_path) == path
+    assert time.time() - path.stat().st_mtime < DAY_S, "found, not written: its mtime is now"
+
+
+def test_writing_a_copy_removes_those_unused_for_keep_days(data, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale = old_copy(cache, "a-train", KEEP_DAYS + 1)
+    stale_lock = age(stale.with_suffix(".lock"), KEEP_DAYS + 30)
+    recent = old_copy(cache, "b-train", KEEP_DAYS - 1)
+    recent_lock = age(recent.with_suffix(".lock"), KEEP_DAYS + 30)  # a lock's age is its copy's
+    orphan_lock = age(cache / f"c-train-{'c' * 32}.lock", KEEP_DAYS + 1)  # a write that never finished
+    killed = age(cache / f".{stale.name}.x1y2z3.tmp", 2)
+    staging = age(cache / f".{recent.name}.a1b2c3.tmp", 0.5)
+    foreign = age(cache / "notes.arrow", 100)  # not a name this module writes
+    written = shared_split(DatasetReader(data), "train", cache)
+    left = set(cache.iterdir())
+    assert not {stale, stale_lock, orphan_lock, killed} & left, "unused for KEEP_DAYS, staged over a day ago"
+    assert {written, written.with_suffix(".lock"), recent, recent_lock, staging, foreign} <= left
+
+
+def test_reading_a_copy_removes_nothing(data, tmp_path):
+    shared_split(DatasetReader(data), "train", tmp_path)
+    stale = old_copy(tmp_path, "a-train", KEEP_DAYS + 1)
+    shared_split(DatasetReader(data), "train", tmp_path)
+    assert stale.exists(), "copies are pruned when one is written"
+
+
+def test_the_copy_just_written_is_never_removed_nor_one_that_cannot_be(data, tmp_path, monkeypatch):
+    written = age(shared_split(DatasetReader(data), "train", tmp_path), KEEP_DAYS + 1)
+    theirs = old_copy(tmp_path, "a-train", KEEP_DAYS + 1)  # another user's: unlink is refused
+    stale = old_copy(tmp_path, "b-train", KEEP_DAYS + 1)
+    unlink = pathlib.Path.unlink
+
+    def refuse_theirs(path, *args, **kwargs):
+        if path.name == theirs.name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse_theirs)
+    assert prune(tmp_path, keep=written) == [stale]
+    assert written.exists() and theirs.exists()

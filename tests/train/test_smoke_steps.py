@@ -5,34 +5,26 @@ from __future__ import annotations
 from train_configs import config_tree
 
 from fusionlab.config import parse_config
-from fusionlab.data.ray_dataset import EpochBatches
 from fusionlab.recipes import recipe_label
 from fusionlab.train.context import LocalContext, capped
 
 
-class FakeEpochs:
-    """Stands in for RayEpochs: epoch ``e``'s batches are ``(e, 0), (e, 1), ...``."""
+def test_a_capped_feed_is_closed_when_the_cap_ends_it():
+    """A source that makes batches ahead stops its epoch there, instead of handing its leftovers to the next."""
+    closed = []
 
-    class Dataset:
-        def __init__(self, epoch):
-            self.epoch = epoch
+    def feed(epoch):
+        try:
+            yield from ({"epoch": epoch, "i": i} for i in range(6))
+        finally:
+            closed.append(epoch)
 
-        def iter_torch_batches(self, **kwargs):
-            return iter([{"epoch": self.epoch, "i": i} for i in range(6)])
-
-    def dataset(self, epoch):
-        return self.Dataset(epoch)
-
-
-def test_a_capped_epoch_hands_the_next_epoch_its_own_batches():
-    feed = EpochBatches(FakeEpochs(), num_epochs=3, batch_size=1)
-    try:
-        first = list(capped(feed(0), 2))
-        second = list(feed(1))
-    finally:
-        feed.close()
-    assert [(b["epoch"], b["i"]) for b in first] == [(0, 0), (0, 1)]
-    assert [(b["epoch"], b["i"]) for b in second] == [(1, i) for i in range(6)], "not epoch 0's leftovers"
+    source = feed(0)  # held here: only capped's close, not its collection, can end it
+    assert [(b["epoch"], b["i"]) for b in capped(source, 2)] == [(0, 0), (0, 1)]
+    assert closed == [0] and next(source, None) is None, "the source is closed when the cap ends it"
+    assert [(b["epoch"], b["i"]) for b in capped(feed(1), None)] == [(1, i) for i in range(6)], "no cap: all of it"
+    assert len(list(capped(feed(2), 10))) == 6 and closed == [0, 1, 2], "a cap past the end ends with the source"
+    assert list(capped([1, 2, 3], 2)) == [1, 2], "a source without close"
 
 
 def test_smoke_steps_cap_training_and_evaluation_and_say_so(small_synthetic, tmp_path):

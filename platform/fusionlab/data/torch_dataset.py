@@ -1,4 +1,6 @@
-"""A plain torch Dataset over a split's shards, for use without Ray (same decoding and transforms)."""
+"""A torch Dataset over a split's rows (its shards, or the node's copy of them), the order a training worker reads
+them in each epoch, and the DataLoader settings that feed a device: what every training and evaluation loop reads
+through, in-process or on Ray."""
 
 from __future__ import annotations
 

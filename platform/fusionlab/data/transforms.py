@@ -1,4 +1,5 @@
-"""From a decoded Sample to model input: normalise, then (training) random scale, pad, crop and flip.
+"""From a decoded Sample to model input: normalise, then (training) random scale, pad, crop and flip — on the CPU
+or, from the stored values of a compact row, on the training device (``device_rows``).
 
 All modalities and the label move together. The random scale resizes images bilinearly (``resize="bilinear"``) or
 as the references do (``"reference"``: rgb bicubic, depth nearest, any other modality bicubic — by modality name, as
