@@ -68,13 +68,16 @@ class DataConfig(Section):
     train_split: str | list[str] = "train"  # a list trains on their union (the references: all of train)
     val_split: str = "val"
     test_split: str | None = "test"  # evaluated once after training (ensemble, full resolution) when the dataset has it
-    # DataLoader worker processes decoding training and per-epoch evaluation batches (each worker of a run has its
-    # own). 0: in the training process. None: min(4, cores - 1) when training on CUDA with more than 2 cores, else 0
-    # (a CPU run's workers would take the cores its model uses; tiny test runs do not pay ~1 s of worker start-up).
-    # The batches do not depend on it: augmentation draws are keyed on (seed, epoch, row).
+    # DataLoader worker processes decoding training and per-epoch evaluation rows (each worker of a run has its own;
+    # the rows reach the training process as stored, uint8/uint16, and are normalised and augmented on its device).
+    # 0: in the training process. None: min(4, cores - 1) when training on CUDA with more than 2 cores, else 0 (a CPU
+    # run's workers would take the cores its model uses; tiny test runs do not pay ~1 s of worker start-up); on Ray
+    # the cores are at most resources.cpus_per_worker. The batches do not depend on it: augmentation draws are keyed
+    # on (seed, epoch, row).
     num_workers: Int | None = Field(None, ge=0)
     # Ray runs: the node-local directory where a node's workers share one uncompressed copy of each split they read
-    # (data/node_cache.py); None: $FUSIONLAB_NODE_CACHE, else fusionlab-node-cache in the temporary directory.
+    # (data/node_cache.py); None: $FUSIONLAB_NODE_CACHE, else fusionlab-node-cache in the temporary directory. Copies
+    # unused for 7 days are removed when another is written.
     node_cache: str | None = None
 
     @field_validator("scale_range")

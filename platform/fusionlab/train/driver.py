@@ -211,8 +211,8 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     storage, name = ray_run_storage(config, workdir)
     install_failure_policy()
     ray.data.DataContext.get_current().enable_progress_bars = False  # the epoch lines are the progress
-    # No Ray Data dataset is handed to the workers: each builds its epoch's training pipeline, seeded as the
-    # in-process path, and reads its own part of the evaluation split (RayWorkerContext).
+    # No Ray Data dataset is handed to the workers: each maps its node's copy of the splits and decodes its own part
+    # of each epoch and of the evaluation split, seeded as the in-process path (RayWorkerContext).
     trainer = TorchTrainer(
         train_fn_per_worker,
         train_loop_config=payload,
