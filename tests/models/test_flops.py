@@ -2,8 +2,10 @@
 
 import pytest
 import torch
+from registry_checks import check_step_flops
 
 from fusionlab.models.flops import count_flops, device_hours, mfu, peak_tflops, sample_step_flops, step_flops
+from tiny_backbones import tiny_pairs
 
 
 def test_a_training_step_counts_backward_as_twice_the_forward():
@@ -31,6 +33,12 @@ def test_meta_device_count_matches_a_real_batch(name, backbone, task):
     assert on_meta == on_cpu > 0
     assert sample_step_flops(name, backbone, 5, ("rgb", "depth"), (128, 128), task=task) == pytest.approx(
         4 * on_meta, rel=0.05)
+
+
+@pytest.mark.parametrize(("name", "backbone"), tiny_pairs())
+def test_every_models_step_is_counted_on_every_tiny_backbone_it_runs_on(name, backbone):
+    """Registry-driven: what the grid estimate counts, for each model on each family, the same on meta as on CPU."""
+    check_step_flops(name, backbone)
 
 
 def test_mfu_and_device_hours_are_inverse():

@@ -10,7 +10,7 @@ import torch
 
 from fusionlab.models import build
 from fusionlab.models.backbones import get_backbone
-from fusionlab.models.mit import MIT_BACKBONES, MiTEncoder, ModalLayerNorm
+from fusionlab.models.mit import MiTEncoder, ModalLayerNorm
 from fusionlab.models.modal import set_modality_loop
 from fusionlab.models.segmenter import FusionSegmenter
 
@@ -48,7 +48,7 @@ def test_sizes_equal_the_tokenfusion_references_without_its_score_predictors(bac
 
 
 def test_a_modality_adds_only_layernorms():
-    spec = MIT_BACKBONES["mit_b1"]
+    spec = get_backbone("mit_b1")
     with torch.device("meta"):
         one, two, three = (MiTEncoder(spec, m) for m in (1, 2, 3))
     norms = sum(parameters(module) for module in one.modules() if isinstance(module, ModalLayerNorm))
@@ -57,7 +57,7 @@ def test_a_modality_adds_only_layernorms():
 
 def test_the_stacked_modalities_equal_a_per_modality_loop_and_each_keeps_its_own_norms():
     torch.manual_seed(0)
-    encoder = MiTEncoder(MIT_BACKBONES["mit_mini"], num_modalities=2).eval()
+    encoder = MiTEncoder(get_backbone("mit_mini"), num_modalities=2).eval()
     with torch.no_grad():
         for module in encoder.modules():  # private norms that differ, so that mixing them up would show
             if isinstance(module, ModalLayerNorm):
@@ -69,7 +69,7 @@ def test_the_stacked_modalities_equal_a_per_modality_loop_and_each_keeps_its_own
         stacked = encoder(x)
         set_modality_loop(encoder, True)
         looped = encoder(x)
-        single = MiTEncoder(MIT_BACKBONES["mit_mini"], num_modalities=1).eval()
+        single = MiTEncoder(get_backbone("mit_mini"), num_modalities=1).eval()
         state = {key.replace("norms.1.", "norms.0."): value for key, value in encoder.state_dict().items()
                  if "norms.0." not in key}
         single.load_state_dict(state)

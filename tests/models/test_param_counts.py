@@ -1,11 +1,11 @@
-"""Parameter counts equal DESIGN.md's table (the papers' #Params), counted on the meta device."""
+"""Parameter counts equal the papers' #Params (docs/models.md), counted on the meta device."""
 
 import pytest
 import torch
 
 from fusionlab.models import build, summarize
 
-# DESIGN.md, "Model sizes" (40 classes): counts of the reference implementations.
+# The papers' #Params (40 classes): counts of the reference implementations.
 DESIGN_TABLE = {
     "resnet50": (99_104_105, 99_157_226),
     "resnet101": (118_096_233, 118_201_578),

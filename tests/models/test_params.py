@@ -15,7 +15,6 @@ from fusionlab.models.params import (
 )
 from fusionlab.models.registry import build_from_params, params_class
 
-BACKBONES = {"segmentation": "resnet_mini", "translation": "unet_mini"}
 EVERY_MODEL = [(task, name) for task in TASKS for name in list_models(task=task)]
 
 

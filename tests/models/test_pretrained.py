@@ -129,3 +129,29 @@ def test_models_weight_keys_lists_the_xception65_file_format(capsys):
     keys = dict(line.split(maxsplit=1) for line in lines)
     assert keys["conv1.weight"] == "[32, 3, 3, 3]" and keys["exit.1.conv3.pointwise.weight"] == "[2048, 1536, 1, 1]"
     assert "middle.15.bn2.running_var" in keys and not any(".bns." in key for key in keys)
+
+
+def test_the_pretrained_modules_import_each_other_without_a_cycle():
+    """Their errors live in a leaf module (``pretrained_errors``): the loader imports the release check and the
+    families import the mappings, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    import fusionlab.models
+
+    folder = Path(fusionlab.models.__file__).parent
+    graph = {path.stem: {node.module for node in ast.walk(ast.parse(path.read_text()))
+                         if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+                         and node.module.startswith("pretrained")}
+             for path in folder.glob("pretrained*.py")}
+    assert graph["pretrained_errors"] == set()
+    assert "pretrained" not in graph["pretrained_mit"] | graph["pretrained_release"]
+
+    def reaches(start: str, seen: frozenset = frozenset()) -> set[str]:
+        found = set()
+        for module in graph.get(start, ()):
+            if module not in seen:
+                found |= {module} | reaches(module, seen | {module})
+        return found
+
+    assert not [module for module in graph if module in reaches(module)]

@@ -197,14 +197,14 @@ def test_training_loads_it_from_the_config_and_records_the_file(mit_mini_file, v
     reference recipe's ``imagenet1k_v1`` included) and is recorded by its sha256."""
     import hashlib
 
-    from fusionlab.config import parse_config
+    from fusionlab.config import validate_config
     from fusionlab.data import LabelSpec, Manifest, depth_mm_spec, rgb_spec
     from fusionlab.tracking.runs import PRETRAINED_RELEASE_TAG, PRETRAINED_SHA256_TAG, run_tags
     from fusionlab.train.segmentation_task import build_model
 
-    config = parse_config({"data": {"path": "unused", "modalities": MODALITIES},
-                           "model": {"name": "tokenfusion", "backbone": "mit_mini", "pretrained": str(mit_mini_file),
-                                     "pretrained_version": version}}, require_data=False)
+    config = validate_config({"data": {"path": "unused", "modalities": MODALITIES},
+                              "model": {"name": "tokenfusion", "backbone": "mit_mini", "pretrained": str(mit_mini_file),
+                                        "pretrained_version": version}})
     manifest = Manifest(name="tiny", task="segmentation", modalities={"rgb": rgb_spec(), "depth": depth_mm_spec()},
                         label=LabelSpec(("a", "b", "c")))
     model = build_model(config, manifest)

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from fusionlab.config import parse_config
+from fusionlab.config import validate_config
 from fusionlab.data import LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from fusionlab.models import build, get_backbone, load_imagenet_resnet
 from fusionlab.models import pretrained_release as releases
@@ -94,9 +94,9 @@ def test_the_loader_checks_first_and_keeps_what_it_loaded(weights, as_release):
 def _training(path, version: str):
     from fusionlab.train.segmentation_task import build_model
 
-    config = parse_config({"data": {"path": "unused", "modalities": ["rgb", "depth"]},
-                           "model": {"name": "cen", "backbone": "resnet_mini", "pretrained": str(path),
-                                     "pretrained_version": version}}, require_data=False)
+    config = validate_config({"data": {"path": "unused", "modalities": ["rgb", "depth"]},
+                              "model": {"name": "cen", "backbone": "resnet_mini", "pretrained": str(path),
+                                        "pretrained_version": version}})
     manifest = Manifest(name="tiny", task="segmentation", modalities={"rgb": rgb_spec(), "depth": depth_mm_spec()},
                         label=LabelSpec(("a", "b", "c")))
     return build_model(config, manifest), manifest

@@ -1,5 +1,5 @@
 """Whole-network parity with the references: the golden CEN and AsymFusion RefineNets (weights in the reference's
-naming, rebuilt by ../shared/golden/README.md's rule) mapped by the importer's own code match all three outputs."""
+naming, rebuilt by tests/data/golden/README.md's rule) mapped by the importer's own code match all three outputs."""
 
 import pytest
 import torch

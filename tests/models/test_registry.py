@@ -1,59 +1,76 @@
-"""Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3, on each
-backbone family it runs on: a ResNet under RefineNet, an Xception under DeepLabv3+, a Mix Transformer under the
-all-MLP decoder."""
+"""Registry-driven: every registered model runs forward and backward at tiny size, for M = 2 and M = 3, on every tiny
+backbone of each family it runs on (a ResNet under RefineNet, an Xception under DeepLabv3+, a Mix Transformer under
+the all-MLP decoder, and whatever ``models/backbones/`` registers next), and the config accepts it there."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
+from registry_checks import check_config, check_forward_backward
 
-from fusionlab.models import FusionModel, FusionOutput, build, list_models, register_model, runs_on
+from fusionlab.models import (
+    backbone_family,
+    build,
+    list_backbones,
+    list_models,
+    min_modalities,
+    register_model,
+    runs_on,
+)
+from tiny_backbones import tiny_pairs
 
-MODALITY_SETS = {2: ["rgb", "depth"], 3: ["rgb", "depth", "hha"]}
-EXPECTED_MODELS = ["asymfusion", "asymfusion_shift_only", "asymfusion_shuffle_only", "cen", "cen_no_exchange",
-                   "cen_penalised_exchange", "cen_random_exchange", "early_concat", "late_fusion", "shared_bn",
-                   "tokenfusion", "unimodal"]
-TINY = ["resnet_mini", "xception_mini", "mit_mini"]
-RUNS_ON = [(name, backbone) for name in list_models() for backbone in TINY if runs_on(name, backbone)]
+PAPERS_MODELS = ["asymfusion", "asymfusion_shift_only", "asymfusion_shuffle_only", "cen", "cen_no_exchange",
+                 "cen_penalised_exchange", "cen_random_exchange", "early_concat", "late_fusion", "shared_bn",
+                 "tokenfusion", "unimodal"]
+RUNS_ON = tiny_pairs()
 
 
 def test_registry_lists_the_papers_models_and_baselines():
-    assert list_models() == EXPECTED_MODELS
-    assert list_models("*fusion") == ["asymfusion", "late_fusion", "tokenfusion"]
+    assert set(PAPERS_MODELS) <= set(list_models())
+    assert {"asymfusion", "late_fusion", "tokenfusion"} <= set(list_models("*fusion"))
+    assert all(name.endswith("fusion") for name in list_models("*fusion"))
+
+
+def test_every_family_has_a_tiny_backbone_and_every_model_one_to_run_on():
+    families = {backbone_family(backbone) for backbone in list_backbones()}
+    assert families == {backbone_family(backbone) for backbone in list_backbones(tiny=True)}
+    assert {"resnet", "xception", "mit"} <= families
+    assert {name for name, _ in RUNS_ON} == set(list_models())
 
 
 def test_the_cnn_fusion_models_run_on_the_cnns_tokenfusion_on_the_transformer_and_the_baselines_on_all():
-    families = {name: [backbone for backbone in TINY if runs_on(name, backbone)] for name in list_models()}
-    assert families["tokenfusion"] == ["mit_mini"]
-    assert families["unimodal"] == families["early_concat"] == families["late_fusion"] == TINY
-    assert families["cen"] == families["asymfusion"] == ["resnet_mini", "xception_mini"]
+    tiny = list_backbones(tiny=True)
+    families = {name: {backbone_family(b) for b in tiny if runs_on(name, b)} for name in list_models()}
+    everything = {backbone_family(b) for b in tiny}
+    assert families["tokenfusion"] == {"mit"}
+    assert families["unimodal"] == families["early_concat"] == families["late_fusion"] == everything
+    assert families["cen"] == families["asymfusion"] == families["shared_bn"] == {"resnet", "xception"}
     with pytest.raises(ValueError, match="model 'cen' does not run on backbone 'mit_mini' .* resnet or xception"):
         build("cen", backbone="mit_mini", num_classes=7, modalities=["rgb", "depth"])
 
 
-@pytest.mark.parametrize("num_modalities", sorted(MODALITY_SETS))
+def test_the_fusion_models_declare_two_modalities_the_baselines_one():
+    fusing = {name for name in list_models() if min_modalities(name) == 2}
+    assert {name for name in PAPERS_MODELS if name.startswith(("cen", "asymfusion", "tokenfusion"))} <= fusing
+    assert not fusing & {"unimodal", "early_concat", "late_fusion", "shared_bn"}
+    assert min_modalities("unimodal", "translation") == 1
+    assert all(min_modalities(name, "translation") == 2 for name in ("cen", "asymfusion", "concat", "average"))
+
+
+@pytest.mark.parametrize("num_modalities", [2, 3])
 @pytest.mark.parametrize(("name", "backbone"), RUNS_ON)
 def test_forward_backward_every_model(name, num_modalities, backbone):
-    modalities = MODALITY_SETS[num_modalities]
-    model = build(name, backbone=backbone, num_classes=7, modalities=modalities)
-    assert isinstance(model, FusionModel)
-    batch, height, width = 2, 64, 48
-    x = torch.randn(num_modalities, batch, 3, height, width)
-    out = model(x)
-    assert isinstance(out, FusionOutput)
-    expected_branches = 1 if name in ("unimodal", "early_concat") else num_modalities
-    assert out.branches.shape == (expected_branches, batch, 7, height // 4, width // 4)
-    assert out.ensemble.shape == (batch, 7, height // 4, width // 4)
-    loss = out.branches.square().mean() + out.ensemble.square().mean() + model.regularization_loss()
-    loss.backward()
-    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
-    assert not no_grad, f"parameters that got no gradient: {no_grad[:5]}"
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    check_forward_backward(name, backbone, num_modalities)
 
-    model.eval()
-    with torch.no_grad():
-        first, second = model(x), model(x)
-    assert torch.equal(first.ensemble, second.ensemble), "eval mode must be deterministic (no dropout)"
+
+@pytest.mark.parametrize(("name", "backbone"), RUNS_ON)
+def test_the_config_accepts_every_model_on_its_backbones_and_refuses_too_few_modalities(name, backbone):
+    check_config(name, backbone)
+
+
+@pytest.mark.parametrize(("name", "backbone"), [(name, b) for name, b in RUNS_ON if min_modalities(name) == 1])
+def test_a_model_that_takes_one_modality_runs_on_one(name, backbone):
+    check_forward_backward(name, backbone, 1)
 
 
 @pytest.mark.parametrize("name", ["cen", "asymfusion", "shared_bn"])
@@ -112,10 +129,10 @@ def test_register_model_rejects_duplicates():
 
 
 def test_tasks_have_their_own_registries():
-    assert list_models(task="segmentation") == list_models() == EXPECTED_MODELS
+    assert list_models(task="segmentation") == list_models()
     translation = list_models(task="translation")
     assert {"cen", "asymfusion", "unimodal"} <= set(translation) and "early_concat" not in translation
-    assert list_models(task=None) == sorted(set(EXPECTED_MODELS) | set(translation))
+    assert list_models(task=None) == sorted(set(list_models()) | set(translation))
     assert list_models("a*", task="translation") == ["asymfusion", "attention", "average"]
     segmentation = build("cen", backbone="resnet_mini", num_classes=3, modalities=["rgb", "depth"])
     translator = build("cen", backbone="unet_mini", num_classes=3, modalities=["rgb", "depth"], task="translation")
@@ -138,4 +155,4 @@ def test_register_model_with_a_task():
         with pytest.raises(ValueError, match="translation model 'probe_model' is registered twice"):
             register_model(probe_model, task="translation")
     finally:
-        del registry._MODELS["translation"]["probe_model"]
+        registry.unregister_model("probe_model", task="translation")

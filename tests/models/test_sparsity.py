@@ -75,7 +75,7 @@ def test_statistics_count_channels_below_threshold_per_modality():
 
 
 def test_l1_training_collapses_penalised_gammas_and_raises_exchange():
-    """The observable consequence in DESIGN.md: with lambda > 0 the penalised gammas shrink and exchange rises."""
+    """The observable consequence (docs/training.md): with lambda > 0 the penalised gammas shrink and exchange rises."""
     model = cen(l1_lambda=0.5, threshold=0.05)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     x, target = torch.randn(2, 4, 3, 64, 64), torch.randint(0, 5, (4, 16, 16))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from fusionlab.models import build
+from fusionlab.models import build, get_backbone
 from fusionlab.models.params import TokenFusionParams
 from fusionlab.models.registry import build_from_params, params_class
-from fusionlab.models.token_fusion import REFERENCE_THRESHOLD, exchange_tokens
+from fusionlab.models.token_fusion import REFERENCE_THRESHOLD, TokenFusionEncoder, exchange_tokens
 from fusionlab.train.steps import model_statistics
 
 DATA = Path(__file__).parent / "data"
@@ -91,5 +91,7 @@ def test_sizes_equal_the_references_wetr(backbone):
 def test_tokenfusion_needs_a_transformer_and_two_modalities():
     with pytest.raises(ValueError, match="'tokenfusion' does not run on backbone 'resnet_mini' .* runs on mit"):
         build("tokenfusion", backbone="resnet_mini", num_classes=5, modalities=["rgb", "depth"])
-    with pytest.raises(ValueError, match="needs 2 or more"):
+    with pytest.raises(ValueError, match=r"tokenfusion needs at least 2 modalities, got \['rgb'\]"):  # the registry's
         build("tokenfusion", backbone="mit_mini", num_classes=5, modalities=["rgb"])
+    with pytest.raises(ValueError, match="needs 2 or more"):  # and the encoder's own, below it
+        TokenFusionEncoder(get_backbone("mit_mini"), 1)

@@ -13,7 +13,6 @@ from fusionlab.models.model_files import SPEC_FILE, load_model_dir, save_model_d
 from fusionlab.models.predictor import SegmentationPredictor
 from tiny_backbones import tiny_backbone
 
-BACKBONES = {"segmentation": "resnet_mini", "translation": "unet_mini"}
 MODALITIES = ["rgb", "depth"]
 
 

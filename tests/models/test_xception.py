@@ -4,14 +4,14 @@ the parameter counts of the published layout, counted independently of the modul
 import pytest
 import torch
 
-from fusionlab.models import build, exchange_statistics, l1_penalty, summarize
+from fusionlab.models import build, exchange_statistics, get_backbone, l1_penalty, summarize
 from fusionlab.models.asym import channel_shuffle, kept_channels, pixel_shift
 from fusionlab.models.asymfusion import AsymXceptionBlock
 from fusionlab.models.exchange import ExchangeXceptionBlock
 from fusionlab.models.modal import mean_of_others, split_modalities
 from fusionlab.models.segmenter import set_output_stride
 from fusionlab.models.sparsity import penalised_gammas
-from fusionlab.models.xception import XCEPTION_BACKBONES, XceptionEncoder, XceptionSpec, unit_geometry
+from fusionlab.models.xception import XceptionEncoder, XceptionSpec, unit_geometry
 from xception_layout import XCEPTION_71_ENTRY, tensorflow_layout_parameters
 
 MINI = "xception_mini"
@@ -36,7 +36,7 @@ def test_xception71_count_is_the_papers_43_48m():
 
 
 def test_xception71_takes_low_level_features_at_stride_4():
-    spec = XCEPTION_BACKBONES["xception71"].scaled(1 / 16)
+    spec = get_backbone("xception71").scaled(1 / 16)
     with torch.no_grad():
         low, deep = XceptionEncoder(spec, num_modalities=1).eval()(torch.randn(1, 3, 64, 64))
     assert low.shape[1:] == (spec.low_level_channels, 16, 16) and deep.shape[1:] == (spec.out_channels, 4, 4)
@@ -55,7 +55,7 @@ def test_every_modality_adds_one_set_of_bn_affine_parameters_and_one_alpha():
 
 
 def test_output_stride_16_and_8_use_the_same_weights():
-    spec = XCEPTION_BACKBONES[MINI]
+    spec = get_backbone(MINI)
     encoder = XceptionEncoder(spec, num_modalities=2).eval()
     x = torch.randn(4, 3, 64, 96)
     low, deep = encoder(x)
@@ -97,7 +97,7 @@ def test_segmenter_on_xception_predicts_at_stride_4_at_both_output_strides():
 def test_cen_exchanges_after_the_middle_separable_convs_bn_in_every_unit():
     model = build("cen", backbone=MINI, num_classes=3, modalities=["rgb", "depth"], threshold=0.02).eval()
     blocks = [m for m in model.modules() if isinstance(m, ExchangeXceptionBlock)]
-    assert len(blocks) == len(XCEPTION_BACKBONES[MINI].units())
+    assert len(blocks) == len(get_backbone(MINI).units())
     block = blocks[3]  # a middle-flow unit
     with torch.no_grad():
         block.bn2.bns[0].weight[:2] = 0.0  # rgb's channels 0, 1 now exchange: they take depth's values
@@ -123,7 +123,7 @@ def test_cen_penalises_half_of_each_middle_bn_per_modality():
 
 def test_asymfusion_fuses_the_last_unit_of_each_flow():
     model = build("asymfusion", backbone=MINI, num_classes=3, modalities=["rgb", "depth"]).eval()
-    spec = XCEPTION_BACKBONES[MINI]
+    spec = get_backbone(MINI)
     assert model.fusion_points() == ["encoder.entry.2", f"encoder.middle.{spec.middle_blocks - 1}", "encoder.exit.1"]
     block = model.encoder.middle[-1]
     assert isinstance(block, AsymXceptionBlock)

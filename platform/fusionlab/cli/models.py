@@ -62,7 +62,7 @@ def add_parsers(commands) -> None:
     """The models subcommands."""
     models = commands.add_parser("models", help="list the registered models with parameter counts and fusion points")
     models.add_argument("--backbone", default="resnet101",
-                        help="a ResNet, an Xception or a Mix Transformer (segmentation) or a U-Net (translation)")
+                        help="a registered backbone (models/backbones/; an unknown name lists them all)")
     models.add_argument("--num-classes", type=int, default=40)
     models.add_argument("--modalities", type=csv_list, default=["rgb", "depth"])
     models.add_argument("--weight-keys", action="store_true",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .asym import channel_shuffle, kept_channels, pixel_shift
-from .backbones import SegmentationBackbone
+from .backbone_registry import SegmentationBackbone
 from .modal import mean_of_others, split_modalities
 from .params import AsymFusionParams
 from .resnet import BackboneSpec, Bottleneck

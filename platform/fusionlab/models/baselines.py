@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .backbones import SegmentationBackbone
+from .backbone_registry import SegmentationBackbone
 from .fusion import FusionModel, FusionOutput
 from .segmenter import FusionSegmenter
 

@@ -8,7 +8,7 @@ from typing import get_args
 import torch
 from torch import nn
 
-from .backbones import SegmentationBackbone
+from .backbone_registry import SegmentationBackbone
 from .exchange import EXCHANGING_BLOCKS
 from .params import CENParams, SegmenterParams, Sparsity, check_portion
 from .segmenter import FusionSegmenter

@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mit import MiTEncoder
-from .resnet import ResNetEncoder
-from .xception import XceptionEncoder
+from .backbone_registry import encoder_types
 
 
 class FusionOutput(NamedTuple):
@@ -81,8 +79,8 @@ class FusionModel(nn.Module):
         """One name per entry of ``FusionOutput.branches``."""
         return list(self.modalities)
 
-    def encoders(self) -> list[tuple[str, ResNetEncoder | XceptionEncoder | MiTEncoder]]:
-        """The ResNet, Xception and Mix Transformer encoders with their module prefix, for loading ImageNet
-        weights."""
-        return [(name, module) for name, module in self.named_modules()
-                if isinstance(module, ResNetEncoder | XceptionEncoder | MiTEncoder)]
+    def encoders(self) -> list[tuple[str, nn.Module]]:
+        """The encoders of the registered backbone families (ResNet, Xception, Mix Transformer, ...) with their module
+        prefix, for loading ImageNet weights."""
+        types = encoder_types()
+        return [(name, module) for name, module in self.named_modules() if isinstance(module, types)]

@@ -6,7 +6,7 @@ Four stages, each an overlapping patch embedding (a strided convolution, then a 
 spatial-reduction attention (keys and values from a ``sr``-strided convolution of the tokens) and a Mix-FFN (a 3×3
 depth-wise convolution between the two linears); a stage's tokens are normalised and returned as a feature map at
 strides 4, 8, 16 and 32. Sizes as SegFormer's ``mit_b0`` … ``mit_b3`` (the TokenFusion reference's
-``models/mix_transformer.py``), and ``mit_mini`` for CPU tests.
+``models/mix_transformer.py``), and ``mit_mini`` for CPU tests (named in ``models/backbones/mit.py``).
 """
 
 from __future__ import annotations
@@ -52,15 +52,6 @@ class MiTSpec:
         dims = tuple(times(d, h) for d, h in zip(self.embed_dims, self.num_heads, strict=True))
         return MiTSpec(dims, self.num_heads, self.depths, self.sr_ratios, self.mlp_ratio,
                        max(1, round(self.decoder_dim * width)), self.drop_path_rate)
-
-
-MIT_BACKBONES: dict[str, MiTSpec] = {
-    "mit_b0": MiTSpec((32, 64, 160, 256), (1, 2, 5, 8), (2, 2, 2, 2)),
-    "mit_b1": MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (2, 2, 2, 2)),
-    "mit_b2": MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (3, 4, 6, 3)),
-    "mit_b3": MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (3, 4, 18, 3)),
-    "mit_mini": MiTSpec((16, 32, 48, 64), (1, 2, 2, 4), (1, 1, 1, 1), decoder_dim=32),
-}
 
 
 class SharedLinear(SharedByModalities, nn.Linear):

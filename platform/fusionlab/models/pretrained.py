@@ -1,5 +1,6 @@
 """Load ImageNet weights into any fusion model's encoder(s): ResNets in torchvision's naming, Xceptions in
-fusionlab's, Mix Transformers in SegFormer's (``models/pretrained_mit.py``: the official ``mit_bX.pth``).
+fusionlab's, Mix Transformers in SegFormer's (``models/pretrained_mit.py``: the official ``mit_bX.pth``). Which
+mapping applies is the encoder's family's (``BackboneFamily.imagenet_state``, registered in ``models/backbones/``).
 
 A file is a PyTorch state dict (``torch.save``; read with ``weights_only=True``) of one single-modality encoder: for a
 ResNet torchvision's own file (``conv1.weight``, ``layer1.0.bn2.running_mean``, ...); for an Xception the state dict
@@ -18,26 +19,24 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
-from fusionlab.errors import FusionlabError
 from fusionlab.torch_files import TorchFileError, load_weights_only
 
-from .fusion import FusionModel
+from .backbone_registry import backbone_entry, family_of_encoder
+from .pretrained_errors import PretrainedReleaseError, PretrainedWeightsError, preview
+from .pretrained_release import ANY, check_pretrained_release, identify_pretrained
+
+if TYPE_CHECKING:
+    from .fusion import FusionModel
+
+__all__ = ["PretrainedWeightsError", "checks_release", "encoder_state_from_torchvision", "imagenet_weight_keys",
+           "load_imagenet_weights", "read_state_dict", "single_modality_keys"]
 
 _MODALITY_COPY = re.compile(r"\.bns\.\d+\.")
 _OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from the older torchvision checkpoints the references use
-
-
-class PretrainedWeightsError(FusionlabError):
-    """A weights file that is missing, unreadable or does not fit the encoder: the user's to fix, the same on every
-    attempt, so Ray Train does not restart the worker group for it (``train/failures.py``)."""
-
-
-def _preview(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -70,9 +69,9 @@ def encoder_state_from_torchvision(
     if missing or unexpected:
         problems = []
         if missing:
-            problems.append(f"missing encoder keys [{_preview(missing)}]")
+            problems.append(f"missing encoder keys [{preview(missing)}]")
         if unexpected:
-            problems.append(f"unexpected keys [{_preview(unexpected)}]")
+            problems.append(f"unexpected keys [{preview(unexpected)}]")
         raise PretrainedWeightsError(f"{origin} does not match the encoder: " + "; ".join(problems))
 
     state = {}
@@ -103,15 +102,15 @@ def load_imagenet_weights(model: FusionModel, source: str | os.PathLike | Mappin
     releases are torchvision's ResNet files, so a Mix Transformer's file skips that check whatever ``version`` says
     (the reference recipe's ``imagenet1k_v1`` included) and is only identified. What was found is kept as
     ``model.pretrained_file`` for the run's record."""
-    from .mit import MiTEncoder
-    from .pretrained_mit import mit_state_from_segformer
-    from .pretrained_release import ANY, PretrainedReleaseError, check_pretrained_release, identify_pretrained
-
     encoders = [encoder for _, encoder in model.encoders()]
     if not encoders:
-        raise PretrainedWeightsError(f"{type(model).__name__} has no ResNet, Xception or Mix Transformer encoder to "
+        raise PretrainedWeightsError(f"{type(model).__name__} has no encoder of a registered backbone family to "
                                      f"load weights into")
-    released = any(not isinstance(encoder, MiTEncoder) for encoder in encoders)  # the releases are ResNet files
+    families = [family_of_encoder(encoder) for encoder in encoders]
+    missing = sorted({family.name for family in families if family.imagenet_state is None})
+    if missing:
+        raise PretrainedWeightsError(f"backbone family {', '.join(missing)} takes no ImageNet weights file")
+    released = any(family.release_checked for family in families)  # the releases are torchvision's ResNet files
     if isinstance(source, Mapping):
         if released and version != ANY:
             raise PretrainedReleaseError(f"an in-memory state dict has no file to check against pretrained "
@@ -121,10 +120,9 @@ def load_imagenet_weights(model: FusionModel, source: str | os.PathLike | Mappin
         found = check_pretrained_release(source, version, arch) if released else identify_pretrained(source)
         origin, weights = str(source), read_state_dict(source)
     loads = []
-    for encoder in encoders:
+    for encoder, family in zip(encoders, families, strict=True):
         target = encoder.state_dict()
-        mapped = (mit_state_from_segformer if isinstance(encoder, MiTEncoder)
-                  else encoder_state_from_torchvision)(weights, target, origin)
+        mapped = family.imagenet_state(weights, target, origin)
         # the target's own: a CNN's optional counters, what is not the MiT itself (TokenFusion's score predictors)
         loads.append((encoder, {**target, **mapped}))
     for encoder, state in loads:
@@ -138,25 +136,25 @@ load_imagenet_resnet = load_imagenet_weights  # the name before Mix Transformers
 
 def checks_release(backbone: str) -> bool:
     """Whether ``load_imagenet_weights`` checks a ``backbone``'s file against ``model.pretrained_version``: the
-    releases are torchvision's ResNet files, so a Mix Transformer's is only identified (and a translation backbone
-    loads none); the driver checks the file the same way before any worker starts."""
-    from .backbones import BACKBONES, MIT_BACKBONES
-
-    return backbone in BACKBONES and backbone not in MIT_BACKBONES
+    releases are torchvision's ResNet files (its family's ``release_checked``), so a Mix Transformer's is only
+    identified (and a translation backbone loads none); the driver checks the file the same way before any worker
+    starts."""
+    try:
+        return backbone_entry(backbone).family.release_checked
+    except ValueError:  # no segmentation backbone
+        return False
 
 
 def imagenet_weight_keys(backbone: str) -> dict[str, tuple[int, ...]]:
     """The keys, with their shapes, a ``backbone``'s ImageNet file holds (one modality; the classifier, ``fc.*`` or
     a MiT's ``head.*``, may be there too)."""
-    from .backbones import get_backbone
-    from .mit import MiTSpec
-    from .pretrained_mit import mit_weight_keys
-    from .resnet import ResNetEncoder
-    from .xception import XceptionEncoder, XceptionSpec
+    entry = backbone_entry(backbone)
+    if entry.family.weight_keys is None:
+        raise PretrainedWeightsError(f"backbone {backbone!r} (family {entry.family.name}) takes no ImageNet file")
+    return entry.family.weight_keys(entry.spec)
 
-    spec = get_backbone(backbone)
-    if isinstance(spec, MiTSpec):
-        return mit_weight_keys(spec)
-    with torch.device("meta"):
-        encoder = XceptionEncoder(spec, 1) if isinstance(spec, XceptionSpec) else ResNetEncoder(spec, 1)
+
+def single_modality_keys(encoder: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """A one-modality encoder's state dict keys, with their shapes, a modality's ``.bns.0`` left out: the file's
+    keys of a CNN family (torchvision's names for a ResNet, fusionlab's for an Xception)."""
     return {_MODALITY_COPY.sub(".", key): tuple(value.shape) for key, value in encoder.state_dict().items()}

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import torch
 
 from .mit import MiTEncoder, MiTSpec
-from .pretrained import PretrainedWeightsError, _preview
+from .pretrained_errors import PretrainedWeightsError, preview
 
 _MODALITY_NORM = re.compile(r"\.norms\.(\d+)\.")  # fusionlab's ModalLayerNorm copies
 _REFERENCE_NORM = re.compile(r"\.ln_(\d+)\.")  # the reference's LayerNormParallel copies
@@ -69,7 +69,7 @@ def mit_state_from_segformer(source: Mapping[str, torch.Tensor], target: Mapping
     used = set(chosen.values())
     unexpected = sorted(key for key in source if key not in used and not key.startswith(IGNORED_PREFIX))
     if missing or unexpected:
-        problems = [f"{what} [{_preview(sorted(set(keys)))}]" for what, keys in
+        problems = [f"{what} [{preview(sorted(set(keys)))}]" for what, keys in
                     (("missing encoder keys", missing), ("unexpected keys", unexpected)) if keys]
         raise PretrainedWeightsError(f"{origin} does not match the Mix Transformer encoder (SegFormer's names): "
                                      + "; ".join(problems))

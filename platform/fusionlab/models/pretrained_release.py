@@ -13,7 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pretrained import PretrainedWeightsError
+from .pretrained_errors import PretrainedReleaseError, PretrainedWeightsError
+
+__all__ = ["ANY", "KNOWN_FILES", "RELEASES", "PretrainedFile", "PretrainedReleaseError", "check_pretrained_release",
+           "identify_pretrained", "sha256_file", "weights_sha256"]
 
 RELEASES = ("imagenet1k_v1", "imagenet1k_v2")
 ANY = "any"
@@ -53,10 +56,6 @@ def weights_sha256(path: str | os.PathLike) -> str:
     if key not in _digests:
         _digests[key] = sha256_file(path)
     return _digests[key]
-
-
-class PretrainedReleaseError(PretrainedWeightsError):
-    """A weights file of another release than ``model.pretrained_version`` asks for, or of no known release."""
 
 
 @dataclass(frozen=True)

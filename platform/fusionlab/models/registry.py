@@ -3,7 +3,10 @@
 ``@register_model`` registers a segmentation model; ``@register_model(task="translation")`` an image-to-image
 translation generator. The same name may exist in both tasks (``cen``, ``asymfusion``, ``unimodal``). Each entry
 declares its parameters (``params=``, a ``models.params`` class; the config's ``model.params`` is validated against
-it); ``build`` takes constructor keyword arguments, ``build_from_params`` an instance of that class.
+it), the fewest modalities it fuses (``min_modalities``) and the backbone families it runs on (``families``, the
+names of ``models/backbones/``' families; None: every family of its task); ``build`` refuses what does not fit, and
+so does the config (``check_modalities``). ``build`` takes constructor keyword arguments, ``build_from_params`` an
+instance of that class.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backbones import SegmentationBackbone, backbone_family, get_backbone
+from .backbone_registry import SegmentationBackbone, backbone_family, get_backbone
 from .fusion import FusionModel
 from .params import ModelParams, SegmenterParams, TranslationParams
-from .unet import UNetSpec, get_translation_backbone
+from .unet import UNetSpec
 
 TASKS = ("segmentation", "translation")
 DEFAULT_BACKBONES = {"segmentation": "resnet50", "translation": "pix2pix_unet"}
@@ -39,8 +42,9 @@ class BuildArgs:
 
 _MODELS: dict[str, dict[str, Constructor]] = {task: {} for task in TASKS}
 _PARAMS: dict[str, dict[str, type[ModelParams]]] = {task: {} for task in TASKS}
-_FAMILIES: dict[str, tuple[str, ...]] = {}  # segmentation models: the backbone families each runs on
-CNN_FAMILIES = ("resnet", "xception")  # the default: CEN's and AsymFusion's BN-channel fusion
+_FAMILIES: dict[str, dict[str, tuple[str, ...] | None]] = {task: {} for task in TASKS}  # None: every family
+_MIN_MODALITIES: dict[str, dict[str, int]] = {task: {} for task in TASKS}
+CNN_FAMILIES = ("resnet", "xception")  # CEN's and AsymFusion's BN-channel fusion, in their blocks
 DEFAULT_PARAMS: dict[str, type[ModelParams]] = {"segmentation": SegmenterParams, "translation": TranslationParams}
 
 
@@ -52,23 +56,34 @@ def _task_models(task: str) -> dict[str, Constructor]:
 
 
 def register_model(fn: Constructor | None = None, *, task: str = "segmentation",
-                   params: type[ModelParams] | None = None, families: tuple[str, ...] = CNN_FAMILIES):
+                   params: type[ModelParams] | None = None, families: tuple[str, ...] | None = None,
+                   min_modalities: int = 1):
     """Use bare (``@register_model``: segmentation) or with a task and the model's params class
     (``@register_model(task="translation", params=TranslationCENParams)``; default: the task's parameterless one,
-    ``SegmenterParams`` for the RefineNet segmenters). ``families``: the segmentation backbone families the model
-    runs on (``models.backbones.backbone_family``; default the CNNs)."""
+    ``SegmenterParams`` for the RefineNet segmenters). ``families``: the backbone families of the task the model runs
+    on (``models.backbone_registry.backbone_family``; None: every one, a family added later included);
+    ``min_modalities``: the fewest input modalities it takes (2 for a model that fuses)."""
     models = _task_models(task)
+    if min_modalities < 1:
+        raise ValueError(f"min_modalities must be >= 1, got {min_modalities}")
 
     def register(constructor: Constructor) -> Constructor:
         if constructor.__name__ in models:
             raise ValueError(f"{task} model {constructor.__name__!r} is registered twice")
         models[constructor.__name__] = constructor
         _PARAMS[task][constructor.__name__] = params or DEFAULT_PARAMS[task]
-        if task == "segmentation":
-            _FAMILIES[constructor.__name__] = families
+        _FAMILIES[task][constructor.__name__] = None if families is None else tuple(families)
+        _MIN_MODALITIES[task][constructor.__name__] = min_modalities
         return constructor
 
     return register if fn is None else register(fn)
+
+
+def unregister_model(name: str, task: str = "segmentation") -> None:
+    """Remove model ``name`` of ``task`` (a test's temporary one)."""
+    _constructor(name, task)
+    for table in (_MODELS, _PARAMS, _FAMILIES, _MIN_MODALITIES):
+        del table[task][name]
 
 
 def list_models(pattern: str = "*", task: str | None = "segmentation") -> list[str]:
@@ -77,17 +92,36 @@ def list_models(pattern: str = "*", task: str | None = "segmentation") -> list[s
     return sorted(name for name in names if fnmatch.fnmatch(name, pattern))
 
 
-def runs_on(name: str, backbone: str | SegmentationBackbone) -> bool:
-    """Whether segmentation model ``name`` runs on ``backbone`` (its family is among the model's)."""
-    _constructor(name, "segmentation")
-    return backbone_family(backbone) in _FAMILIES[name]
+def families(name: str, task: str = "segmentation") -> tuple[str, ...] | None:
+    """The backbone families model ``name`` of ``task`` runs on (None: every family of the task)."""
+    _constructor(name, task)
+    return _FAMILIES[task][name]
 
 
-def check_backbone(name: str, backbone: str | SegmentationBackbone) -> None:
-    if not runs_on(name, backbone):
+def min_modalities(name: str, task: str = "segmentation") -> int:
+    """The fewest input modalities model ``name`` of ``task`` takes."""
+    _constructor(name, task)
+    return _MIN_MODALITIES[task][name]
+
+
+def runs_on(name: str, backbone: str | SegmentationBackbone, task: str = "segmentation") -> bool:
+    """Whether model ``name`` of ``task`` runs on ``backbone`` (a backbone of the task whose family is the model's)."""
+    wanted, family = families(name, task), backbone_family(backbone, task)  # an unknown backbone is an error
+    return wanted is None or family in wanted
+
+
+def check_backbone(name: str, backbone: str | SegmentationBackbone, task: str = "segmentation") -> None:
+    if not runs_on(name, backbone, task):
         shown = backbone if isinstance(backbone, str) else type(backbone).__name__
-        raise ValueError(f"model {name!r} does not run on backbone {shown!r} (a {backbone_family(backbone)}): it "
-                         f"runs on {' or '.join(_FAMILIES[name])} backbones")
+        raise ValueError(f"model {name!r} does not run on backbone {shown!r} (a {backbone_family(backbone, task)}): "
+                         f"it runs on {' or '.join(families(name, task))} backbones")
+
+
+def check_modalities(name: str, modalities: Sequence[str], task: str = "segmentation") -> None:
+    """A ValueError naming the model, its minimum and ``modalities`` when they are too few for model ``name``."""
+    needed = min_modalities(name, task)
+    if len(modalities) < needed:
+        raise ValueError(f"{name} needs at least {needed} modalities, got {list(modalities)}")
 
 
 def params_class(name: str, task: str = "segmentation") -> type[ModelParams]:
@@ -120,6 +154,7 @@ def build_from_params(
     params = expected() if params is None else params
     if type(params) is not expected:
         raise TypeError(f"{task} model {name!r} takes {expected.__name__}, got {type(params).__name__}")
+    check_modalities(name, modalities, task)
     try:
         params.check(modalities)
     except ValueError as error:
@@ -139,14 +174,14 @@ def build(
     **params,
 ) -> FusionModel:
     """Build a registered model of ``task``. ``num_classes`` is the output channels for translation; ``backbone``
-    defaults to the task's (``resnet50``, ``pix2pix_unet``); a segmentation model also takes a spec (a ResNet
+    defaults to the task's (``resnet50``, ``pix2pix_unet``), or is a spec of one of the task's families (a ResNet
     ``BackboneSpec`` of any ``layers``, an ``XceptionSpec``); ``width`` multiplies every channel width of the backbone
     and its decoder, for comparisons at equal parameter or FLOP budgets; ``params`` are the model's own keyword
     arguments."""
     constructor = _constructor(name, task)
     backbone = backbone or DEFAULT_BACKBONES[task]
-    if task == "segmentation":
-        check_backbone(name, backbone)
+    check_backbone(name, backbone, task)
+    check_modalities(name, modalities, task)
     if not width > 0:
         raise ValueError(f"width must be > 0, got {width}")
     model = constructor(backbone=scaled_backbone(backbone, width, task), num_classes=num_classes,
@@ -161,5 +196,4 @@ def scaled_backbone(backbone: str | SegmentationBackbone, width: float,
     """``backbone`` as is at width 1, else its spec with every width times ``width``."""
     if width == 1.0:
         return backbone
-    spec = get_translation_backbone(backbone) if task == "translation" else get_backbone(backbone)
-    return spec.scaled(width)
+    return get_backbone(backbone, task).scaled(width)

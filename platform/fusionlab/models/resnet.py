@@ -38,15 +38,6 @@ def _times(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-RESNET_BACKBONES: dict[str, BackboneSpec] = {
-    "resnet50": BackboneSpec((3, 4, 6, 3)),
-    "resnet101": BackboneSpec((3, 4, 23, 3)),
-    "resnet152": BackboneSpec((3, 8, 36, 3)),
-    # For CPU tests and demos: two blocks per stage so AsymFusion's fusion block (the last) has stride 1.
-    "resnet_mini": BackboneSpec((2, 2, 2, 2), width=16, decoder_dims=(64, 32, 32, 32)),
-}
-
-
 class BlockPosition(NamedTuple):
     stage: int  # 1..4
     index: int  # 0-based index of the block within its stage

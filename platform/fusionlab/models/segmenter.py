@@ -1,5 +1,6 @@
-"""The shared-weights segmenter most fusion models are: an encoder and its decoder (ResNet + Light-Weight RefineNet,
-aligned Xception + DeepLabv3+, or Mix Transformer + SegFormer's all-MLP decoder), the alpha ensemble."""
+"""The shared-weights segmenter most fusion models are: an encoder and its decoder, as the backbone's family builds
+them (ResNet + Light-Weight RefineNet, aligned Xception + DeepLabv3+, Mix Transformer + SegFormer's all-MLP decoder:
+``models/backbones/``), the alpha ensemble."""
 
 from __future__ import annotations
 
@@ -9,41 +10,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import SegmentationBackbone
+from .backbone_registry import SegmentationBackbone, family_of
 from .deeplab import DeepLabV3PlusDecoder
 from .fusion import FusionModel, FusionOutput, alpha_ensemble, fusion_point_names
-from .mit import MiTEncoder, MiTSpec
-from .refinenet import RefineNetDecoder
-from .resnet import BlockFactory, ResNetEncoder, plain_block
-from .segformer import SegFormerDecoder
-from .xception import XceptionEncoder, XceptionSpec
+from .resnet import BlockFactory, plain_block
+from .xception import XceptionEncoder
 
-MiTEncoderFactory = Callable[[MiTSpec, int, int], MiTEncoder]
+EncoderClass = Callable[..., nn.Module]  # called as the family's encoder class (a MiT's: spec, branches, channels)
 
 
 def encoder_and_decoder(spec: SegmentationBackbone, num_classes: int, num_branches: int, *, in_channels: int,
                         shared_bn: bool, block_factory: BlockFactory, rcu_residual: str,
-                        mit_encoder: MiTEncoderFactory = MiTEncoder) -> tuple[nn.Module, nn.Module]:
-    """The backbone's encoder and its decoder: RefineNet under a ResNet, DeepLabv3+ under an Xception (which has no
-    residual conv units: ``rcu_residual`` is RefineNet's alone), the all-MLP decoder under a Mix Transformer (whose
-    norms are LayerNorms and whose blocks no CNN block factory builds: ``mit_encoder`` makes its encoder from
-    ``(spec, num_branches, in_channels)``, TokenFusion's for token exchange)."""
-    if isinstance(spec, MiTSpec):
-        if shared_bn or block_factory is not plain_block:
-            raise ValueError("a Mix Transformer backbone takes no shared-BN or exchanging CNN blocks: its norms are "
-                             "LayerNorms (private per modality); fuse its tokens with tokenfusion")
-        return (mit_encoder(spec, num_branches, in_channels),
-                SegFormerDecoder(spec.out_channels, spec.decoder_dim, num_classes, num_branches))
-    if isinstance(spec, XceptionSpec):
-        encoder = XceptionEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
-        decoder = DeepLabV3PlusDecoder(spec.out_channels, spec.low_level_channels, num_classes, num_branches,
-                                       aspp_dim=spec.aspp_dim, low_level_dim=spec.low_level_dim,
-                                       decoder_dim=spec.decoder_dim, output_stride=encoder.output_stride,
-                                       shared_bn=shared_bn)
-        return encoder, decoder
-    encoder = ResNetEncoder(spec, num_branches, in_channels, shared_bn, block_factory)
-    return encoder, RefineNetDecoder(spec.out_channels, spec.decoder_dims, num_classes, num_branches,
-                                     rcu_residual=rcu_residual)
+                        encoder_class: EncoderClass | None = None) -> tuple[nn.Module, nn.Module]:
+    """The backbone's encoder and its family's default decoder (``BackboneFamily.encoder`` / ``decoder``):
+    ``block_factory`` picks a CNN family's block variants (CEN's exchanging, AsymFusion's fusing blocks; a Mix
+    Transformer refuses any but the plain one), ``encoder_class`` replaces the family's encoder class (TokenFusion's
+    token-exchanging MiT), ``rcu_residual`` is RefineNet's alone."""
+    family = family_of(spec)
+    encoder = family.encoder(spec, num_branches, in_channels=in_channels, shared_bn=shared_bn,
+                             block_factory=block_factory, encoder_class=encoder_class)
+    return encoder, family.decoder(spec, encoder, num_classes, num_branches, shared_bn=shared_bn,
+                                   rcu_residual=rcu_residual)
 
 
 class FusionSegmenter(FusionModel):
@@ -65,7 +52,7 @@ class FusionSegmenter(FusionModel):
         block_factory: BlockFactory = plain_block,
         ensemble: bool = True,
         rcu_residual: str = "pre_activation",
-        mit_encoder: MiTEncoderFactory = MiTEncoder,
+        encoder_class: EncoderClass | None = None,
     ):
         super().__init__(modalities, num_classes, in_channels)
         branches = tuple(branch_modalities or modalities)
@@ -77,7 +64,7 @@ class FusionSegmenter(FusionModel):
         num_branches = len(branches)
         self.encoder, self.decoder = encoder_and_decoder(spec, num_classes, num_branches, in_channels=in_channels,
                                                          shared_bn=shared_bn, block_factory=block_factory,
-                                                         rcu_residual=rcu_residual, mit_encoder=mit_encoder)
+                                                         rcu_residual=rcu_residual, encoder_class=encoder_class)
         self.alpha = nn.Parameter(torch.ones(num_branches)) if ensemble else None
 
     def forward(self, x: torch.Tensor) -> FusionOutput:

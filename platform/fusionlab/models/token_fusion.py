@@ -108,7 +108,7 @@ class TokenFusionNet(FusionSegmenter):
         if not isinstance(spec, MiTSpec):
             raise ValueError(f"tokenfusion runs on a Mix Transformer backbone (mit_*), got {type(spec).__name__}")
         super().__init__(spec, num_classes, modalities, in_channels=in_channels,
-                         mit_encoder=functools.partial(TokenFusionEncoder, threshold=threshold))
+                         encoder_class=functools.partial(TokenFusionEncoder, threshold=threshold))
         self.l1_lambda = l1_lambda
         if ensemble not in ("fixed", "learned"):
             raise ValueError(f"ensemble must be 'fixed' or 'learned', got {ensemble!r}")

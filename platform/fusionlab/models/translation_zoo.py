@@ -1,5 +1,6 @@
 """The registered translation models (``task="translation"``): U-Net generators, ``num_classes`` output channels;
-their own parameters' defaults are their params classes' (``models/params.py``)."""
+their own parameters' defaults are their params classes' (``models/params.py``). All but ``unimodal`` fuse: they take
+at least two modalities (``build`` and the config refuse fewer)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,6 @@ from .translation import (
 from .unet import get_translation_backbone
 
 
-def _needs_fusion(name: str, modalities: Sequence[str]) -> None:
-    if len(modalities) < 2:
-        raise ValueError(f"{name} needs at least 2 modalities, got {list(modalities)}")
-
-
 @register_model(task="translation", params=TranslationUnimodalParams)
 def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], modality: str | None = None,
              in_channels: int = 3) -> FusionModel:
@@ -32,48 +28,44 @@ def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], moda
                           branch_modalities=[modality or modalities[0]], in_channels=in_channels)
 
 
-@register_model(task="translation", params=TranslationParams)
+@register_model(task="translation", params=TranslationParams, min_modalities=2)
 def concat(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3) -> FusionModel:
     """Early fusion: one generator on the modalities concatenated along channels."""
     return TranslationNet(get_translation_backbone(backbone), num_classes, modalities, concat_inputs=True,
                           in_channels=in_channels)
 
 
-@register_model(task="translation", params=TranslationParams)
+@register_model(task="translation", params=TranslationParams, min_modalities=2)
 def average(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3) -> FusionModel:
     """After the norm of down layers 2..levels-1 every branch takes the mean over the branches."""
-    _needs_fusion("average", modalities)
     return TranslationNet(get_translation_backbone(backbone), num_classes, modalities, in_channels=in_channels,
                           layer_factory=fusing_factory(AverageDownLayer))
 
 
-@register_model(task="translation", params=TranslationParams)
+@register_model(task="translation", params=TranslationParams, min_modalities=2)
 def attention(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3) -> FusionModel:
     """At the same layers, per-pixel softmax attention over the branches (shared 1x1 scoring conv)."""
-    _needs_fusion("attention", modalities)
     return TranslationNet(get_translation_backbone(backbone), num_classes, modalities, in_channels=in_channels,
                           layer_factory=fusing_factory(AttentionDownLayer))
 
 
-@register_model(task="translation", params=TranslationCENParams)
+@register_model(task="translation", params=TranslationCENParams, min_modalities=2)
 def cen(*, backbone: str, num_classes: int, modalities: Sequence[str],
         threshold: float = TranslationCENParams.threshold, portion: float | None = TranslationCENParams.portion,
         l1_lambda: float | None = None, sparsity: str = TranslationCENParams.sparsity,
         in_channels: int = 3) -> FusionModel:
     """``l1_lambda`` None: the effective weight of ``TranslationCENParams()`` (the reference's 1e-3, added once)."""
-    _needs_fusion("cen", modalities)
     if l1_lambda is None:
         l1_lambda = TranslationCENParams().effective_lambda(len(modalities))
     return ExchangingTranslationNet(get_translation_backbone(backbone), num_classes, modalities, threshold=threshold,
                                     portion=portion, l1_lambda=l1_lambda, sparsity=sparsity, in_channels=in_channels)
 
 
-@register_model(task="translation", params=TranslationAsymFusionParams)
+@register_model(task="translation", params=TranslationAsymFusionParams, min_modalities=2)
 def asymfusion(*, backbone: str, num_classes: int, modalities: Sequence[str],
                shuffle_groups: int = TranslationAsymFusionParams.shuffle_groups,
                shift_offsets: Sequence[Sequence[int]] = TranslationAsymFusionParams.shift_offsets,
                in_channels: int = 3) -> FusionModel:
-    _needs_fusion("asymfusion", modalities)
     if shuffle_groups < 2:
         raise ValueError(f"asymfusion shuffle_groups must be >= 2, got {shuffle_groups}")
     offsets = tuple(tuple(int(v) for v in o) for o in shift_offsets)

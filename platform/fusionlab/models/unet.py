@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone_registry import get_backbone
 from .modal import ModalInstanceNorm2d, SharedConv2d, SharedConvTranspose2d
 
 DROPOUT_LAYERS = 3  # innermost up layers with dropout 0.5
@@ -39,21 +40,10 @@ class UNetSpec:
         return self.base * min(2**index, 8)
 
 
-TRANSLATION_BACKBONES: dict[str, UNetSpec] = {
-    "pix2pix_unet": UNetSpec(levels=8, base=64),  # pix2pix's unet_256
-    "unet_mini": UNetSpec(levels=5, base=16),  # for CPU tests and demos (inputs divisible by 32)
-}
-
-
 def get_translation_backbone(name: str | UNetSpec) -> UNetSpec:
-    """A named U-Net, or ``name`` itself when it is a UNetSpec (a scaled one: ``model.width``)."""
-    if isinstance(name, UNetSpec):
-        return name
-    try:
-        return TRANSLATION_BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"unknown translation backbone {name!r}; expected one of {sorted(TRANSLATION_BACKBONES)}") \
-            from None
+    """A named U-Net (``models/backbones/unet.py``), or ``name`` itself when it is a UNetSpec (a scaled one:
+    ``model.width``)."""
+    return get_backbone(name, task="translation")
 
 
 class LayerPosition(NamedTuple):

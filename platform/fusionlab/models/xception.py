@@ -14,7 +14,7 @@ The decoder's low-level input is the entry flow's second unit after its middle s
 
 ``xception71`` is TensorFlow's ``xception_71`` (five entry units, the low-level features from the third). DeepLabv3+ on
 it has 43.48M parameters at 19 classes, the count the AsymFusion paper gives for its "Xception-65" Cityscapes
-baseline; on Xception-65 the TensorFlow layout has 41.05M (see README, "Cityscapes on DeepLabv3+").
+baseline; on Xception-65 the TensorFlow layout has 41.05M (docs/models.md, "Cityscapes on DeepLabv3+").
 """
 
 from __future__ import annotations
@@ -94,17 +94,6 @@ class UnitLayout(NamedTuple):
     stride: int
     skip: Skip
     relu_inside: bool  # ReLU after each BN inside the separable convs (the last unit) instead of before each conv
-
-
-XCEPTION_BACKBONES: dict[str, XceptionSpec] = {
-    "xception65": XceptionSpec(),
-    # TensorFlow's xception_71: two more entry units (stride 1) and the low-level features from the third.
-    "xception71": XceptionSpec(entry_widths=(128, 256, 256, 728, 728), entry_strides=(2, 1, 2, 1, 2),
-                               low_level_unit=2),
-    # For CPU tests: the same flows, narrow, with two middle units.
-    "xception_mini": XceptionSpec(entry_widths=(16, 24, 40), middle_blocks=2, exit_depths=((40, 48, 48), (56, 56, 64)),
-                                  stem=(8, 16), aspp_dim=24, low_level_dim=8, decoder_dim=24),
-}
 
 
 def unit_geometry(units: list[UnitLayout], output_stride: int) -> list[tuple[int, int]]:

@@ -1,12 +1,14 @@
 """The registered models. Every one takes the same three arguments plus its own, and returns a FusionModel; its own
-parameters' defaults are its params class's (``models/params.py``)."""
+parameters' defaults are its params class's (``models/params.py``). The baselines (``families=None``) run on every
+backbone family, one added later included; the fusion models name the families whose blocks they fuse in, and take
+at least two modalities."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from .asymfusion import AsymFusionNet
-from .backbones import get_backbone
+from .backbone_registry import get_backbone
 from .baselines import EarlyConcat, LateFusion
 from .cen import ChannelExchangingNet
 from .fusion import FusionModel
@@ -18,17 +20,14 @@ from .params import (
     TokenFusionParams,
     UnimodalParams,
 )
-from .registry import register_model
+from .registry import CNN_FAMILIES, register_model
 from .segmenter import FusionSegmenter
 from .token_fusion import TokenFusionNet
 
 RCU_RESIDUAL = SegmenterParams.rcu_residual
 
 
-ALL_FAMILIES = ("resnet", "xception", "mit")
-
-
-@register_model(params=UnimodalParams, families=ALL_FAMILIES)
+@register_model(params=UnimodalParams, families=None)
 def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], modality: str | None = None,
              in_channels: int = 3, rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     """A single-modality network; it reads ``modality`` (default: the first) from the stacked input."""
@@ -37,21 +36,21 @@ def unimodal(*, backbone: str, num_classes: int, modalities: Sequence[str], moda
                            in_channels=in_channels, rcu_residual=rcu_residual)
 
 
-@register_model(params=SegmenterParams, families=ALL_FAMILIES)
+@register_model(params=SegmenterParams, families=None)
 def early_concat(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3,
                  rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     return EarlyConcat(get_backbone(backbone), num_classes, modalities, in_channels=in_channels,
                        rcu_residual=rcu_residual)
 
 
-@register_model(params=SegmenterParams, families=ALL_FAMILIES)
+@register_model(params=SegmenterParams, families=None)
 def late_fusion(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3,
                 rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     return LateFusion(get_backbone(backbone), num_classes, modalities, in_channels=in_channels,
                       rcu_residual=rcu_residual)
 
 
-@register_model(params=SegmenterParams)
+@register_model(params=SegmenterParams, families=CNN_FAMILIES)
 def shared_bn(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3,
               rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     """Shared convs *and* shared BN across modalities, alpha-ensembled: the papers' ablation."""
@@ -71,20 +70,20 @@ def _cen(rule: str, *, backbone: str, num_classes: int, modalities: Sequence[str
                                 in_channels=in_channels, rcu_residual=rcu_residual)
 
 
-@register_model(params=CENParams)
+@register_model(params=CENParams, families=CNN_FAMILIES, min_modalities=2)
 def cen(**kwargs) -> FusionModel:
     """CEN as the reference code runs it: exchange wherever ``|gamma| < threshold`` in an exchanging BN."""
     return _cen("gamma", **kwargs)
 
 
-@register_model(params=CENParams)
+@register_model(params=CENParams, families=CNN_FAMILIES, min_modalities=2)
 def cen_penalised_exchange(**kwargs) -> FusionModel:
     """The ablation "exchange only in the penalised portion" (the paper's wording): a channel below the threshold
     outside its modality's penalised block keeps its own value."""
     return _cen("penalised_gamma", **kwargs)
 
 
-@register_model(params=SegmenterParams)
+@register_model(params=SegmenterParams, families=CNN_FAMILIES, min_modalities=2)
 def cen_no_exchange(*, backbone: str, num_classes: int, modalities: Sequence[str], in_channels: int = 3,
                     rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
     """CEN's network without exchanging: shared convs, private BN, the alpha ensemble, no sparsity penalty."""
@@ -92,7 +91,7 @@ def cen_no_exchange(*, backbone: str, num_classes: int, modalities: Sequence[str
                                 rule="none", in_channels=in_channels, rcu_residual=rcu_residual)
 
 
-@register_model(params=RandomExchangeParams)
+@register_model(params=RandomExchangeParams, families=CNN_FAMILIES, min_modalities=2)
 def cen_random_exchange(*, backbone: str, num_classes: int, modalities: Sequence[str],
                         fraction: float | None = RandomExchangeParams.fraction, seed: int = RandomExchangeParams.seed,
                         in_channels: int = 3, rcu_residual: str = RCU_RESIDUAL) -> FusionModel:
@@ -110,24 +109,24 @@ def _asymfusion(ops: tuple[str, ...], *, backbone: str, num_classes: int, modali
                          shift_offsets=shift_offsets, ops=ops, in_channels=in_channels, rcu_residual=rcu_residual)
 
 
-@register_model(params=AsymFusionParams)
+@register_model(params=AsymFusionParams, families=CNN_FAMILIES, min_modalities=2)
 def asymfusion(**kwargs) -> FusionModel:
     return _asymfusion(("shuffle", "shift"), **kwargs)
 
 
-@register_model(params=AsymFusionParams)
+@register_model(params=AsymFusionParams, families=CNN_FAMILIES, min_modalities=2)
 def asymfusion_shuffle_only(**kwargs) -> FusionModel:
     """The ablation without the pixel shift (``shift_offsets`` unused)."""
     return _asymfusion(("shuffle",), **kwargs)
 
 
-@register_model(params=AsymFusionParams)
+@register_model(params=AsymFusionParams, families=CNN_FAMILIES, min_modalities=2)
 def asymfusion_shift_only(**kwargs) -> FusionModel:
     """The ablation without the channel shuffle: each branch adds the others' shifted kept channels, no exchange."""
     return _asymfusion(("shift",), **kwargs)
 
 
-@register_model(params=TokenFusionParams, families=("mit",))
+@register_model(params=TokenFusionParams, families=("mit",), min_modalities=2)
 def tokenfusion(*, backbone: str, num_classes: int, modalities: Sequence[str],
                 l1_lambda: float = TokenFusionParams.lambda_, threshold: float = TokenFusionParams.threshold,
                 ensemble: str = TokenFusionParams.ensemble, in_channels: int = 3) -> FusionModel:
