@@ -1,6 +1,7 @@
 """Run a grid on the Ray cluster this script runs in: `fusionlab grid` with a cluster's defaults.
 
     ray submit cluster/aws-gpu.yaml experiments/submit.py -- experiments/nyudv2_refinenet.yaml
+    ray submit cluster/aws-gpu.yaml experiments/submit.py -- experiments/nyudv2_refinenet.yaml --cells cen-resnet-101
     ray job submit --working-dir experiments -- python submit.py nyudv2_refinenet.yaml
 
 Connects to the running cluster (RAY_ADDRESS, else "auto"), prints the grid's dry-run table (cells, paper figures,
@@ -11,13 +12,16 @@ Defaults: --workdir from FUSIONLAB_WORKDIR (shared storage on a multi-node clust
 --tracking-uri from MLFLOW_TRACKING_URI (on the cluster YAMLs' nodes: the MLflow database every node reaches, since
 training workers log from the GPU nodes; its password is never recorded) else the workdir's sqlite store; --storage
 (each cell's checkpoints) $FUSIONLAB_STORAGE/ray_results where set, else the workdir. Exits 1 if a cell failed.
-See README.md, "Scaling out", and cluster/README.md.
+See docs/clusters.md.
 """
 
 import argparse
 import os
 import sys
 from pathlib import Path
+
+from fusionlab.cli.arguments import csv_list
+from fusionlab.cli.grid import seed_list
 
 
 def resolve_grid(name: str) -> Path:
@@ -46,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="where Ray Train keeps each cell's checkpoints (resources.storage_path); default: "
                              "$FUSIONLAB_STORAGE/ray_results where that is set (the cluster YAMLs' bucket)")
     parser.add_argument("--dry-run", action="store_true", help="the table only; needs no cluster")
+    parser.add_argument("--cells", type=csv_list, action="append", metavar="SLUG[,SLUG...]",
+                        help="only these cells, as `fusionlab grid --cells` (slugs; repeatable)")
+    parser.add_argument("--seeds", type=seed_list, action="append", metavar="S[,S...]",
+                        help="only these of the grid's seeds (repeatable)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -63,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def submit(args: argparse.Namespace, console) -> int:
-    from fusionlab.tune.grid import load_grid, print_dry_run
+    from fusionlab.tune.grid import load_grid, print_dry_run, select
     from fusionlab.tune.grid_runner import cell_statuses, run_grid
 
     overrides = [*([f"resources.storage_path={args.storage}"] if args.storage else []),
                  *args.set, *([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])]
-    grid = load_grid(resolve_grid(args.grid), overrides)
+    grid = select(load_grid(resolve_grid(args.grid), overrides), [name for names in args.cells or [] for name in names],
+                  [seed for seeds in args.seeds or [] for seed in seeds])
     print_dry_run(grid, console, None if grid.planned else {c.name: c.state for c in cell_statuses(grid, args.workdir)})
     if args.dry_run:
         return 0

@@ -54,3 +54,19 @@ def test_nyudv2_tokenfusion_dry_run_shows_the_published_rows_on_mit_and_their_co
         hours[backbone], gib = (float(cell) for cell in row.split("│")[-3:-1])
         assert gib > 0
     assert 0 < hours["MiT-B1"] < hours["MiT-B2"] < hours["MiT-B3"]  # a deeper, wider MiT costs more
+
+
+def test_nyudv2_dry_run_of_one_cell_by_its_slug(capsys, monkeypatch):
+    """`--cells cen-resnet-101` (the slug of "CEN, ResNet-101"): that cell alone, its figures, its cost as the total."""
+    monkeypatch.setenv("COLUMNS", "250")
+    path = EXPERIMENTS / "nyudv2_refinenet.yaml"
+    assert main(["grid", str(path), "--cells", "cen-resnet-101", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "ResNet-1" in line]
+    assert len(rows) == 1 and "CEN, ResNet-101" in rows[0], out
+    assert "1 of 19 runs: --cells cen-resnet-101" in out and "total: 1 runs" in out
+    for figure in ("76.2", "62.8", "51.1"):
+        assert figure in rows[0]
+    assert "50.8" not in out and "AsymFusion project page" not in out  # another cell's figure and source
+    total = next(line for line in out.splitlines() if "total: 1 runs" in line)
+    assert total.split("│")[-4:-1] == rows[0].split("│")[-4:-1]  # epochs, GPU-h, GiB/worker: the one run's

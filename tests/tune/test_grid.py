@@ -8,7 +8,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from fusionlab.config import parse_config
+from fusionlab.config import validate_config
 from fusionlab.models.params import TokenFusionParams
 from fusionlab.tune.grid import GridError, estimate, is_grid_file, load_grid, prepare_run, print_dry_run, slugify
 
@@ -59,7 +59,7 @@ def dry_run_text(grid) -> str:
 def test_every_experiment_file_validates(path):
     tree = yaml.safe_load(path.read_text())
     if not is_grid_file(tree):
-        config = parse_config(tree, origin=str(path), require_data=False)
+        config = validate_config(tree, origin=str(path))
         assert config.data.path
         return
     grid = load_grid(path)
@@ -171,7 +171,7 @@ def test_translation_grids_expand_into_translation_runs():
 
 def test_search_config_validates_with_its_search_section():
     tree = yaml.safe_load((EXPERIMENTS / "nyudv2_cen_search.yaml").read_text())
-    config = parse_config(tree, origin="nyudv2_cen_search.yaml", require_data=False)
+    config = validate_config(tree, origin="nyudv2_cen_search.yaml")
     assert config.model.name == "cen" and config.search is not None
     assert {"model.params.lambda", "model.params.threshold", "model.params.portion"} <= set(config.search.space)
 

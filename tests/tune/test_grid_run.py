@@ -156,7 +156,7 @@ def test_killed_grid_on_ray_resumes_where_it_stopped_and_a_failing_cell_fails_al
     the first test of this module.)
 
     The first launch is `fusionlab grid` on the Ray it starts, killed with its process group; the second is the grid
-    submitted again as a Ray job (`ray job submit` of experiments/submit.py, as README's "Scaling out" does) to a
+    submitted again as a Ray job (`ray job submit` of experiments/submit.py, as docs/clusters.md does) to a
     fresh `ray start --head` with token auth: a grid continues on whichever cluster it is next submitted to, its
     record being the workdir's MLflow store and checkpoints."""
     cells = [("A", UNIMODAL_RGB), ("B", DIVERGES), ("C", {"model.name": "cen", "train.epochs": LONG})]

@@ -39,7 +39,7 @@ EXPERIMENT = "sweep-asha"
 # The first launch: exactly the logical CPUs one trial needs (1 worker x 1 CPU + 1 CPU for Ray Data), no dashboard.
 FIRST_LAUNCH = """
 import sys
-from fusionlab.config import load_config
+from fusionlab.train.prepare import load_config
 from fusionlab.train.local_ray import init_local_ray
 from fusionlab.tune.sweep import DRIVER_RESOURCE, start_sweep
 

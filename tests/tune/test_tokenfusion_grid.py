@@ -5,9 +5,10 @@ sweep's sampled ``model.params`` reach the TokenFusion model a trial builds."""
 import re
 
 from fusionlab.cli import main
-from fusionlab.config import parse_config, set_dotted
+from fusionlab.config import set_dotted
 from fusionlab.data import Manifest
 from fusionlab.data.synthetic import write_synthetic
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model
 from fusionlab.tune.search_space import apply_sample
 from tiny_grids import grid_runs, write_grid

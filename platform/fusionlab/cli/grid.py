@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .arguments import scale_list
+from .arguments import csv_list, scale_list
 
 
 def cmd_tune(args: argparse.Namespace, console: Console) -> int:
@@ -21,7 +21,7 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
     else:
         if not args.config:
             raise SystemExit("fusionlab tune: give CONFIG, or --resume SWEEP_DIR")
-        from fusionlab.config import load_config
+        from fusionlab.train.prepare import load_config
 
         overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
         config = load_config(args.config, overrides)
@@ -38,7 +38,7 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_grid(args: argparse.Namespace, console: Console) -> int:
-    from fusionlab.tune.grid import load_grid, print_dry_run
+    from fusionlab.tune.grid import load_grid, print_dry_run, select
     from fusionlab.tune.grid_runner import cell_statuses, run_grid
 
     overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
@@ -46,7 +46,8 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
         overrides.append(f"model.eval_scales=[{', '.join(map(str, args.scales))}]")
     if args.flip:
         overrides.append("model.eval_flip=true")
-    grid = load_grid(args.grid, overrides)
+    grid = select(load_grid(args.grid, overrides), [name for names in args.cells or [] for name in names],
+                  [seed for seeds in args.seeds or [] for seed in seeds])
     workdir = Path(args.workdir)
     states = None if grid.planned else {cell.name: cell.state for cell in cell_statuses(grid, workdir)}
     print_dry_run(grid, console, states, devices=args.devices)
@@ -57,6 +58,14 @@ def cmd_grid(args: argparse.Namespace, console: Console) -> int:
                   f"{shlex.quote(str(args.workdir))} report --experiment {shlex.quote(grid.name)}")
     console.print(outcome.summary(), highlight=False, soft_wrap=True)  # one line, for logs and tools
     return 1 if outcome.failed else 0
+
+
+def seed_list(text: str) -> list[int]:
+    """``0,1`` -> [0, 1]."""
+    try:
+        return [int(item) for item in csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def report_folder(workdir: str | Path, experiment: str) -> Path:
@@ -108,6 +117,13 @@ def add_parsers(commands) -> None:
     grid.add_argument("grid")
     grid.add_argument("--dry-run", action="store_true", help="list the cells, paper figures and cost; run nothing")
     grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every cell")
+    grid.add_argument("--cells", type=csv_list, action="append", metavar="SLUG[,SLUG...]",
+                      help="run (or list) only these cells, named by slug: the label lower-cased, each run of "
+                           "characters other than a-z and 0-9 made one '-' (\"CEN, ResNet-101\" is cen-resnet-101; "
+                           "a label without a comma may be given as it is; repeatable); the other cells are left as "
+                           "they are")
+    grid.add_argument("--seeds", type=seed_list, action="append", metavar="S[,S...]",
+                      help="run (or list) only these of the grid's seeds (grid.seeds; repeatable)")
     grid.add_argument("--scales", type=scale_list, default=None, metavar="S1,S2,...",
                       help="segmentation: also score each cell's selected model over these input scales, e.g. "
                            "0.5,0.75,1,1.25,1.5,1.75 (model.eval_scales; logged as val_ms/..., test_ms/...)")

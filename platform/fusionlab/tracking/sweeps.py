@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 
 from . import plots, store
 from .filters import tag_equals
@@ -17,23 +17,33 @@ from .tags import ERROR_TAG, KIND_TAG, PARENT_RUN_ID_TAG, STOPPED_EARLY_TAG, SWE
 
 
 def open_parent_run(uri: str, experiment: str, sweep: str, params: dict[str, Any], kind: str = "sweep",
-                    artifact_root: str | Path | None = None) -> str:
-    """The parent run of a sweep (or of a grid, ``kind="grid"``), found again by its key on a second call."""
+                    artifact_root: str | Path | None = None, tags: dict[str, str] | None = None) -> str:
+    """The parent run of a sweep (or of a grid, ``kind="grid"``), found again by its key on a second call. ``params``
+    are logged when it is created; ``tags`` (this launch's, e.g. a grid's selection) are set at every call."""
     client = store.client(uri)
     experiment_id = ensure_experiment(uri, experiment, artifact_root)
     found = client.search_runs([experiment_id], filter_string=tag_equals(SWEEP_KEY_TAG, sweep), max_results=1)
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
+        set_tags(uri, found[0].info.run_id, tags or {})
         return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=sweep, tags={SWEEP_KEY_TAG: sweep, KIND_TAG: kind})
+    run = client.create_run(experiment_id, run_name=sweep,
+                            tags={SWEEP_KEY_TAG: sweep, KIND_TAG: kind, **(tags or {})})
     values = [Param(k, str(v)[:6000]) for k, v in params.items()]
     for start in range(0, len(values), 100):
         client.log_batch(run.info.run_id, params=values[start:start + 100])
     return run.info.run_id
 
 
-def close_parent_run(uri: str, parent_run_id: str, status: str = "FINISHED") -> None:
+def close_parent_run(uri: str, parent_run_id: str, status: str = "FINISHED", tags: dict[str, str] | None = None
+                     ) -> None:
+    set_tags(uri, parent_run_id, tags or {})
     store.client(uri).set_terminated(parent_run_id, status=status)
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    if tags:
+        store.client(uri).log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
 
 
 def child_runs(uri: str, parent_run_id: str) -> list:

@@ -31,7 +31,7 @@ MODEL_TAG = "fusionlab.model"  # model.name
 PARAMETERS_TAG = "fusionlab.parameters"  # the model's parameter count
 FLOPS_TAG = "fusionlab.flops"  # forward FLOPs of one sample at the dataset's image size (convs and matmuls)
 MODALITIES_TAG = "fusionlab.modalities"  # comma-separated, in input order
-RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (fusionlab.recipes.recipe_label)
+RECIPE_TAG = "fusionlab.recipe"  # reference | fusionlab | custom: ... (config/recipes.py: recipe_label)
 SELECTION_TAG = "fusionlab.selection"  # train.selection (best_val | best_test | last), set by the training loop
 SELECTION_SPLIT_TAG = "fusionlab.selection_split"  # the split the kept epoch was chosen on; "none" for last
 FID_FEATURES_TAG = "fusionlab.fid_features"  # translation: the extractor FID/KID were computed with
@@ -50,6 +50,11 @@ SWEEP_KEY_TAG = "fusionlab.sweep_key"  # a sweep's or grid's parent run, found a
 GRID_TAG = "fusionlab.grid"  # grid.name
 CELL_TAG = "fusionlab.cell"  # the cell's label
 PAPER_TAG = "fusionlab.paper"  # JSON: the cell's published figures and their source
+# on a grid's parent run, set by each launch (tune/grid_runner.py): the part of the grid it ran and how much is done
+GRID_CELLS_TAG = "fusionlab.grid.cells"  # "all", or the --cells slugs, comma-separated
+GRID_SEEDS_TAG = "fusionlab.grid.seeds"  # "all", or the --seeds, comma-separated
+GRID_SELECTED_TAG = "fusionlab.grid.selected_runs"  # "<runs the launch chose> of <the grid's runs>"
+GRID_DONE_TAG = "fusionlab.grid.done_runs"  # "<done> of <the grid's runs>", as the launch ended
 
 # --- promotions, on registered model versions (tracking/registry.py) -------------------------------------------------
 class PromotionTags:

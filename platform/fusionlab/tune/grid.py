@@ -24,7 +24,7 @@ A grid file has these top-level keys (unknown keys anywhere are errors that name
 ``set`` maps dotted config keys to values and is applied to a copy of ``base`` in order (a mapping value is merged
 into the mapping already there, anything else replaces it). YAML anchors and merge keys (``<<: *r152``) work, so
 shared per-backbone settings are written once. Each cell × seed is then validated as a full config with
-``parse_config(..., require_data=False)`` (the dataset may live on another machine); errors name the file, the
+the schema alone (``Config``: the dataset may live on another machine); errors name the file, the
 cell label and the dotted key, or ``base`` when the base itself is at fault. The grid owns
 ``tracking.experiment`` (= ``grid.name``), ``tracking.run_name`` (= slug of the label + ``-seed<N>``) and
 ``train.seed`` (= each of ``grid.seeds``): setting them in ``base`` or a cell is an error. ``--set`` overrides
@@ -35,6 +35,13 @@ else from the grid file's where they are there; a launch checks the files exist 
 ``paper`` holds the published figures for the cell, in percent for ``pixel_acc``/``mean_acc``/``miou`` (translation:
 ``fid``, ``kid`` × 100), with the ``source`` they were read from (required). Omit it (or ``null``) where no published
 figure exists; never type in a number that was not read from the source.
+
+A launch may run part of a grid: ``fusionlab grid GRID --cells SLUG[,SLUG...] --seeds S[,S...]`` (``select``) names
+cells by their slug (the label lower-cased, each run of other characters than a-z and 0-9 made one ``-``: "CEN,
+ResNet-101" is ``cen-resnet-101``; a label without a comma may also be given as it is) and seeds among
+``grid.seeds``; a name the grid does not have is refused with the file and the slugs it has. The dry-run then lists
+and totals the chosen runs only; the launch trains only them and leaves the others as they stand
+(``grid_runner.py``).
 
 ``status: planned`` marks a grid whose cells need features fusionlab does not have yet (e.g. the translation task):
 its structure (grid/base/cells/paper) is validated, its cells are *not* validated as configs, and it cannot be
@@ -50,6 +57,7 @@ data loading and checkpointing are not counted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -63,10 +71,10 @@ from fusionlab.config import (
     absolute_paths,
     apply_overrides,
     get_dotted,
-    parse_config,
     validation_error_lines,
 )
 from fusionlab.config.files import read_yaml_file
+from fusionlab.train.prepare import parse_config
 
 from .grid_dry_run import print_dry_run
 from .grid_estimate import Estimate, estimate, is_translation, wall_hours
@@ -80,6 +88,7 @@ from .grid_schema import (
     GridMeta,
     GridRun,
     PaperFigures,
+    Selection,
     apply_set,
     slugify,
 )
@@ -196,6 +205,30 @@ def _expand(spec: GridFile, path: Path, overrides: list[str]) -> list[GridRun]:
     raise GridError(f"{path}: invalid grid\n" + "\n".join(report))
 
 
+def select(grid: Grid, cells: list[str] | None = None, seeds: list[int] | None = None) -> Grid:
+    """The grid with a launch's part of it chosen (``fusionlab grid --cells/--seeds``): ``cells`` names cells by slug
+    (``slugify(label)``: "CEN, ResNet-101" is ``cen-resnet-101``) or by exact label, ``seeds`` are some of
+    ``grid.seeds``; None (or empty) keeps all. A name or seed the grid does not have is refused, naming the file and
+    listing what it has. The runs left out are neither trained nor touched (``grid_runner.run_grid``)."""
+    chosen_cells = chosen_seeds = None
+    if cells:
+        slugs = {slugify(cell.label): cell.label for cell in grid.spec.cells}
+        unknown = [name for name in cells if name not in slugs and name not in slugs.values()]
+        if unknown:
+            raise GridError(f"{grid.path}: --cells: no cell {', '.join(map(repr, unknown))} in grid "
+                            f"{grid.name!r}; its cells (by slug): {', '.join(slugs)}")
+        wanted = set(cells)
+        chosen_cells = tuple(slug for slug, label in slugs.items() if slug in wanted or label in wanted)
+    if seeds:
+        have = grid.spec.grid.seeds
+        unknown_seeds = [seed for seed in seeds if seed not in have]
+        if unknown_seeds:
+            raise GridError(f"{grid.path}: --seeds: no seed {', '.join(map(str, unknown_seeds))} in grid "
+                            f"{grid.name!r}; its seeds (grid.seeds): {', '.join(map(str, have))}")
+        chosen_seeds = tuple(seed for seed in have if seed in set(seeds))
+    return dataclasses.replace(grid, selection=Selection(chosen_cells, chosen_seeds))
+
+
 def run_tags(run: GridRun) -> dict[str, str]:
     """MLflow tags tying a run to its grid cell and the cell's published figures (``fusionlab report`` reads them)."""
     from fusionlab.tracking.tags import CELL_TAG, GRID_TAG, PAPER_TAG  # here: the tracking package imports mlflow
@@ -219,6 +252,6 @@ def is_grid_file(tree: Any) -> bool:
 
 
 __all__ = ["Estimate", "EstimateSpec", "Grid", "GridError", "GridFile", "GridMeta", "GridRun",
-           "PaperFigures", "estimate", "is_grid_file", "is_translation", "load_grid", "prepare_run", "print_dry_run",
-           "run_tags", "slugify", "wall_hours"]
+           "PaperFigures", "Selection", "estimate", "is_grid_file", "is_translation", "load_grid", "prepare_run",
+           "print_dry_run", "run_tags", "select", "slugify", "wall_hours"]
 

@@ -26,7 +26,8 @@ def _hours(value: float) -> str:
 
 def _planned_rows(grid: Grid) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
     return [(cell.label, apply_set(grid.spec.base, cell.set),
-             cell.paper.model_dump(exclude_none=True) if cell.paper else None) for cell in grid.spec.cells]
+             cell.paper.model_dump(exclude_none=True) if cell.paper else None)
+            for cell in grid.spec.cells if grid.selection.includes(cell.label)]
 
 
 def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, devices: int | None = None
@@ -34,12 +35,14 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
     """Print the grid as a table (cells, paper figures, trial-epochs, estimated device-hours) with totals; with
     ``states`` (run name -> done, running, failed, killed, pending: ``grid_runner.cell_statuses``) a column says
     where each run stands in this workdir; with ``devices`` the caption estimates the grid's wall time on that many
-    devices at once (``wall_hours``)."""
+    devices at once (``wall_hours``). A grid with a selection (``tune.grid.select``) lists only the runs chosen, and
+    its totals and wall time are theirs; a line says how many of the grid's runs they are."""
     from rich.markup import escape
     from rich.table import Table
 
     spec = grid.spec.grid
-    papers = [cell.paper.model_dump(exclude_none=True) for cell in grid.spec.cells if cell.paper]
+    papers = [cell.paper.model_dump(exclude_none=True) for cell in grid.spec.cells
+              if cell.paper and grid.selection.includes(cell.label)]
     sources: list[str] = []
     protocols: dict[str, str] = {}  # source -> " (single-scale)" where its cells say how the figure was scored
     for paper in papers:
@@ -47,14 +50,19 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
             sources.append(paper["source"])
         if "protocol" in paper:
             protocols[paper["source"]] = f" ({paper['protocol']})"
-    runs = [] if grid.planned else list(grid.cells_expanded())
+    runs = [] if grid.planned else grid.chosen()
     translation = (any(key in paper for paper in papers for key in TRANSLATION_FIGURES)
                    or any(is_translation(run.config) for run in runs))
     segmentation = not translation or any(key in paper for paper in papers for key in SEGMENTATION_FIGURES)
     unit = f"{spec.estimate.kind.upper()}-h"
 
-    table = Table(title=f"grid {spec.name}: {len(grid.spec.cells)} cells × {len(spec.seeds)} seed(s)"
-                  + (" — status: planned (not runnable yet)" if grid.planned else ""), title_justify="left")
+    title = f"grid {spec.name}: {len(grid.spec.cells)} cells × {len(spec.seeds)} seed(s)"
+    if not grid.selection.everything:  # the part a launch runs: N of M runs: --cells ...
+        chosen, every = ((len(_planned_rows(grid)), len(grid.spec.cells)) if grid.planned
+                         else (len(runs), len(grid.runs)))
+        title += f"; {chosen} of {every} {'cells' if grid.planned else 'runs'}: {grid.selection.describe()}"
+    table = Table(title=escape(title + (" — status: planned (not runnable yet)" if grid.planned else "")),
+                  title_justify="left")
     for header, justify in (("cell", "left"), ("model", "left"), ("backbone", "left"), ("modalities", "left"),
                             ("seed", "right")):
         table.add_column(header, justify=justify)
@@ -84,7 +92,8 @@ def print_dry_run(grid: Grid, console, states: dict[str, str] | None = None, dev
             if name == "unimodal" and modality:
                 name = f"unimodal ({modality})"
             table.add_row(escape(label), name, str(model.get("backbone", "resnet_mini")),
-                          "+".join(data.get("modalities") or []) or "-", ",".join(map(str, spec.seeds)),
+                          "+".join(data.get("modalities") or []) or "-",
+                          ",".join(map(str, grid.selection.seeds or spec.seeds)),
                           *[_figure(paper, key) for key in figure_keys], source_mark(paper),
                           str(train.get("epochs", "-")), "-", "-")
     else:
@@ -150,8 +159,8 @@ def _print_missing_files(runs: list[GridRun], console) -> None:
 
 def _protocol_lines(runs: list[GridRun]) -> list[str]:
     """The recipe, selection and scoring every run follows (the runs listed where they differ)."""
+    from fusionlab.config.recipes import recipe_label
     from fusionlab.models.multiscale import SINGLE_SCALE_LABEL, protocol_label
-    from fusionlab.recipes import recipe_label
 
     def scoring(config) -> str:
         label = protocol_label(config.model.eval_scales, config.model.eval_flip)

@@ -75,7 +75,7 @@ RGB_CHANNELS = 3
 
 
 def is_translation(config: Config) -> bool:
-    from fusionlab.recipes import task_of
+    from fusionlab.config.params import task_of
 
     return task_of(config.model.backbone) == "translation"
 

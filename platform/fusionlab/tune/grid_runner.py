@@ -10,13 +10,22 @@ grid launched again in the same workdir (``fusionlab grid GRID [--resume]``) lea
 as they are and continues the others from their last checkpoint in their own MLflow runs. Each launch is its own Tune
 experiment, ``<workdir>/grids/<grid>/launch-NNN`` (its trials' logs and errors), so no launch's record is
 overwritten by the next.
+
+A launch may run part of the grid (``fusionlab grid GRID --cells SLUG,... --seeds S,...``, ``tune.grid.select``): it
+trains the chosen runs not yet done, in the same parent run and a launch folder of its own as any launch, and leaves
+every other run as it stands: not prepared, not checked, not trained, never marked failed or killed (a later launch
+of the whole grid trains what is still not done). The parent run's tags say what its last launch chose
+(``fusionlab.grid.cells``, ``fusionlab.grid.seeds``: ``all`` or the names; ``fusionlab.grid.selected_runs``: "1 of 19")
+and how much of the grid is done as it ended (``fusionlab.grid.done_runs``); its status is that launch's: FINISHED
+when every run it chose is done, else FAILED (KILLED when interrupted).
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +59,10 @@ class CellStatus:
 class GridOutcome:
     name: str
     parent_run_id: str
-    cells: list[CellStatus]  # every cell × seed after the launch
+    cells: list[CellStatus]  # every cell × seed the launch chose (all of them without --cells/--seeds), after it
     skipped: list[str]  # runs that were done before it: not trained, not logged again
+    others: list[CellStatus] = field(default_factory=list)  # the grid's runs it did not choose, as they stand
+    selection: str = "every run"  # Selection.describe()
 
     @property
     def failed(self) -> list[CellStatus]:
@@ -63,11 +74,20 @@ class GridOutcome:
         line = f"grid {self.name}: {done} of {len(self.cells)} cells done"
         if self.skipped:
             line += f" ({len(self.skipped)} already before this launch)"
+        if self.others:
+            line += (f"; {self.selection}: {len(self.others)} other run(s) not in this launch "
+                     f"({state_counts(self.others)})")
         if not self.failed:
             return line
         details = "; ".join(f"{cell.name} {cell.state}" + (f" ({cell.error})" if cell.error else "")
                             + (f", logs: {cell.logs}" if cell.logs else "") for cell in self.failed)
         return f"{line}; {len(self.failed)} failed: {details}"
+
+
+def state_counts(cells: list[CellStatus]) -> str:
+    """``17 pending, 1 done``: how many runs are in each state, most first."""
+    counts = collections.Counter(cell.state for cell in cells)
+    return ", ".join(f"{count} {state}" for state, count in counts.most_common())
 
 
 def grid_tracking_uri(grid: Grid, workdir: Path) -> str:
@@ -94,19 +114,23 @@ def cell_statuses(grid: Grid, workdir: str | os.PathLike) -> list[CellStatus]:
 
 def run_grid(grid: Grid, workdir: str | os.PathLike, *, address: str | None = None, local: bool = False,
              resume: bool = False, console=None) -> GridOutcome:
-    """Train every cell × seed of ``grid`` not yet done in ``workdir``; see the module docstring.
+    """Train every cell × seed of ``grid`` (of its selection, ``grid.chosen()``) not yet done in ``workdir``; see the
+    module docstring.
 
     ``local`` trains the cells one after another in this process without Ray (debugging); ``resume`` insists there is
-    something to continue. Bad cells (a config the dataset refutes, a file it names that is not there, a finished
-    cell whose settings changed) are refused before anything runs."""
+    something of the grid to continue. Bad cells (a config the dataset refutes, a file it names that is not there, a
+    finished cell whose settings changed) are refused before anything runs; of the runs not chosen, none is looked
+    at beyond its MLflow state."""
     from fusionlab.tracking.sweeps import close_parent_run, open_parent_run
+    from fusionlab.tracking.tags import GRID_CELLS_TAG, GRID_DONE_TAG, GRID_SEEDS_TAG, GRID_SELECTED_TAG
     from fusionlab.train.driver import check_resume, prepare_tracking
 
     workdir = Path(workdir).resolve()
-    before = cell_statuses(grid, workdir)
-    if resume and all(cell.run_id is None for cell in before):
+    everything = cell_statuses(grid, workdir)
+    if resume and all(cell.run_id is None for cell in everything):
         raise GridError(f"{grid.path}: nothing to resume in {workdir}: no cell of grid {grid.name!r} has an MLflow "
                         f"run in {grid_tracking_uri(grid, workdir)}; run it without --resume")
+    before, others = _split(grid, everything)
     configs = {cell.name: prepare_run(cell.run) for cell in before}  # generates a synthetic dataset on first use
     check_named_files(*configs.values())  # every cell's weights are there: no trial starts to fail on a missing one
     uri = grid_tracking_uri(grid, workdir)
@@ -117,29 +141,43 @@ def run_grid(grid: Grid, workdir: str | os.PathLike, *, address: str | None = No
         check_resume(uri, configs[cell.name], record=False)
     pending = [cell for cell in before if cell.state != DONE]
     spec = grid.spec.grid
+    selection = grid.selection
     parent = open_parent_run(uri, grid.name, f"grid-{grid.name}",
                              {"grid.file": str(grid.path), "grid.cells": len(grid.spec.cells),
                               "grid.seeds": spec.seeds, "grid.overrides": grid.overrides},
-                             kind="grid", artifact_root=workdir / "mlartifacts")
+                             kind="grid", artifact_root=workdir / "mlartifacts",
+                             tags={GRID_CELLS_TAG: ",".join(selection.cells) if selection.cells else "all",
+                                   GRID_SEEDS_TAG: ",".join(map(str, selection.seeds)) if selection.seeds else "all",
+                                   GRID_SELECTED_TAG: f"{len(before)} of {len(everything)}"})
     if console is not None:
         console.print(f"grid {grid.name}: {len(pending)} of {len(before)} runs to train"
-                      + (f" ({len(done)} done: {', '.join(cell.name for cell in done)})" if done else ""),
+                      + (f" ({len(done)} done: {', '.join(cell.name for cell in done)})" if done else "")
+                      + (f"; {selection.describe()}: {len(others)} other run(s) not in this launch, left as they "
+                         f"are ({state_counts(others)})" if others else ""),
                       highlight=False)
     logs: dict[str, str] = {}
-    status = "FAILED"
+    status, after, untouched = "FAILED", before, others
     try:
         if pending and local:
             logs = _train_in_process(pending, configs, workdir, parent, console)
         elif pending:
             logs = _train_on_tune(grid, pending, configs, workdir, parent, address)
-        after = [_with_logs(cell, logs) for cell in cell_statuses(grid, workdir)]
+        chosen, untouched = _split(grid, cell_statuses(grid, workdir))
+        after = [_with_logs(cell, logs) for cell in chosen]
         status = "FINISHED" if all(cell.state == DONE for cell in after) else "FAILED"
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the cells left RUNNING continue at the next launch
         status = "KILLED"
         raise
     finally:
-        close_parent_run(uri, parent, status)
-    return GridOutcome(grid.name, parent, after, [cell.name for cell in done])
+        finished = sum(cell.state == DONE for cell in (*after, *untouched))
+        close_parent_run(uri, parent, status, tags={GRID_DONE_TAG: f"{finished} of {len(everything)}"})
+    return GridOutcome(grid.name, parent, after, [cell.name for cell in done], untouched, selection.describe())
+
+
+def _split(grid: Grid, statuses: list[CellStatus]) -> tuple[list[CellStatus], list[CellStatus]]:
+    """``(chosen, others)``: the runs of the grid's selection, and the rest."""
+    chosen = {run.config.run_name() for run in grid.chosen()}
+    return ([cell for cell in statuses if cell.name in chosen], [cell for cell in statuses if cell.name not in chosen])
 
 
 def _with_logs(cell: CellStatus, logs: dict[str, str]) -> CellStatus:
@@ -256,7 +294,7 @@ def ensure_grid_ray(configs: list[Config], max_concurrent: int | None, address: 
     fits = max(1, (os.cpu_count() or 1) // cell_cpus)
     concurrent = min(len(configs), max_concurrent or fits)
     # Per cell: its Train workers' CPUs plus one for its Ray Data tasks, which would otherwise wait for a free CPU
-    # while the workers hold them all; the trial drivers take the custom resource, not a CPU (DESIGN.md section 5).
+    # while the workers hold them all; the trial drivers take the custom resource, not a CPU (docs/architecture.md).
     from fusionlab.train.local_ray import init_local_ray
 
     init_local_ray(num_cpus=concurrent * (cell_cpus + 1), resources={DRIVER_RESOURCE: concurrent})

@@ -121,11 +121,35 @@ class GridRun:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """The part of a grid one launch runs (``fusionlab grid --cells/--seeds``, ``tune.grid.select``): cells by slug
+    and seeds, each None for all of them."""
+
+    cells: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+
+    @property
+    def everything(self) -> bool:
+        return self.cells is None and self.seeds is None
+
+    def includes(self, label: str, seed: int | None = None) -> bool:
+        return ((self.cells is None or slugify(label) in self.cells)
+                and (seed is None or self.seeds is None or seed in self.seeds))
+
+    def describe(self) -> str:
+        """As it was asked for: ``--cells cen-resnet-101 --seeds 0``; ``every run`` for no selection."""
+        parts = ([f"--cells {','.join(self.cells)}"] if self.cells is not None else []) + (
+            [f"--seeds {','.join(map(str, self.seeds))}"] if self.seeds is not None else [])
+        return " ".join(parts) or "every run"
+
+
+@dataclass(frozen=True)
 class Grid:
     path: Path
     spec: GridFile
     runs: tuple[GridRun, ...]  # empty for a planned grid
     overrides: tuple[str, ...] = ()  # the --set items applied to every cell
+    selection: Selection = Selection()  # what a launch runs of it: every run unless --cells / --seeds
 
     @property
     def name(self) -> str:
@@ -141,6 +165,10 @@ class Grid:
             raise GridError(f"{self.path}: status is planned: its cells need features fusionlab does not have yet, "
                             f"so the grid cannot be run")
         return list(self.runs)
+
+    def chosen(self) -> list[GridRun]:
+        """The runs of ``selection`` (every cell × seed without one), in file order."""
+        return [run for run in self.cells_expanded() if self.selection.includes(run.label, run.seed)]
 
 
 def slugify(label: str) -> str:

@@ -13,9 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fusionlab.config import Config, ConfigError, check_batch_fits, check_named_files, parse_config, set_dotted
+from fusionlab.config import Config, ConfigError, check_named_files, set_dotted
 from fusionlab.errors import FusionlabError
 from fusionlab.names import confined, folder_name
+from fusionlab.train.prepare import check_batch_fits, parse_config
 
 from .search_space import apply_sample, optuna_space
 
@@ -70,7 +71,7 @@ def ensure_tune_ray(config: Config, address: str | None) -> None:
         ray.init(address=address)
         return
     # Per trial: its Train workers plus one CPU for Ray Data; the trial drivers use a custom resource, because
-    # a CPU each would starve the workers on small machines (DESIGN.md section 5). No headroom for a trial that
+    # a CPU each would starve the workers on small machines (docs/architecture.md). No headroom for a trial that
     # ASHA stops: Ray keeps its Train run's placement group while the sweep's job lives, and Ray Train's cleaner
     # misses the dead controller when another Ray runs on the machine or there is no dashboard, so trial_fn
     # releases the groups of dead controllers itself (train/placement.py).
