@@ -60,10 +60,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fusionlab.config import Config, parse_config, set_dotted
+from fusionlab.config import Config, set_dotted
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.train.context import LocalContext
 from fusionlab.train.loop import train_loop
+from fusionlab.train.prepare import parse_config
 
 console = Console(width=None if os.isatty(1) else 150)
 PARAMS = ("model.params.lambda", "model.params.threshold", "model.params.portion")

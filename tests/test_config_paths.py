@@ -10,12 +10,13 @@ import ray
 import yaml
 
 from fusionlab.cli import main
-from fusionlab.config import Config, ConfigError, check_named_files, load_config
+from fusionlab.config import Config, ConfigError, check_named_files
+from fusionlab.config.identity import config_changes
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.models import pretrained_release as releases
 from fusionlab.models.pretrained import PretrainedWeightsError
 from fusionlab.models.pretrained_release import PretrainedReleaseError
-from fusionlab.train.identity import config_changes
+from fusionlab.train.prepare import load_config
 from tiny_grids import BASE, write_grid
 
 

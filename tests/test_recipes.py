@@ -2,8 +2,8 @@
 
 import pytest
 
-from fusionlab.config import ConfigError, get_dotted, parse_config
-from fusionlab.recipes import SWITCHES, TRANSLATION_REFERENCE, recipe_label
+from fusionlab.config import ConfigError, get_dotted, validate_config
+from fusionlab.config.recipes import SWITCHES, TRANSLATION_REFERENCE, recipe_label
 
 SEGMENTATION = {"data": {"path": "data/x", "modalities": ["rgb", "depth"]}, "model": {"name": "cen"}}
 TRANSLATION = {"data": {"path": "data/x", "modalities": ["normal", "reshading"]},
@@ -11,7 +11,7 @@ TRANSLATION = {"data": {"path": "data/x", "modalities": ["normal", "reshading"]}
 
 
 def parsed(tree, **top):
-    return parse_config({**tree, **top}, require_data=False)
+    return validate_config({**tree, **top})
 
 
 TOKENFUSION = {"data": {"path": "data/x", "modalities": ["rgb", "depth"]},

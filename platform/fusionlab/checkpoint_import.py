@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusionlab.config.recipes import SWITCHES
 from fusionlab.data import LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from fusionlab.errors import FusionlabError
 from fusionlab.models import FusionModel, get_backbone
@@ -25,7 +26,6 @@ from fusionlab.models.reference_checkpoint import (
 )
 from fusionlab.models.registry import build_from_params, params_class
 from fusionlab.models.resnet import BackboneSpec
-from fusionlab.recipes import SWITCHES
 
 RECIPE = "reference"
 # The references keep the epoch with the best mIoU on their "val" list, which is NYUDv2's 654-image test split.
@@ -123,8 +123,8 @@ def import_checkpoint(name: str, path: str | os.PathLike, *, backbone: str | Bac
                       data: str | os.PathLike | None = None, evaluate_splits: Sequence[str] = (),
                       threshold: float = REFERENCE_THRESHOLD,
                       artifact_root: str | os.PathLike | None = None) -> ImportResult:
+    from fusionlab.inference.servable import servable
     from fusionlab.tracking.imports import log_imported_model, model_uri
-    from fusionlab.tracking.runs import servable
     from fusionlab.train.evaluate import evaluate
 
     if evaluate_splits and data is None:
@@ -136,14 +136,14 @@ def import_checkpoint(name: str, path: str | os.PathLike, *, backbone: str | Bac
     checkpoint = read_reference_checkpoint(path)
     model = build_reference_model(name, backbone, num_classes, modalities, threshold)
     load_reference_state(model, checkpoint.state, str(path), get_backbone(backbone))
+    predictor = servable(model, manifest, EVAL_UPSAMPLE)
     metrics = {}
     for split in evaluate_splits:
-        scores = evaluate(servable(model, manifest, EVAL_UPSAMPLE), data, split)
+        scores = evaluate(predictor, data, split)
         metrics.update({f"{split}/{key}": value for key, value in scores.items()})
     run_name = run_name or f"{name}-{backbone_label(backbone)}-reference-{checkpoint.sha256[:8]}"
-    run_id = log_imported_model(tracking_uri, experiment, run_name, model, manifest,
+    run_id = log_imported_model(tracking_uri, experiment, run_name, model, manifest, predictor=predictor,
                                 params=model_params(name, model, backbone, checkpoint, data), source=str(path),
                                 sha256=checkpoint.sha256, recipe=RECIPE, selection=SELECTION, metrics=metrics,
-                                dataset_known=data is not None, upsample=EVAL_UPSAMPLE,
-                                artifact_root=artifact_root)
+                                dataset_known=data is not None, artifact_root=artifact_root)
     return ImportResult(run_id, model_uri(run_id), checkpoint, metrics, notes)

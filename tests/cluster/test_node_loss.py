@@ -8,9 +8,9 @@ def test_run_ray_restarts_lost_workers_from_checkpoints(tmp_path, monkeypatch, s
     """``resources.max_failures`` reaches the trainer's ``RunConfig.failure_config`` (no Ray is started)."""
     import ray.train
 
-    from fusionlab.config import parse_config
     from fusionlab.data.synthetic import write_synthetic
     from fusionlab.train import driver
+    from fusionlab.train.prepare import parse_config
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     data = tmp_path / "synthetic"

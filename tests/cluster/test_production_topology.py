@@ -117,10 +117,10 @@ def test_ray_run_tracks_to_the_server_and_checkpoints_to_s3(production_mlflow, p
     are in the bucket under mlartifacts/."""
     from mlflow.tracking import MlflowClient
 
-    from fusionlab.config import parse_config
     from fusionlab.data.synthetic import write_synthetic
     from fusionlab.tracking import load_model
     from fusionlab.train.driver import run_ray
+    from fusionlab.train.prepare import parse_config
 
     s3, server = production_s3, production_mlflow
     data, workdir = tmp_path / "data", tmp_path / "runs"

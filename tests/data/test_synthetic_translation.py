@@ -7,10 +7,11 @@ import pytest
 from scipy.ndimage import maximum_filter, minimum_filter, uniform_filter
 
 from fusionlab.cli import main
-from fusionlab.config import ConfigError, parse_config
+from fusionlab.config import ConfigError
 from fusionlab.data import DatasetReader, Manifest, gray_spec, rgb_spec, write_synthetic_translation
 from fusionlab.data.synthetic_translation import DEPTH_UNITS_PER_M, DOMAINS, domain_specs, render_scene
 from fusionlab.data.torch_dataset import ShardDataset
+from fusionlab.train.prepare import parse_config
 
 SMALL = dict(train=4, val=2, test=2, size=(32, 40))
 # A per-pixel regressor from a geometry domain + reshading must beat each of the two alone by this much held-out R².

@@ -10,7 +10,6 @@ import pytest
 from damage import edit_manifest, first_shard, flip_bytes, set_label_pixel
 from mlflow.tracking import MlflowClient
 
-from fusionlab.config import parse_config
 from fusionlab.data import DatasetError, DatasetReader, Manifest, decode_row
 from fusionlab.data import verify as verify_module
 from fusionlab.data.synthetic import write_synthetic
@@ -18,6 +17,7 @@ from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.data.verify import VERIFIED_TAG, trust_verification, verification_record, verify_for_training
 from fusionlab.tracking import default_tracking_uri
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 

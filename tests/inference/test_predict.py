@@ -13,13 +13,13 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from fusionlab.cli import main
-from fusionlab.config import parse_config
 from fusionlab.data import DatasetError, DatasetReader
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.inference import open_inputs, palette, predict
 from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from fusionlab.data import Manifest
+from fusionlab.inference.servable import servable
 from fusionlab.models import build
-from fusionlab.tracking.runs import servable
 
 
 def edit_manifest(data: Path, edit) -> None:

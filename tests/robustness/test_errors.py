@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from fusionlab.data import DatasetReader, DatasetWriter, Manifest
+from fusionlab.inference.servable import servable
 from fusionlab.models import build
 from fusionlab.models.model_files import SPEC_FILE, WEIGHTS_FILE, save_model_dir
-from fusionlab.tracking.runs import servable
 
 CONFIG = "experiments/synthetic_cen.yaml"
 TRAIN = ["--local", "--set", "model.backbone=resnet_mini", "--set", "train.epochs=1", "--set", "data.crop=[32,40]",

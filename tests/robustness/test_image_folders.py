@@ -18,8 +18,8 @@ from train_configs import config_tree  # noqa: E402
 @pytest.fixture(scope="module")
 def model(tiny_synthetic, tmp_path_factory):
     """A CEN run of one epoch on the tiny dataset: (workdir, runs:/ URI)."""
-    from fusionlab.config import parse_config
     from fusionlab.train.driver import run_local
+    from fusionlab.train.prepare import parse_config
 
     workdir = tmp_path_factory.mktemp("folder-model")
     config = parse_config(config_tree(tiny_synthetic, train={"epochs": 1}, data={"crop": [32, 40]},

@@ -12,11 +12,12 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from fusionlab.data import Manifest
+from fusionlab.inference.servable import servable
 from fusionlab.models import build
 from fusionlab.models.model_files import SPEC_FILE, WEIGHTS_FILE, save_model_dir
 from fusionlab.tracking import default_tracking_uri, ensure_experiment
 from fusionlab.tracking.registry import RegistryError, _model_source
-from fusionlab.tracking.runs import KIND_TAG, RunTracker, servable
+from fusionlab.tracking.runs import KIND_TAG, RunTracker
 
 
 class Payload:

@@ -25,13 +25,14 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
-from fusionlab.config import parse_config
 from fusionlab.data import Manifest
 from fusionlab.data.synthetic import write_synthetic
+from fusionlab.inference.servable import servable
 from fusionlab.tracking import RunTracker, default_tracking_uri
-from fusionlab.tracking.runs import KIND_TAG, run_tags, servable
+from fusionlab.tracking.runs import KIND_TAG, run_tags
 from fusionlab.tracking.sweeps import close_parent_run, open_parent_run
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -15,10 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from fusionlab.data.manifest import LabelSpec, Manifest, depth_mm_spec, rgb_spec
 from fusionlab.fid import INCEPTION_NAME, LOCAL_NAME
+from fusionlab.inference.servable import servable, translation_servable
 from fusionlab.models import build
 from fusionlab.models.flops import model_sample_flops
 from fusionlab.tracking import default_tracking_uri, ensure_experiment
-from fusionlab.tracking.runs import KIND_TAG, RunTracker, servable, translation_servable
+from fusionlab.tracking.runs import KIND_TAG, RunTracker
 
 PAPER = {"pixel_acc": 76.2, "mean_acc": 62.8, "miou": 51.1, "source": "CEN official README (fixture)"}
 PAPER_TRANSLATION = {"fid": 96.4, "kid": 1.73, "source": "CEN paper, translation table (fixture)"}

@@ -171,7 +171,8 @@ def test_caption_says_which_recipe_and_selection_produced_each_row(tmp_path):
 def test_each_backbones_fusion_rows_are_measured_against_its_own_unimodal_row():
     """A grid with two networks (the synthetic grid's ResNet and Mix Transformer rows): a fusion row's gap is to the
     best unimodal row on its backbone, and a backbone with no unimodal row shows none."""
-    from fusionlab.tracking.report_rows import Report, Row, RunScores
+    from fusionlab.tracking.report_rows import Report
+    from fusionlab.tracking.report_scores import Row, RunScores
     from fusionlab.tracking.report_table import caption
 
     def row(label, model, backbone, miou):

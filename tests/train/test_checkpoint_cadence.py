@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.train.checkpoint import CHECKPOINT_SCORE
 from fusionlab.train.loop import checkpoint_every
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.selection import UNRANKED
 from fusionlab.tune.grid import load_grid
 

@@ -10,8 +10,8 @@ import yaml
 from train_configs import config_tree
 
 import fusionlab.train.cluster as cluster
-from fusionlab.config import parse_config
 from fusionlab.errors import FusionlabError
+from fusionlab.train.prepare import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,8 @@ import pytest
 import yaml
 from train_configs import config_tree
 
-from fusionlab.config import ConfigError, load_config, parse_config
+from fusionlab.config import ConfigError
+from fusionlab.train.prepare import load_config, parse_config
 
 
 def write(tmp_path, tree):
@@ -160,7 +161,7 @@ def test_search_values_inside_field_limits_load(small_synthetic):
 
 
 def test_a_batch_larger_than_the_train_split_is_refused(small_synthetic):
-    from fusionlab.config import check_batch_fits
+    from fusionlab.train.prepare import check_batch_fits
 
     check_batch_fits(parse_config(config_tree(small_synthetic, train={"batch_size": 32})), workers=1)  # 32 rows
     with pytest.raises(ConfigError, match=r"train\.batch_size 33 is larger than data\.train_split 'train' "

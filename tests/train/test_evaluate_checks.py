@@ -8,8 +8,8 @@ import pytest
 
 from fusionlab.data import DatasetError, Manifest
 from fusionlab.data.synthetic import write_synthetic
+from fusionlab.inference.servable import servable
 from fusionlab.models import build
-from fusionlab.tracking.runs import servable
 from fusionlab.train.evaluate import evaluate
 
 

@@ -68,7 +68,8 @@ def test_a_run_tune_stops_is_not_marked_failed_but_a_dead_controller_otherwise_i
     from fusionlab.train.failures import torn_down_by_tune
 
     marked = []
-    monkeypatch.setattr("fusionlab.tracking.lifecycle.mark_launch_ended", lambda *args: marked.append(args[-1]))
+    monkeypatch.setattr("fusionlab.tracking.lifecycle.mark_launch_ended",
+                        lambda *args, **unwrapped: marked.append(args[-1]))
     config = SimpleNamespace(tracking=SimpleNamespace(experiment="sweep"), run_name=lambda: "sweep-asha-1")
     payload = {"tracking_uri": "sqlite:///unused.db", "launch": "launch-1"}
     stopped = controller_died("Destroying worker since its placement group was removed.")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_configs import config_tree
 
-from fusionlab.config import TrainConfig, parse_config
+from fusionlab.config import TrainConfig
 from fusionlab.data import Manifest
 from fusionlab.models import build
 from fusionlab.train.checkpoint import load_checkpoint
@@ -19,6 +19,7 @@ from fusionlab.train.device import EpochTotals, batch_to_device, maybe_compile, 
 from fusionlab.train.driver import run_local
 from fusionlab.train.losses import segmentation_loss
 from fusionlab.train.optim import build_optimizer
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model, train_epoch
 from fusionlab.train.steps import unwrap
 

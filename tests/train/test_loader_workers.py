@@ -7,9 +7,10 @@ import pytest
 import torch
 from train_configs import config_tree
 
-from fusionlab.config import ConfigError, parse_config
+from fusionlab.config import ConfigError
 from fusionlab.data.torch_dataset import loader_options, loader_workers
 from fusionlab.train.context import LocalContext
+from fusionlab.train.prepare import parse_config
 
 
 def batches_of(config, tmp_path, epochs: int):

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from train_configs import config_tree
 
-from fusionlab.config import TrainConfig, parse_config
+from fusionlab.config import TrainConfig
 from fusionlab.train.optim import before_step, build_optimizer, poly_warmup_factor, set_epoch_lr
+from fusionlab.train.prepare import parse_config
 
 
 class ReferencePolyWarmupAdamW(torch.optim.AdamW):

@@ -111,8 +111,8 @@ def test_the_training_task_builds_cen_from_a_config_file_without_params_with_its
     import torch
     import yaml
 
-    from fusionlab.config import load_config
     from fusionlab.data import Manifest
+    from fusionlab.train.prepare import load_config
     from fusionlab.train.task import task_for
 
     backbone = BACKBONES[task]

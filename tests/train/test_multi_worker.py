@@ -6,9 +6,9 @@ import pytest
 import torch
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.train.driver import scaling_config
 from fusionlab.train.loop import seed_rank
+from fusionlab.train.prepare import parse_config
 
 
 def masks(seed: int, rank: int) -> torch.Tensor:

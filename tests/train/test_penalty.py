@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.data import Manifest
 from fusionlab.train.losses import segmentation_loss
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model
 
 IGNORE = 255

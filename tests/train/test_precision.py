@@ -9,7 +9,7 @@ import pytest
 import torch
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.steps import autocast, autocast_dtype
 from fusionlab.tune.grid import load_grid
 

@@ -16,12 +16,12 @@ from ray.train.v2.api import data_parallel_trainer
 from ray.train.v2.api.exceptions import WorkerGroupError
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.errors import TrainingDiverged
 from fusionlab.tracking import RunTracker, default_tracking_uri
 from fusionlab.tracking.lifecycle import ERROR_TAG, STARTS_TAG
 from fusionlab.train import driver
 from fusionlab.train.failures import install_failure_policy
+from fusionlab.train.prepare import parse_config
 
 
 def test_a_diverged_worker_fails_the_run_at_once_with_its_own_error(small_synthetic, tmp_path, monkeypatch):

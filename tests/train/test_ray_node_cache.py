@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.data.node_cache import cache_name
 from fusionlab.data.reader import DatasetReader
 from fusionlab.train.driver import run_ray
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.selection import evaluation_split
 
 pytestmark = pytest.mark.slow

@@ -43,9 +43,9 @@ def test_credentials_in_the_storage_path_are_refused_without_being_shown(uri):
 def test_run_ray_keeps_the_run_in_the_storage_path(tmp_path, monkeypatch, stand_in_trainer):
     """The trainer's ``RunConfig.storage_path``: ``<workdir>/ray_results`` by default, else the config's (no Ray is
     started: the trainer is a stand-in)."""
-    from fusionlab.config import parse_config
     from fusionlab.data.synthetic import write_synthetic
     from fusionlab.train import driver
+    from fusionlab.train.prepare import parse_config
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     data = tmp_path / "synthetic"

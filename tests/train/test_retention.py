@@ -7,11 +7,11 @@ import subprocess
 import pytest
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionlab.train.context import LocalContext
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.selection import UNRANKED
 
 

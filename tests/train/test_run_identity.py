@@ -8,12 +8,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
-from fusionlab.config import ConfigError, parse_config
+from fusionlab.config import ConfigError
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.tracking import default_tracking_uri
 from fusionlab.tracking.registry import promote
 from fusionlab.tracking.tags import PromotionTags
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 
 
 def config(data, **sections):
@@ -102,7 +103,7 @@ def test_resuming_with_the_same_config_changes_nothing(trained):
 
 
 def test_a_run_recorded_before_model_params_is_compared_under_the_current_keys():
-    from fusionlab.train.identity import config_changes
+    from fusionlab.config.identity import config_changes
 
     before = {"model.cen.threshold": 0.02, "model.cen.lambda": None, "model.modality": "rgb", "train.epochs": 2}
     after = {"model.params.threshold": 0.05, "model.params.lambda": None, "model.params.modality": "rgb",

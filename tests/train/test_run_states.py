@@ -7,12 +7,12 @@ from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
 import fusionlab.train.segmentation_task as segmentation
-from fusionlab.config import parse_config
 from fusionlab.errors import TrainingDiverged
 from fusionlab.tracking import default_tracking_uri
 from fusionlab.tracking.lifecycle import ERROR_ARTIFACT, ERROR_TAG, FINAL_TAG
 from fusionlab.tracking.registry import promote
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 
 
 def config(data, **train):

@@ -11,11 +11,11 @@ from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
 from fusionlab.cli import main
-from fusionlab.config import parse_config
 from fusionlab.credentials import redact_text, redact_uri, reveal_uri
 from fusionlab.errors import FusionlabError
 from fusionlab.tracking.runs import artifact_location
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 
 SECRET = "hunter2-Xq9"
 

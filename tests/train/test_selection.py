@@ -8,12 +8,12 @@ import torch
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train import segmentation_task
 from fusionlab.train.checkpoint import load_checkpoint, save_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.selection import UNRANKED, Selection, cpu_copy
 
 # --- the rule ---

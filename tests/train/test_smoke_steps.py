@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
-from fusionlab.recipes import recipe_label
+from fusionlab.config.recipes import recipe_label
 from fusionlab.train.context import LocalContext, capped
+from fusionlab.train.prepare import parse_config
 
 
 def test_a_capped_feed_is_closed_when_the_cap_ends_it():

@@ -6,13 +6,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.data.synthetic_translation import write_synthetic_translation
 from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.tracking.runs import RunTracker
 from fusionlab.train import loop
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import SegmentationTask
 from fusionlab.train.translation_task import TranslationTask
 

@@ -7,7 +7,6 @@ import torch
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.data import Manifest
 from fusionlab.models import list_models
 from fusionlab.models.exchange import ExchangeBottleneck
@@ -16,6 +15,7 @@ from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model
 from tiny_backbones import tiny_backbone
 

@@ -12,12 +12,12 @@ import torch
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.data import Manifest
+from fusionlab.inference.servable import servable
 from fusionlab.tracking import default_tracking_uri, load_model
-from fusionlab.tracking.runs import servable
 from fusionlab.train.driver import run_ray
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model
 
 pytestmark = pytest.mark.slow

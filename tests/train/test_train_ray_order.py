@@ -5,9 +5,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.tracking import default_tracking_uri
 from fusionlab.train.driver import run_local, run_ray
+from fusionlab.train.prepare import parse_config
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusionlab.config import parse_config
+from fusionlab.config import validate_config
 from fusionlab.data.manifest import Manifest, ModalitySpec
 from fusionlab.train.optim import build_optimizer
 from fusionlab.train.translation import train_epoch
@@ -30,7 +30,7 @@ GAMA, LAMDA = 100.0, 1e-3  # main.py's --gama and --lamda defaults
 
 
 def reference_config(**gan):
-    return parse_config({
+    return validate_config({
         "recipe": "reference",
         "data": {"path": "unused", "modalities": ["reshading", "edge_texture"], "min_short_side": None},
         "model": {"name": "cen", "backbone": "unet_mini",
@@ -38,7 +38,7 @@ def reference_config(**gan):
         "train": {"optimizer": "adam", "lr_encoder": 2e-4, "lr_decoder": 2e-4, "betas": [0.5, 0.999],
                   "weight_decay": 0.0, "channels_last": False, "fused": False,
                   "gan": {"l1_weight": GAMA, "lr_discriminator": 2e-4, **gan}},
-    }, require_data=False)
+    })
 
 
 MANIFEST = Manifest(name="tiny", task="translation", target="rgb",

@@ -7,13 +7,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fusionlab.config import parse_config
 from fusionlab.data import Manifest
 from fusionlab.data.synthetic_translation import write_synthetic_translation
 from fusionlab.data.torch_dataset import ShardDataset
 from fusionlab.fid import resolve_extractor
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.translation import evaluate_translation, resized, scoring_mode
 from fusionlab.train.translation_task import build_pair
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from fusionlab.cli import main
-from fusionlab.config import ConfigError, parse_config
+from fusionlab.config import ConfigError
 from fusionlab.data import Manifest
 from fusionlab.data.reader import DatasetReader
 from fusionlab.data.synthetic_translation import write_synthetic_translation
@@ -23,6 +23,7 @@ from fusionlab.tracking import default_tracking_uri, load_model
 from fusionlab.train.checkpoint import load_checkpoint
 from fusionlab.train.driver import run_local
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.prepare import parse_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

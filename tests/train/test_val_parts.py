@@ -12,13 +12,14 @@ import pytest
 import torch
 from train_configs import config_tree
 
-from fusionlab.config import ConfigError, parse_config
+from fusionlab.config import ConfigError
 from fusionlab.data import DatasetWriter, LabelSpec, Manifest, Sample, depth_mm_spec, rgb_spec
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.data.torch_dataset import ShardDataset
-from fusionlab.tracking.runs import servable
+from fusionlab.inference.servable import servable
 from fusionlab.train.context import LocalContext
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model, validate
 from fusionlab.train.val_parts import ValBatches, size_batches, val_batch_size, val_part
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from train_configs import config_tree
 
-from fusionlab.config import parse_config
 from fusionlab.data import Manifest
 from fusionlab.data.torch_dataset import ShardDataset
-from fusionlab.tracking.runs import servable
+from fusionlab.inference.servable import servable
 from fusionlab.train.evaluate import evaluate
+from fusionlab.train.prepare import parse_config
 from fusionlab.train.segmentation_task import build_model, validate
 
 

@@ -12,8 +12,8 @@ from .arguments import csv_list, scale_list
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from fusionlab.config import load_config
     from fusionlab.train.driver import run_local, run_ray
+    from fusionlab.train.prepare import load_config
 
     overrides = args.set + ([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])
     config = load_config(args.config, overrides)

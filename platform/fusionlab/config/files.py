@@ -1,5 +1,6 @@
-"""Configs from YAML files and trees: read, overridden with ``--set``, their paths made absolute (``paths.py``),
-validated, then prepared (``prepare.py``)."""
+"""Configs from YAML files and trees: read, overridden with ``--set``, their paths made absolute (``paths.py``) and
+validated. No dataset is read here: ``train/prepare.py`` synthesises it where asked and checks the config against
+it, before a run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import yaml
 from pydantic import ValidationError
 
 from .paths import absolute_paths
-from .prepare import prepare
 from .schema import Config
 from .tree import ConfigError, apply_overrides, describe_validation_error
 
@@ -24,14 +24,6 @@ def validate_config(tree: dict[str, Any], origin: str = "config") -> Config:
         return Config.model_validate(tree)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, origin)) from None
-
-
-def parse_config(tree: dict[str, Any], origin: str = "config", require_data: bool = True) -> Config:
-    """Validate a config tree; with ``require_data`` (default) it is also prepared (``prepare.prepare``: the local
-    dataset synthesised if asked, then checked against ``data.modalities``); ``False`` for dry runs of grids whose
-    data lives elsewhere."""
-    config = validate_config(tree, origin)
-    return prepare(config, origin) if require_data else config
 
 
 _SECTIONS = "a mapping with sections data, model, train, resources, tracking"
@@ -58,7 +50,9 @@ def read_yaml_file(path: str | os.PathLike, kind: str = "config") -> Any:
         raise ConfigError(f"{path}: invalid YAML ({error})") from None
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+def read_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """The config file at ``path`` with ``--set`` ``overrides``, its relative paths made absolute against the file's
+    directory, validated (``train.prepare.load_config`` also prepares it against its dataset)."""
     path = Path(path)
     tree = read_yaml_file(path, "config")
     if tree is None:
@@ -67,7 +61,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         raise ConfigError(f"{path}: expected {_SECTIONS}; the file's top level is a {_yaml_type(tree)}")
     tree = apply_overrides(tree, overrides or [])
     tree = absolute_paths(tree, path.parent)
-    return parse_config(tree, origin=str(path))
+    return validate_config(tree, origin=str(path))
 
 
 

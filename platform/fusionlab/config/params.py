@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
-from .sections import Bool, Float, Int, Section
+from .types import Bool, Float, Int, Section
 
 _STRICT = {int: Int, float: Float, bool: Bool}
 # Where each removed model key went, for the one-line refusal.
@@ -75,9 +75,15 @@ def params_section(params: type) -> type[BaseModel]:
 def params_class_for(name: str, backbone: str) -> type:
     """Model ``name``'s params class for the task of ``backbone`` (``ValueError`` where it is no model of it)."""
     from fusionlab.models.registry import params_class
-    from fusionlab.recipes import task_of
 
     return params_class(name, task_of(backbone))
+
+
+def task_of(backbone: Any) -> str:
+    """Translation runs are the ones on a translation backbone (the U-Nets); the config validates the pairing."""
+    from fusionlab.models import TRANSLATION_BACKBONES
+
+    return "translation" if backbone in TRANSLATION_BACKBONES else "segmentation"
 
 
 def validate_params(name: str, backbone: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .prepare import is_remote
 from .tree import ConfigError, get_dotted, set_dotted
 
 # Every config key that names a local path (a URI with "://" is left as it is), and what belongs there.
@@ -27,6 +26,12 @@ PATH_KEYS = {
                         "--weight-keys` lists its keys)",
     "train.fid.weights": "pytorch-fid's InceptionV3 weights file, pt_inception-2015-12-05-6726825d.pth",
 }
+
+
+def is_remote(path: str) -> bool:
+    """A URI (``s3://bucket/...``): no local file to check, nothing to make absolute."""
+    return "://" in path
+
 
 # Absolute path -> (the path as written, the places it was looked for): the config keeps only the absolute path the
 # workers need, an error about it shows what the user wrote. Filled where this process read the config.

@@ -20,7 +20,7 @@ from .tree import flatten, set_dotted, validation_error_lines
 
 
 class Config(Section):
-    recipe: Literal["reference", "fusionlab"] = "fusionlab"  # fills every unset switch of fusionlab.recipes
+    recipe: Literal["reference", "fusionlab"] = "fusionlab"  # fills every unset switch of config/recipes.py
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -31,22 +31,27 @@ class Config(Section):
     @model_validator(mode="before")
     @classmethod
     def _recipe_defaults(cls, tree: Any) -> Any:
-        from fusionlab.recipes import apply_recipe
+        from .recipes import apply_recipe
 
         return apply_recipe(tree) if isinstance(tree, dict) else tree
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        from fusionlab.recipes import task_of
+        from .params import task_of
 
         modalities = self.data.modalities
         if modalities is not None:
             if len(set(modalities)) != len(modalities) or not modalities:
                 raise ValueError(f"data.modalities must be distinct names, got {modalities}")
             count = len(modalities)
-            fusing = self.model.name.split("_")[0] in ("cen", "asymfusion", "concat", "average", "attention")
-            if fusing and count < 2:
-                raise ValueError(f"model {self.model.name} needs at least 2 modalities, data.modalities is "
+            from fusionlab.models.registry import min_modalities
+
+            try:  # what the model's registry entry declares (models/zoo.py, models/translation_zoo.py)
+                needed = min_modalities(self.model.name, task_of(self.model.backbone))
+            except ValueError:  # no model of the backbone's task: prepare's check_task names the pairing
+                needed = 1
+            if count < needed:
+                raise ValueError(f"model {self.model.name} needs at least {needed} modalities, data.modalities is "
                                  f"{modalities}")
             try:
                 if self.model.has_params_class:

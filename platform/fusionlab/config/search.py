@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from fusionlab.names import name_problem
 
-from .sections import Float, Int, Section
+from .types import Float, Int, Section
 
 
 class ParameterSpace(Section):

@@ -1,40 +1,19 @@
-"""The config's sections (``data``, ``model``, ``train``, ``resources``, ``tracking``) and its strict field types."""
+"""The config's sections (``data``, ``model``, ``train``, ``resources``, ``tracking``); their strict field types are
+``types.py``'s."""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from fusionlab.names import display_name_problem
 
-
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("expected a number, not a boolean")
-    return value
-
-
-Int = Annotated[int, Strict()]
-Bool = Annotated[bool, Strict()]
-# Not strict: PyYAML reads 1e-3 (no dot) as a string, which pydantic parses; a boolean is refused.
-Float = Annotated[float, BeforeValidator(_not_bool)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+from .params import MOVED_KEYS, param_fields, validate_params
+from .params import model_params as params_instance
+from .types import Bool, Float, Int, Section
 
 
 class SynthesizeConfig(Section):
@@ -113,8 +92,6 @@ class ModelConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _moved_keys(cls, tree: Any) -> Any:
-        from .params import MOVED_KEYS
-
         moved = [key for key in MOVED_KEYS if isinstance(tree, dict) and key in tree]
         if moved:
             raise ValidationError.from_exception_data("ModelConfig", [
@@ -168,8 +145,6 @@ class ModelConfig(Section):
     @field_validator("params")
     @classmethod
     def _model_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from .params import param_fields, validate_params
-
         if "name" not in info.data or "backbone" not in info.data:
             return value  # the name or backbone is refused already
         if param_fields(info.data["name"], info.data["backbone"]) is None:
@@ -178,16 +153,12 @@ class ModelConfig(Section):
 
     @property
     def has_params_class(self) -> bool:
-        """Whether the model is registered for its backbone's task (else ``prepare.check_task`` refuses it)."""
-        from .params import param_fields
-
+        """Whether the model is registered for its backbone's task (else ``train.prepare.check_task`` refuses it)."""
         return param_fields(self.name, self.backbone) is not None
 
     def model_params(self):
         """The params instance (``fusionlab.models.params``) of this model for its task."""
-        from .params import model_params
-
-        return model_params(self.name, self.backbone, self.params)
+        return params_instance(self.name, self.backbone, self.params)
 
     def build_kwargs(self, num_modalities: int) -> dict[str, Any]:
         """``models.build``'s keyword arguments: ``width`` and the registered constructor's own parameters (CEN's

@@ -7,12 +7,13 @@ import os
 from typing import Any
 
 from mlflow.entities import Param
+from torch import nn
 
 from fusionlab.data import Manifest
 from fusionlab.models import FusionModel
 
 from . import store
-from .runs import MODEL_NAME, RunTracker, ensure_experiment, run_tags, servable
+from .runs import MODEL_NAME, RunTracker, ensure_experiment, run_tags
 from .tags import (
     IMPORT_SHA256_TAG,
     IMPORT_SOURCE_TAG,
@@ -26,10 +27,11 @@ from .tags import (
 
 
 def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionModel, manifest: Manifest, *,
-                       params: dict[str, Any], source: str, sha256: str, recipe: str, selection: str,
-                       metrics: dict[str, float] | None = None, dataset_known: bool = True,
-                       upsample: str = "bilinear", artifact_root: str | os.PathLike | None = None) -> str:
-    """Create a finished run holding ``model`` (logged for ``manifest``'s inputs and classes) and return its id.
+                       predictor: nn.Module, params: dict[str, Any], source: str, sha256: str, recipe: str,
+                       selection: str, metrics: dict[str, float] | None = None, dataset_known: bool = True,
+                       artifact_root: str | os.PathLike | None = None) -> str:
+    """Create a finished run holding ``model`` as ``predictor`` serves it (``inference.servable`` for ``manifest``'s
+    inputs and classes) and return its id.
 
     ``dataset_known=False``: ``manifest`` only describes the inputs (no dataset was given), so the run records no
     dataset version and is never compared with runs on a real one. ``artifact_root``: where a new experiment keeps
@@ -50,7 +52,7 @@ def log_imported_model(uri: str, experiment: str, run_name: str, model: FusionMo
     try:
         if metrics:
             tracker.log_metrics(metrics, step=0)
-        tracker.log_model(servable(model, manifest, upsample))
+        tracker.log_model(predictor)
     except BaseException:
         tracker.close("FAILED")
         raise

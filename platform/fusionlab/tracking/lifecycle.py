@@ -51,7 +51,7 @@ def effective_params(run: Run) -> dict[str, str]:
 
 
 def record_changes(client: MlflowClient, run: Run, changes: Iterable[Any], epoch: int | None) -> None:
-    """Tag each safe change (``train.identity.Change``) on the run, and fold it into its param overrides."""
+    """Tag each safe change (``config.identity.Change``) on the run, and fold it into its param overrides."""
     changes = list(changes)
     if not changes:
         return
@@ -65,11 +65,15 @@ def record_changes(client: MlflowClient, run: Run, changes: Iterable[Any], epoch
     client.log_batch(run.info.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
 
 
-def mark_ended(client: MlflowClient, run_id: str, error: BaseException) -> str:
+def mark_ended(client: MlflowClient, run_id: str, error: BaseException, cause: BaseException | None = None,
+               trace: str | None = None) -> str:
     """End the run FAILED (any error) or KILLED (an interrupt), with the error as a tag and its traceback as
-    ``error.txt``; returns the status."""
+    ``error.txt``; returns the status. ``cause`` and ``trace``: the exception behind ``error`` and its traceback, where
+    the caller unwrapped a Ray failure (``train.failures.cause_and_traceback``); by default ``error`` and its own."""
     status = "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED"
-    cause, trace = _cause_and_traceback(error)
+    cause = error if cause is None else cause
+    if trace is None:
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     message = str(cause).strip() or "interrupted"
     client.set_tag(run_id, ERROR_TAG, _fit(f"{type(cause).__name__}: {message}"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,27 +87,17 @@ def mark_ended(client: MlflowClient, run_id: str, error: BaseException) -> str:
     return status
 
 
-def _cause_and_traceback(error: BaseException) -> tuple[BaseException, str]:
-    """The exception behind ``error`` and its traceback: a Ray Train failure carries each worker's exception
-    (``worker_failures``, wrapped with the worker's traceback as text)."""
-    from fusionlab.train.failures import worker_cause
-
-    failures = list((getattr(error, "worker_failures", None) or {}).values())
-    cause = worker_cause(failures[0] if failures else error)
-    if cause is not error:
-        return cause, str(error)
-    return error, "".join(traceback.format_exception(type(error), error, error.__traceback__))
-
-
-def mark_launch_ended(uri: str, experiment: str, key: str, launch: str, error: BaseException) -> str | None:
+def mark_launch_ended(uri: str, experiment: str, key: str, launch: str, error: BaseException,
+                      cause: BaseException | None = None, trace: str | None = None) -> str | None:
     """After a launch failed: end its run if this launch opened it and it is still RUNNING (a worker that died, or
-    an error the loop did not get to record). A run this launch never opened is left as it is."""
+    an error the loop did not get to record). A run this launch never opened is left as it is. ``cause``, ``trace``:
+    as ``mark_ended``'s."""
     client = store.client(uri)
     found = client.get_experiment_by_name(experiment)
     run = find_run(client, found.experiment_id, key) if found else None
     if run is None or run.info.status != "RUNNING" or run.data.tags.get(LAUNCH_TAG) != launch:
         return None
-    return mark_ended(client, run.info.run_id, error)
+    return mark_ended(client, run.info.run_id, error, cause, trace)
 
 
 def _fit(value: str) -> str:
@@ -112,9 +106,9 @@ def _fit(value: str) -> str:
 
 def check_resume(uri: str, config, manifest_digest: str | None, record: bool = True) -> None:
     """Before a launch: if the config's run already exists in MLflow, refuse settings that differ from the ones it
-    was trained with (``train.identity``) and record the safe changes on it (unless ``record`` is false: a
+    was trained with (``config.identity``) and record the safe changes on it (unless ``record`` is false: a
     finished grid cell that is checked, not run again, is left exactly as it is)."""
-    from fusionlab.train.identity import config_changes, dataset_change, refuse_unsafe
+    from fusionlab.config.identity import config_changes, dataset_change, refuse_unsafe
 
     client = store.client(uri)
     experiment = client.get_experiment_by_name(config.tracking.experiment)

@@ -2,7 +2,7 @@
 (read back by ``registry_history.py``).
 
 MLflow aliases keep no history, so every promotion registers a new version and records on it, as tags under
-``fusionlab.promotion.``, what it replaced and why (DESIGN.md section 5). Stages are never used.
+``fusionlab.promotion.``, what it replaced and why (docs/results.md). Stages are never used.
 """
 
 from __future__ import annotations

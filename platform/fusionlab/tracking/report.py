@@ -16,7 +16,8 @@ then moved into place, and logged under ``report/`` to the experiment's sweep or
 (unless ``overwrite``).
 
 This module writes those files and is where callers import the report from; reading the runs into rows is
-``report_rows.py``'s job, the table's text (Markdown, caption, CSV frame) ``report_table.py``'s.
+``report_rows.py``'s job (the rows themselves are ``report_scores.py``'s), the table's text (Markdown, caption, CSV
+frame) ``report_table.py``'s.
 """
 
 from __future__ import annotations
@@ -27,18 +28,8 @@ from fusionlab.staging import Staging, existing_entries
 
 from . import plots, store
 from .filters import tag_equals
-from .report_rows import (
-    CEN_PARAMETERS,
-    SEGMENTATION,
-    TASKS,
-    TRANSLATION,
-    Report,
-    ReportError,
-    Row,
-    TaskMetrics,
-    collect,
-    search_all_runs,
-)
+from .report_rows import CEN_PARAMETERS, Report, ReportError, collect, search_all_runs
+from .report_scores import SEGMENTATION, TASKS, TRANSLATION, Row, TaskMetrics
 from .report_table import caption, comparability_note, frame, markdown, table_columns, table_rows
 from .runs import load_model
 from .tags import KIND_TAG

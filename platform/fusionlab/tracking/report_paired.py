@@ -15,12 +15,10 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from scipy.stats import t as student_t
 
-if TYPE_CHECKING:
-    from .report_rows import Row
+from .report_scores import Row
 
 EXCHANGING_MODELS = ("cen", "cen_penalised_exchange", "cen_random_exchange")
 WITHOUT_EXCHANGE = "cen_no_exchange"

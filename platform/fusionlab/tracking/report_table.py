@@ -12,7 +12,8 @@ from fusionlab.fid.inception import INCEPTION_NAME
 from fusionlab.fid.local import LOCAL_NAME
 from fusionlab.models.multiscale import SINGLE_SCALE_LABEL
 
-from .report_rows import CEN_PARAMETERS, TRANSLATION, Report, Row, short_manifest
+from .report_rows import CEN_PARAMETERS, Report, short_manifest
+from .report_scores import TRANSLATION, Row
 from .tags import FID_FEATURES_TAG
 
 # The caption's words for each train.selection (the tag fusionlab.selection).

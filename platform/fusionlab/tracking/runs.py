@@ -5,7 +5,6 @@ The only module (with its package) that imports mlflow.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import tempfile
@@ -19,12 +18,12 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from fusionlab.config import Config
+from fusionlab.config.identity import as_param
+from fusionlab.config.recipes import recipe_label
 from fusionlab.data import Manifest
 from fusionlab.models import FusionModel
 from fusionlab.models.flops import model_sample_flops
 from fusionlab.models.predictor import SegmentationPredictor, TranslationPredictor
-from fusionlab.recipes import recipe_label
-from fusionlab.train.identity import as_param
 
 from . import lifecycle, model_flavor, store
 from .tags import (
@@ -48,7 +47,7 @@ from .tags import (
 )
 
 __all__ = ["KIND_TAG", "PRETRAINED_RELEASE_TAG", "PRETRAINED_SHA256_TAG", "RECIPE_TAG", "SELECTION_TAG", "RunTracker",
-           "default_tracking_uri", "ensure_experiment", "load_model", "run_tags", "servable"]
+           "default_tracking_uri", "ensure_experiment", "load_model", "run_tags"]
 MODEL_NAME = "model"
 # The MLflow UI opens an experiment of this kind on its runs table (not the GenAI traces overview).
 EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
@@ -182,7 +181,7 @@ class RunTracker:
                 self.client.log_artifact(self.run_id, str(figure), artifact_path=str(Path(artifact_file).parent))
 
     def log_model(self, predictor: nn.Module) -> None:
-        """The run's model, as ``predictor`` serves it (``servable`` / ``translation_servable``): weights plus the
+        """The run's model, as ``predictor`` serves it (``inference.servable``): weights plus the
         spec that rebuilds it (tracking/model_flavor.py)."""
         model_flavor.log_model(self.client.tracking_uri, self.run_id, MODEL_NAME, predictor.cpu().eval())
 
@@ -192,25 +191,6 @@ class RunTracker:
 
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
-
-
-def servable(model: FusionModel, manifest: Manifest, upsample: str = "bilinear") -> SegmentationPredictor:
-    """The model as it is logged: with the inputs' encodings and normalisation, the class names and how its logits
-    are upsampled to the input's size (``model.eval_upsample``)."""
-    label = manifest.label
-    return SegmentationPredictor(model, input_specs(model, manifest), label.classes if label else None,
-                                 label.ignore_index if label else 255, upsample)
-
-
-def translation_servable(model: FusionModel, manifest: Manifest) -> TranslationPredictor:
-    """The generator as it is logged: with the inputs' encodings and normalisation, returning the ensemble's images
-    of the target modality in [0, 1]."""
-    return TranslationPredictor(model, input_specs(model, manifest), manifest.target)
-
-
-def input_specs(model: FusionModel, manifest: Manifest) -> dict[str, dict[str, Any]]:
-    return {name: dataclasses.asdict(manifest.modalities[name]) for name in model.modalities
-            if name in manifest.modalities}
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> SegmentationPredictor | TranslationPredictor:

@@ -46,5 +46,5 @@ def check_shared_store(uri: str) -> None:
     if len(hosts) > 1:
         raise FusionlabError(
             f"the tracking store {uri} is an SQLite file, and this Ray cluster spans {len(hosts)} machines whose "
-            f"training workers all log to it: run an MLflow server on a database (cluster/README.md) and pass its "
+            f"training workers all log to it: run an MLflow server on a database (docs/clusters.md) and pass its "
             f"URI (--tracking-uri or MLFLOW_TRACKING_URI)")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from fusionlab.config import Config, check_batch_fits
+from fusionlab.config import Config
 from fusionlab.data.device_rows import DeviceRows, compact_loader
 from fusionlab.data.node_cache import default_cache_dir
 from fusionlab.data.torch_dataset import EpochOrder, ShardDataset, loader_options, loader_workers
@@ -26,6 +26,7 @@ from fusionlab.data.transforms import Augment
 from fusionlab.staging import staging_path, sweep
 
 from .checkpoint import CHECKPOINT_SCORE, checkpoint_name, load_checkpoint
+from .prepare import check_batch_fits
 from .progress import format_progress
 from .val_parts import ValBatches
 

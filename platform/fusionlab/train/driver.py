@@ -104,7 +104,7 @@ def ray_run_storage(config: Config, workdir: Path) -> tuple[str, str]:
 
 def check_resume(uri: str, config: Config, record: bool = True) -> None:
     """A run started again under its name resumes it: only with the settings it was trained with, or safe changes
-    (train/identity.py), checked against its MLflow run here and against its checkpoint in the loop."""
+    (config/identity.py), checked against its MLflow run here and against its checkpoint in the loop."""
     from fusionlab.tracking.lifecycle import check_resume as check_tracked_run
 
     digest = None if "://" in config.data.path else Manifest.load(config.data.path).digest
@@ -117,15 +117,16 @@ def ends_honestly(payload: dict[str, Any], config: Config):
     see ``lifecycle.mark_launch_ended``); a worker's error that is the user's to fix is raised as itself."""
     from fusionlab.tracking.lifecycle import mark_launch_ended
 
-    from .failures import deterministic_cause, torn_down_by_tune
+    from .failures import cause_and_traceback, deterministic_cause, torn_down_by_tune
 
     try:
         yield
     except BaseException as error:
         if torn_down_by_tune(error):
             raise
+        unwrapped, trace = cause_and_traceback(error)  # the worker's own error, not Ray's wrapper of it
         mark_launch_ended(payload["tracking_uri"], config.tracking.experiment, config.run_name(), payload["launch"],
-                          error)
+                          error, cause=unwrapped, trace=trace)
         cause = deterministic_cause(error)
         if cause is not None and cause is not error:
             raise cause from None
@@ -167,7 +168,7 @@ def ensure_ray(config: Config, address: str | None) -> None:
         ray.init(address=address)
         return
     # Logical CPUs for the workers plus one for Ray Data's read/decode tasks, which otherwise wait for a free CPU
-    # while the workers hold them all (DESIGN.md section 5).
+    # while the workers hold them all (docs/architecture.md).
     needed = math.ceil(config.resources.num_workers * config.resources.cpus_per_worker) + 1
     from .local_ray import init_local_ray
 
@@ -196,8 +197,7 @@ def run_ray(config: Config, workdir: str | os.PathLike, address: str | None = No
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from fusionlab.config import check_batch_fits
-
+    from .prepare import check_batch_fits
     from .progress import progress_callback
 
     check_batch_fits(config, config.resources.num_workers)  # each worker drops its last incomplete batch

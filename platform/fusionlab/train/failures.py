@@ -10,6 +10,7 @@ out-of-memory) is left to Ray's default policy.
 from __future__ import annotations
 
 import logging
+import traceback
 
 from fusionlab.config import ConfigError
 from fusionlab.data import DatasetError
@@ -29,6 +30,17 @@ def worker_cause(error: BaseException) -> BaseException:
             return error
         error = inner
     return error
+
+
+def cause_and_traceback(error: BaseException) -> tuple[BaseException, str]:
+    """The exception behind ``error`` and its traceback, as the run's error tag and ``error.txt`` record them
+    (``tracking.lifecycle.mark_ended``): a Ray Train failure carries each worker's exception (``worker_failures``,
+    wrapped with the worker's traceback as text)."""
+    failures = list((getattr(error, "worker_failures", None) or {}).values())
+    cause = worker_cause(failures[0] if failures else error)
+    if cause is not error:
+        return cause, str(error)
+    return error, "".join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
 def deterministic_cause(error: BaseException) -> BaseException | None:

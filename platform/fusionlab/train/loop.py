@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from fusionlab.config import Config
+from fusionlab.config.identity import checkpoint_changes, refuse_unsafe
 from fusionlab.data import Manifest
 
 from .checkpoint import save_checkpoint
 from .context import WorkerContext
 from .device import configure_backends, maybe_compile
-from .identity import checkpoint_changes, refuse_unsafe
 from .selection import Selection, evaluation_prefix, selection_tags
 from .steps import model_statistics, unwrap
 from .task import task_for

@@ -1,4 +1,4 @@
-"""The training objective of DESIGN.md: cross-entropy on every branch and on the ensemble, plus the model's own
+"""The training objective (docs/training.md): cross-entropy on every branch and on the ensemble, plus the model's own
 regularisation (CEN's lambda * sum |gamma| over the penalised portion), added once."""
 
 from __future__ import annotations

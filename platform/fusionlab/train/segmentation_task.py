@@ -97,7 +97,7 @@ def split_scores(core: FusionModel, config: Config, manifest: Manifest, device: 
                  prefix: str, multi_scale: bool = False) -> dict[str, float]:
     """The ensemble on ``split`` at full resolution, as ``fusionlab evaluate`` scores it (``multi_scale``: over
     ``model.eval_scales`` and, with ``model.eval_flip``, their mirror images): ``<prefix>/<metric>``."""
-    from fusionlab.tracking.runs import servable
+    from fusionlab.inference.servable import servable
 
     from .evaluate import evaluate
 
@@ -192,6 +192,6 @@ class SegmentationTask:
         return figures
 
     def predictor(self, core: FusionModel) -> nn.Module:
-        from fusionlab.tracking.runs import servable
+        from fusionlab.inference.servable import servable
 
         return servable(core, self.manifest, self.config.model.eval_upsample)

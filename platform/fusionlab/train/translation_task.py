@@ -173,6 +173,6 @@ class TranslationTask:
         }
 
     def predictor(self, core: FusionModel) -> nn.Module:
-        from fusionlab.tracking.runs import translation_servable
+        from fusionlab.inference.servable import translation_servable
 
         return translation_servable(core, self.manifest)

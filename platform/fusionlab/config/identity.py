@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from fusionlab.config import PATH_KEYS, ConfigError, flatten
-from fusionlab.config.params import with_current_keys
+from .params import with_current_keys
+from .paths import PATH_KEYS
+from .tree import ConfigError, flatten
 
 # Keys (or prefixes ending in ".") whose change leaves the trained model's definition alone: how long and how often,
 # where it runs and is tracked, and speed switches that do not change the maths. data.path may move: the dataset's

@@ -4,17 +4,21 @@ A config's top-level ``recipe`` (``reference`` or ``fusionlab``) fills in every 
 set itself; a switch set explicitly always wins. ``recipe_label`` says afterwards which recipe a run really followed
 (``custom`` with the keys that differ when switches were mixed), and is logged and shown in reports.
 
-Each switch is a dotted config key; README's "Where fusionlab differs" lists them with what they change.
+Each switch is a dotted config key; docs/training.md, "Where fusionlab differs", lists them with what they change.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .params import param_fields, task_of, with_current_keys
+from .sections import ModelConfig
+from .tree import get_dotted, set_dotted
+
 RECIPE_NAMES = ("reference", "fusionlab")
 REQUIRED_SECTIONS = ("data",)
 
-# The references' values (yikaiw/CEN, yikaiw/AsymFusion; ../shared/PAPERS.md) and fusionlab's, per switch.
+# The references' values (the code of github.com/yikaiw/CEN, github.com/yikaiw/AsymFusion) and fusionlab's, per switch.
 SWITCHES: dict[str, dict[str, Any]] = {
     # Light-Weight RefineNet's residual conv unit: the references' in-place ReLU makes the residual relu(x).
     "model.params.rcu_residual": {"reference": "post_activation", "fusionlab": "pre_activation"},
@@ -69,17 +73,8 @@ def switch_value(key: str, recipe: str, task: str) -> Any:
     return SWITCHES[key][recipe]
 
 
-def task_of(backbone: Any) -> str:
-    """Translation runs are the ones on a translation backbone (the U-Nets); the config validates the pairing."""
-    from fusionlab.models import TRANSLATION_BACKBONES
-
-    return "translation" if backbone in TRANSLATION_BACKBONES else "segmentation"
-
-
 def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
     """``tree`` with every switch it leaves unset filled in from its ``recipe`` (default ``fusionlab``)."""
-    from .config import get_dotted, set_dotted
-
     recipe = tree.get("recipe", "fusionlab")
     if recipe not in RECIPE_NAMES:
         return tree  # the schema rejects it with the expected names
@@ -98,9 +93,6 @@ def apply_recipe(tree: dict[str, Any]) -> dict[str, Any]:
 
 def _model_param_keys(tree: dict[str, Any]) -> set[str]:
     """The ``model.params`` keys the tree's model takes; none where the tree is not one the schema accepts."""
-    from .config.params import param_fields
-    from .config.sections import ModelConfig
-
     model = tree.get("model", {})
     if not isinstance(model, dict) or not isinstance(model.get("params", {}), dict):
         return set()
@@ -115,8 +107,6 @@ def recipe_label(flat: dict[str, Any]) -> str:
     naming the switches that differ from the declared recipe. ``flat``: a config's dotted parameters."""
     declared = flat.get("recipe", "fusionlab")
     task = task_of(flat.get("model.backbone"))
-    from .config.params import with_current_keys
-
     flat = with_current_keys(flat)  # runs logged before model.params: model.cen.penalty, model.rcu_residual
     differing = [f"{key}={flat.get(key)}" for key in SWITCHES
                  if key in flat and flat[key] != switch_value(key, declared, task)]

@@ -1,16 +1,37 @@
-"""The driver's one resolution step between a validated config and a run: the synthetic dataset written where the
-config asks for one, then the config checked against the dataset's manifest (task, modalities) and its default
-modalities made explicit (they are then recorded). The schema itself (``schema.py``) reads no files."""
+"""The one resolution step between a validated config and a run, taken before training by ``fusionlab train``, each
+grid cell and each sweep trial: the synthetic dataset written where the config asks for one, then the config checked
+against the dataset's manifest (task, modalities) and its default modalities made explicit (they are then recorded).
+``fusionlab.config`` itself is pure: it reads the config's file, never the dataset."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from .schema import Config
-from .sections import DataConfig
-from .tree import ConfigError, describe_validation_error, set_dotted
+from fusionlab.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    describe_validation_error,
+    read_config,
+    set_dotted,
+    validate_config,
+)
+from fusionlab.config.paths import is_remote
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """The config file at ``path`` (with ``--set`` ``overrides``), validated (``config.read_config``) and prepared
+    here."""
+    return prepare(read_config(path, overrides), origin=str(path))
+
+
+def parse_config(tree: dict[str, Any], origin: str = "config") -> Config:
+    """A config tree validated (``config.validate_config``) and prepared here."""
+    return prepare(validate_config(tree, origin), origin)
 
 
 def prepare(config: Config, origin: str = "config") -> Config:
@@ -20,10 +41,6 @@ def prepare(config: Config, origin: str = "config") -> Config:
         return config
     synthesize(config.data)
     return resolve_modalities(config, origin)
-
-
-def is_remote(path: str) -> bool:
-    return "://" in path
 
 
 def synthesize(data: DataConfig) -> None:
@@ -90,7 +107,7 @@ def check_batch_fits(config: Config, workers: int) -> None:
     elsewhere); for a sweep, the largest batch its search may sample is checked too."""
     from fusionlab.data import DatasetError, Manifest
 
-    if "://" in config.data.path:
+    if is_remote(config.data.path):
         return
     try:
         rows = Manifest.load(config.data.path).rows(config.data.train_split)
