@@ -1,12 +1,17 @@
 import contextlib
 import os
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FUSIONLAB_SHARED", REPO_ROOT.parent / "shared"))
+GOLDEN = REPO_ROOT / "tests" / "data" / "golden"  # the reference implementations' vectors, with their provenance
+# The suite reads nothing beside the clone: an open of a file in this directory (where the project's notes once lived
+# and a development checkout may still have them) fails the session (the audit hook below).
+OUTSIDE = REPO_ROOT.parent / "shared"
 # The production topology's fixtures (PostgreSQL, S3, an MLflow server on both): tests/production.py
 pytest_plugins = ["production"]
 
@@ -21,14 +26,87 @@ def pytest_configure(config):
         threads = max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    _install_outside_audit()
+
+
+# --- The suite is self-contained: every open of a file in OUTSIDE is recorded, and fails the session at its end. ---
+# An audit hook sees every open() of this process (io.open, open_code for imports, numpy and torch file reads);
+# processes the tests start (the CLI, Ray's workers) are not watched. Under pytest-xdist each worker records its own
+# and hands them to the controller, which fails the run.
+
+_OUTSIDE_PREFIXES = tuple({str(OUTSIDE) + os.sep, os.path.realpath(OUTSIDE) + os.sep})
+_RESOLVE_UNDER = str(REPO_ROOT) + os.sep  # a link inside the clone may point out: those paths are resolved
+_SKIP_RESOLVE = str(REPO_ROOT / ".venv") + os.sep  # ... except the venv's thousands of imports
+_outside_opens: list[str] = []
+_audit = threading.local()
+_audit_installed = False
+_WORKER_KEY = "fusionlab_outside_opens"
+
+
+def outside_open(event: str, args: tuple) -> None:
+    """The audit hook: records ``open`` events whose path resolves inside OUTSIDE."""
+    if event != "open" or getattr(_audit, "busy", False):
+        return
+    path = args[0]
+    if path is None or isinstance(path, int):  # an open file descriptor: its path was audited when it was opened
+        return
+    _audit.busy = True  # resolving a path must not audit itself
+    try:
+        full = os.path.abspath(os.fsdecode(path))
+        if full.startswith(_RESOLVE_UNDER) and not full.startswith(_SKIP_RESOLVE):
+            full = os.path.realpath(full)
+        if (full + os.sep).startswith(_OUTSIDE_PREFIXES):
+            _outside_opens.append(full)
+    except Exception:  # noqa: BLE001 - an exception here would fail the open itself
+        pass
+    finally:
+        _audit.busy = False
+
+
+def _install_outside_audit() -> None:
+    global _audit_installed
+    if not _audit_installed:  # an audit hook cannot be removed: one per process
+        sys.addaudithook(outside_open)
+        _audit_installed = True
+
+
+@pytest.fixture
+def outside_opens() -> list[str]:
+    """The opens inside OUTSIDE this process has recorded so far (a test that makes one on purpose removes it)."""
+    return _outside_opens
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: collect what a worker recorded."""
+    _outside_opens.extend(getattr(node, "workeroutput", {}).get(_WORKER_KEY, []))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller decides
+        workeroutput[_WORKER_KEY] = list(_outside_opens)
+        return
+    if not _outside_opens:
+        return
+    lines = [f"the tests opened {len(_outside_opens)} file(s) outside the repository, in {OUTSIDE}:"]
+    lines += [f"  {path}" for path in dict.fromkeys(_outside_opens)]
+    lines.append("the suite must need nothing beside the clone: copy what it reads into tests/data/")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    path = SHARED / "golden"
-    if not path.is_dir():
-        pytest.fail(f"golden vectors not found at {path}: clone with ../shared beside the repo or set FUSIONLAB_SHARED")
-    return path
+    """The golden vectors of the reference implementations (tests/data/golden/README.md: provenance and rule)."""
+    return GOLDEN
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

@@ -1,4 +1,4 @@
-"""The golden whole-network files' weights (../shared/golden/README.md): every tensor of the reference state dict,
+"""The golden whole-network files' weights (tests/data/golden/README.md): every tensor of the reference state dict,
 in the reference's naming, rebuilt from its name by the README's rule."""
 
 from __future__ import annotations
