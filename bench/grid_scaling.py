@@ -171,6 +171,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     from rich.console import Console
     from rich.table import Table
 
+    from fusionlab.train.local_ray import RAY_PROCESS_ENV
+
+    for name, value in RAY_PROCESS_ENV.items():  # as ~/fusionlab.env sets it on a cluster's nodes
+        os.environ.setdefault(name, value)
+
     from fusionlab.data.synthetic import write_synthetic
 
     console = Console()

@@ -22,6 +22,10 @@ def loopback_cluster(workers: tuple[str, ...] = ("node_a", "node_b"), head_cpus:
     import ray
     from ray.cluster_utils import Cluster
 
+    from fusionlab.train.local_ray import RAY_PROCESS_ENV
+
+    for name, value in RAY_PROCESS_ENV.items():  # as ~/fusionlab.env sets it on a cluster's nodes (cluster/*.yaml)
+        os.environ.setdefault(name, value)
     temp_dir = tempfile.mkdtemp(prefix="rc-", dir="/tmp")  # Ray's socket paths have a length limit
     # Cluster writes its address to $RAY_TMPDIR/ray/ray_current_cluster (default /tmp/ray, every local Ray's): this
     # cluster's own, under its temp dir.

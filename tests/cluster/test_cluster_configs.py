@@ -28,6 +28,8 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from fusionlab.train.local_ray import RAY_PROCESS_ENV
+
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 CLOUD = ["aws-gpu.yaml", "gcp-gpu.yaml"]
 LAUNCHER = [*CLOUD, "onprem.yaml"]
@@ -209,6 +211,8 @@ def test_setup_installs_pinned_torch_then_fusionlab_and_starts_mlflow_on_loopbac
     env = setup[0]
     for variable in ("FUSIONLAB_STORAGE", "FUSIONLAB_MLFLOW_DB", "FUSIONLAB_WORKDIR"):
         assert re.search(rf"export (\S+ )*{variable}=", env), variable
+    for variable, value in RAY_PROCESS_ENV.items():  # what a local Ray's processes get, every node's get too
+        assert re.search(rf"export (\S+ )*{variable}={re.escape(value)}'", env), variable
     if name in CLOUD:  # models and plots to the bucket the MLflow server serves them from
         assert 'FUSIONLAB_ARTIFACT_ROOT="$FUSIONLAB_STORAGE/mlflow-artifacts"' in env
     # experiments/submit.py reads these two: every process logs to the database, the workdir is on shared storage.
@@ -290,6 +294,8 @@ def test_kuberay_raycluster_structure():
         assert int(group["rayStartParams"]["num-cpus"]) <= int(limits["cpu"])
         env = {e["name"] for e in ray_container["env"]}
         assert {"FUSIONLAB_WORKDIR", "FUSIONLAB_STORAGE", "MLFLOW_TRACKING_URI"} <= env
+        values = {e["name"]: e.get("value") for e in ray_container["env"]}
+        assert {name: values.get(name) for name in RAY_PROCESS_ENV} == RAY_PROCESS_ENV
     assert kuberay_custom_resources(head["rayStartParams"])[DRIVER_RESOURCE] > 0
     for group in workers:
         assert set(group) <= WORKER_FIELDS, set(group) - WORKER_FIELDS

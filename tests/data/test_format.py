@@ -170,3 +170,22 @@ def test_label_is_required_for_segmentation(tmp_path):
     sample = make_samples(1)[0]
     with pytest.raises(DatasetError, match="missing label"):
         write(tmp_path / "ds", [Sample(sample.sample_id, "train", sample.modalities, None)])
+
+
+def test_row_groups_hold_at_most_row_group_bytes_of_rows(tmp_path, monkeypatch):
+    """A reader decodes a row group whole: large images get fewer rows per group (never none), small ones
+    ROW_GROUP_ROWS."""
+    from fusionlab.data import writer as writer_module
+
+    samples = make_samples(12, size=(32, 32))  # 32 x 32 x (3 + 2 + 1) bytes a row, raw
+    row_bytes = 32 * 32 * 6
+    monkeypatch.setattr(writer_module, "ROW_GROUP_BYTES", 3 * row_bytes + 100)
+    out = write(tmp_path / "big", samples, make_manifest("raw"))
+    groups = [meta.num_rows for shard in sorted(out.glob("*.parquet"))
+              for meta in (pq.ParquetFile(shard).metadata.row_group(i)
+                           for i in range(pq.ParquetFile(shard).num_row_groups))]
+    assert sum(groups) == 12 and max(groups) <= 3 and min(groups) >= 1, groups
+    monkeypatch.setattr(writer_module, "ROW_GROUP_BYTES", row_bytes // 2)
+    one_row = write(tmp_path / "huge", samples, make_manifest("raw"))
+    assert {pq.ParquetFile(shard).metadata.row_group(0).num_rows for shard in one_row.glob("*.parquet")} == {1}
+    assert writer_module.row_group_rows(100, 100) == writer_module.ROW_GROUP_ROWS

@@ -33,6 +33,7 @@ from .manifest import DatasetError
 from .reader import DatasetReader
 
 SUFFIX = ".arrow"
+WRITE_BATCH_ROWS = 4  # rows per record batch of a copy
 KEEP_DAYS = 7  # a copy no process has used (``shared_split``) for this long is removed when another copy is written
 STAGED_DAYS = 1  # a staged file this old is a killed writer's (a writer rewrites its file as it goes)
 DAY_S = 24 * 3600
@@ -132,16 +133,17 @@ def _unused_for(path: Path, now: float) -> float:
 
 
 def _write_rows(shards: Sequence[Path], out) -> None:
-    """The shards' rows, in order, as one IPC file: a row group at a time (the writer holds no more of the split)."""
+    """The shards' rows, in order, as one IPC file, a few rows at a time: the writing process holds one row group
+    decoded (``writer.ROW_GROUP_BYTES`` of rows; Arrow decodes a row group whole) and gives the memory back when done
+    (Arrow's allocator would keep it for reuse)."""
     writer = None
     try:
         for shard in shards:
             try:
                 parquet = pq.ParquetFile(shard, memory_map=True)
-                for group in range(parquet.num_row_groups):
-                    table = parquet.read_row_group(group)
-                    writer = writer or pa.ipc.new_file(out, table.schema)
-                    writer.write_table(table)
+                for batch in parquet.iter_batches(batch_size=WRITE_BATCH_ROWS, use_threads=False):
+                    writer = writer or pa.ipc.new_file(out, batch.schema)
+                    writer.write_batch(batch)
             except (pa.ArrowInvalid, OSError) as error:
                 raise DatasetError(f"shard {shard}: unreadable Parquet ({error})") from None
         if writer is None and shards:  # no rows: the file still holds the columns
@@ -149,6 +151,7 @@ def _write_rows(shards: Sequence[Path], out) -> None:
     finally:
         if writer is not None:
             writer.close()
+        pa.default_memory_pool().release_unused()
 
 
 def mapped_table(path: str | os.PathLike) -> pa.Table:

@@ -73,7 +73,7 @@ class DatasetReader:
         shard catch a lie, and a shard from another dataset, without decoding the dataset. The label's values are
         checked where labels are decoded (``verify(labels=True)``, ``decode_row``), not here.
 
-        Cost: those rows lie in the shard's first row group (``ROW_GROUP_ROWS`` rows), which Parquet decompresses
+        Cost: those rows lie in the shard's first row group (``writer.row_group_rows``), which Parquet decompresses
         whole (the writer's image columns come out dictionary-encoded: one page per column chunk), so about one row
         group per shard, ~4x the sha256 time per byte read. Measured (warm page cache, this 2-core machine, min of
         5 ``timeit`` runs of ``DatasetReader(path).verify_rows(shards)``): the default synthetic dataset (64/16/16

@@ -28,7 +28,17 @@ from .sample import Sample
 
 DEFAULT_MAX_SHARD_BYTES = 256 * 2**20
 ROW_GROUP_ROWS = 32
+# A row group is what a reader decodes at once (Arrow takes ~4x its bytes while decoding a binary column): at most
+# this many bytes of encoded rows, at least one row.
+ROW_GROUP_BYTES = 32 * 2**20
 _SPLIT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def row_group_rows(rows: int, nbytes: int) -> int:
+    """Rows per row group for ``rows`` rows of ``nbytes``: ``ROW_GROUP_ROWS``, fewer where that would pass
+    ``ROW_GROUP_BYTES`` (two Cityscapes rows of 12 MiB), never none."""
+    per_row = max(1, nbytes // max(1, rows))
+    return max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
 
 
 def sha256_of(path: Path) -> str:
@@ -146,7 +156,8 @@ class DatasetWriter:
         for modality, spec in self.manifest.modalities.items():
             if spec.encoding == "png":
                 compression[modality] = "none"  # already compressed
-        pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, compression=compression)
+        pq.write_table(table, path, row_group_size=row_group_rows(table.num_rows, table.nbytes),
+                       compression=compression)
         shards.append(ShardInfo(file=name, rows=len(rows), bytes=path.stat().st_size, sha256=sha256_of(path)))
 
     def close(self) -> Manifest:
