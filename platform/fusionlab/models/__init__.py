@@ -1,6 +1,7 @@
 """Multimodal fusion models. Imports torch only: no Ray, no MLflow."""
 
 from . import backbones as _backbones  # noqa: F401  (registers every backbone family and backbone)
+from . import gemini_fusion as _gemini_fusion  # noqa: F401  (registers geminifusion)
 from . import translation_zoo as _translation_zoo  # noqa: F401  (registers the translation models)
 from . import zoo as _zoo  # noqa: F401  (registers the segmentation models)
 from .backbone_registry import (

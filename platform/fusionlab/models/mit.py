@@ -5,7 +5,7 @@ modalities run as one batch ``[M*B, ...]`` (``models/modal.py``).
 Four stages, each an overlapping patch embedding (a strided convolution, then a LayerNorm) and transformer blocks of
 spatial-reduction attention (keys and values from a ``sr``-strided convolution of the tokens) and a Mix-FFN (a 3×3
 depth-wise convolution between the two linears); a stage's tokens are normalised and returned as a feature map at
-strides 4, 8, 16 and 32. Sizes as SegFormer's ``mit_b0`` … ``mit_b3`` (the TokenFusion reference's
+strides 4, 8, 16 and 32. Sizes as SegFormer's ``mit_b0`` … ``mit_b5`` (the TokenFusion reference's
 ``models/mix_transformer.py``), and ``mit_mini`` for CPU tests (named in ``models/backbones/mit.py``).
 """
 

@@ -209,3 +209,15 @@ class TokenFusionParams(ModelParams):
 
     def constructor_kwargs(self, num_modalities: int) -> dict[str, Any]:
         return {"l1_lambda": self.lambda_, "threshold": self.threshold, "ensemble": self.ensemble}
+
+
+@dataclass(frozen=True)
+class GeminiFusionParams(ModelParams):
+    """GeminiFusion on a Mix Transformer (JiaDingCN/GeminiFusion ``main.py``: ``--n_heads 8`` heads in each pixel's
+    cross-modal attention; ``--dpr`` the stochastic depth, 0.4 by default and 0.35 in the README's MiT-B5 commands:
+    ``drop_path`` None is that, per backbone). ``ensemble``: TokenFusion's alpha ensemble (the reference's
+    ``WeTr`` leaves alpha out of its optimiser: ``fixed``, the branches' mean)."""
+
+    heads: int = field(default=8, metadata={"ge": 1})
+    drop_path: float | None = field(default=None, metadata={"ge": 0, "le": 1})
+    ensemble: Ensemble = "learned"

@@ -1,5 +1,6 @@
 """Mix Transformers (``models/mit.py``) under SegFormer's all-MLP decoder (``models/segformer.py``), as TokenFusion's
-NYUDv2 rows; ImageNet weights are SegFormer's ``mit_bX.pth`` (``models/pretrained_mit.py``)."""
+NYUDv2 rows (``mit_b0`` ... ``mit_b3``) and GeminiFusion's (``mit_b3``, ``mit_b5``); ImageNet weights are SegFormer's
+``mit_bX.pth`` (``models/pretrained_mit.py``), the same layout for every size."""
 
 from __future__ import annotations
 
@@ -49,6 +50,16 @@ def mit_b2() -> MiTSpec:
 @register_backbone(family=MIT)
 def mit_b3() -> MiTSpec:
     return MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (3, 4, 18, 3))
+
+
+@register_backbone(family=MIT)
+def mit_b4() -> MiTSpec:
+    return MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (3, 8, 27, 3))
+
+
+@register_backbone(family=MIT)
+def mit_b5() -> MiTSpec:
+    return MiTSpec((64, 128, 320, 512), (1, 2, 5, 8), (3, 6, 40, 3))
 
 
 @register_backbone(family=MIT, tiny=True)
