@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from mlflow.tracking import MlflowClient
 
+from fusionlab.cli import main
 from fusionlab.tracking import default_tracking_uri
 
 BASE = {
@@ -22,6 +24,15 @@ UNIMODAL_RGB = {"model.name": "unimodal", "model.params.modality": "rgb", "data.
 # raises TrainingDiverged, an error that would only recur (not retried: train/failures.py).
 DIVERGES = {"model.name": "unimodal", "model.params.modality": "depth", "data.modalities": ["depth"],
             "train.optimizer": "sgd", "train.lr_encoder": 1e30, "train.lr_decoder": 1e30}
+
+
+def fusionlab(capsys, *argv) -> tuple[int, str]:
+    """``fusionlab ARGV`` in this process: its exit code and its output as one line of words."""
+    capsys.readouterr()
+    rc = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    text = re.sub("[\u2500-\u257f]", " ", captured.out + captured.err)  # the table's box drawing
+    return rc, " ".join(text.split())  # rich wraps long lines
 
 
 def write_grid(path: Path, name: str, data: Path, cells: list[tuple[str, dict[str, Any]]],

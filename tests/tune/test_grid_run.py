@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fusionlab.cli import main
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.tracking import default_tracking_uri
 from process_group import kill_group
 from ray_head import ray_cli, ray_head, refuses_a_wrong_token, wait_for_jobs_api
-from tiny_grids import DIVERGES, UNIMODAL_RGB, grid_runs, logged_epochs, write_grid
+from tiny_grids import DIVERGES, UNIMODAL_RGB, fusionlab, grid_runs, logged_epochs, write_grid
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +35,6 @@ def env(monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setenv("COLUMNS", "200")
-
-
-def fusionlab(capsys, *argv) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    text = re.sub("[\u2500-\u257f]", " ", captured.out + captured.err)  # the table's box drawing
-    return rc, " ".join(text.split())  # rich wraps long lines
 
 
 def snapshot(client: MlflowClient, run) -> dict:

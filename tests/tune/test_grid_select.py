@@ -10,12 +10,11 @@ import re
 import pytest
 from rich.console import Console
 
-from fusionlab.cli import main
 from fusionlab.config import ConfigError
 from fusionlab.data.synthetic import write_synthetic
 from fusionlab.tune import grid_runner
 from fusionlab.tune.grid import GridError, load_grid, print_dry_run, select
-from tiny_grids import UNIMODAL_RGB, grid_runs, write_grid
+from tiny_grids import UNIMODAL_RGB, fusionlab, grid_runs, write_grid
 
 CELLS = [("CEN, mini", {"model.name": "cen"}), ("RGB only", UNIMODAL_RGB)]  # slugs: cen-mini, rgb-only
 
@@ -109,14 +108,6 @@ def test_a_launch_of_part_of_the_grid_prepares_checks_and_trains_only_that_part(
 def env(monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("COLUMNS", "200")
-
-
-def fusionlab(capsys, *argv) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    text = re.sub("[\u2500-\u257f]", " ", captured.out + captured.err)  # the table's box drawing
-    return rc, " ".join(text.split())  # rich wraps long lines
 
 
 def test_part_of_a_grid_in_process_then_the_whole_grid_trains_only_what_is_left(tmp_path, env, capsys):
