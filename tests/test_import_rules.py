@@ -49,18 +49,21 @@ def module_name(path: Path) -> str:
 def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
     """Every module an ``import`` or ``from ... import`` anywhere in ``source`` names, relative ones resolved
     against ``module`` (a package's ``__init__`` resolves against itself)."""
-    package = module.split(".") if is_package else module.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                found.add(".".join([*base, *([node.module] if node.module else [])]))
-            else:
-                found.add(node.module)
+            found.add(from_module(node, module, is_package))
     return found
+
+
+def from_module(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The module a ``from ... import`` names, a relative one resolved against ``module``."""
+    if not node.level:
+        return node.module
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    return ".".join([*package[: len(package) - node.level + 1], *([node.module] if node.module else [])])
 
 
 def package_imports() -> dict[str, set[str]]:
@@ -88,15 +91,12 @@ def module_targets(source: str, module: str, is_package: bool, modules: set[str]
     """The fusionlab modules an import anywhere in ``source`` loads for its names: ``from package import submodule``
     is the submodule, ``from package import name`` the package's ``__init__``; relative ones resolved as
     ``imported_modules`` does."""
-    package = module.split(".") if is_package else module.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join([*package[: len(package) - node.level + 1], *([node.module] if node.module else [])])
+            base = from_module(node, module, is_package) or ""
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
     return {name for name in found if name in modules}
